@@ -1,0 +1,79 @@
+# connkit - build, test, demo and bench.
+#   make                 build connkit/core.so for $(LUA) (default lua5.4)
+#   make test            install missing packages, build, start peers, run the specs
+#   make test-asan       the same, under AddressSanitizer + UBSan
+#   make demo            run examples/demo.lua end to end on loopback
+#   make bench           connkit against its baselines, side by side
+# LUA may be lua5.4, lua5.3, lua5.1 or luajit.
+
+LUA     ?= lua5.4
+VARIANT ?=
+BUILD   := build/$(LUA)$(VARIANT)
+
+LUA_PC_lua5.4  := lua5.4
+LUA_PC_lua5.3  := lua5.3
+LUA_PC_lua5.1  := lua5.1
+LUA_PC_luajit  := luajit
+LUA_PC := $(LUA_PC_$(LUA))
+ifeq ($(LUA_PC),)
+$(error LUA must be one of lua5.4 lua5.3 lua5.1 luajit, not '$(LUA)')
+endif
+
+CC      ?= cc
+WARN    := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
+           -Wwrite-strings -Wpointer-arith -Wcast-qual -Wformat=2 -Werror=implicit-function-declaration
+OPT     ?= -O2 -g
+SAN     :=
+ifeq ($(VARIANT),-asan)
+SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT     := -O1 -g
+endif
+PKGS    := libcurl openssl libssh2
+CFLAGS_ALL  = $(OPT) $(WARN) $(SAN) -std=c99 -D_GNU_SOURCE -fPIC -fvisibility=hidden \
+              $(shell pkg-config --cflags $(LUA_PC) $(PKGS) 2>/dev/null) $(CFLAGS)
+LDFLAGS_ALL = -shared $(SAN) $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread $(LDFLAGS)
+
+SRCS    := $(wildcard csrc/*.c)
+OBJS    := $(patsubst csrc/%.c,$(BUILD)/%.o,$(SRCS))
+HDRS    := $(wildcard csrc/*.h)
+SO      := $(BUILD)/connkit/core.so
+
+.PHONY: all deps test test-asan demo bench clean format
+all: connkit/core.so
+
+connkit/core.so: $(SO)
+	@mkdir -p connkit
+	cp $(SO) $@
+
+$(SO): $(OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $(OBJS) $(LDFLAGS_ALL)
+
+$(BUILD)/%.o: csrc/%.c $(HDRS) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+deps:
+	@LUA=$(LUA) sh tools/deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory $(SO)
+	@LUA=$(LUA) BUILD=$(BUILD) sh tools/run-specs.sh
+
+test-asan: deps
+	@$(MAKE) --no-print-directory VARIANT=-asan build/$(LUA)-asan/connkit/core.so
+	@LUA=$(LUA) BUILD=build/$(LUA)-asan SANITIZE=1 sh tools/run-specs.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory $(SO)
+	@LUA=$(LUA) BUILD=$(BUILD) sh tools/run-lua.sh examples/demo.lua
+
+bench: deps
+	@$(MAKE) --no-print-directory $(SO)
+	@LUA=$(LUA) BUILD=$(BUILD) sh bench/run.sh
+
+format:
+	clang-format -i csrc/*.c csrc/*.h bench/*.c
+
+clean:
+	rm -rf build connkit

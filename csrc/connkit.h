@@ -1,0 +1,40 @@
+/*
+ * connkit.h - the one internal header: what the C parts share.
+ * Only luaopen_connkit_core is exported; everything here is hidden.
+ */
+#ifndef CONNKIT_H
+#define CONNKIT_H
+
+#include <stddef.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "compat.h"
+
+#if defined(__GNUC__)
+#define CK_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define CK_HIDDEN
+#endif
+
+/* Each part adds its functions to the module table on top of the stack and
+ * registers its metatables. */
+CK_HIDDEN void template_open(lua_State *L);
+CK_HIDDEN void http_open(lua_State *L);
+CK_HIDDEN void crypto_open(lua_State *L);
+CK_HIDDEN void sftp_open(lua_State *L);
+CK_HIDDEN void lock_open(lua_State *L);
+
+/* Pushes nil, code, message and returns 3: the run-time failure convention of
+ * the C functions. The Lua side turns (code, message) into an error table. */
+CK_HIDDEN int ck_fail(lua_State *L, const char *code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Overwrites a buffer that held a secret before it is freed. */
+CK_HIDDEN void ck_cleanse(void *p, size_t n);
+
+#endif /* CONNKIT_H */

@@ -1,0 +1,63 @@
+/*
+ * core.c - luaopen_connkit_core: the module table, one-time library init.
+ *
+ * curl_global_init and libssh2_init are not thread-safe and must run once per
+ * process, so they sit behind pthread_once; everything else is per lua_State.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include <curl/curl.h>
+#include <libssh2.h>
+#include <openssl/crypto.h>
+
+#include "connkit.h"
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static int init_status; /* written once under init_once, then only read */
+
+static void global_init(void) {
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    init_status = 1;
+    return;
+  }
+  if (libssh2_init(0) != 0) init_status = 2;
+}
+
+int ck_fail(lua_State *L, const char *code, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  lua_pushnil(L);
+  lua_pushstring(L, code);
+  lua_pushstring(L, msg);
+  return 3;
+}
+
+void ck_cleanse(void *p, size_t n) {
+  if (p != NULL && n > 0) OPENSSL_cleanse(p, n);
+}
+
+int luaopen_connkit_core(lua_State *L);
+
+int luaopen_connkit_core(lua_State *L) {
+  pthread_once(&init_once, global_init);
+  if (init_status == 1) return luaL_error(L, "connkit: curl_global_init failed");
+  if (init_status == 2) return luaL_error(L, "connkit: libssh2_init failed");
+
+  lua_newtable(L);
+  template_open(L);
+  http_open(L);
+  crypto_open(L);
+  sftp_open(L);
+  lock_open(L);
+
+  lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->version);
+  lua_setfield(L, -2, "curl_version");
+  lua_pushstring(L, LIBSSH2_VERSION);
+  lua_setfield(L, -2, "libssh2_version");
+  return 1;
+}

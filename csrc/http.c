@@ -1,0 +1,4 @@
+/* http.c - placeholder until this part is written. */
+#include "connkit.h"
+
+void http_open(lua_State *L) { (void)L; }
