@@ -41,7 +41,7 @@ void ck_cleanse(void *p, size_t n) {
   if (p != NULL && n > 0) OPENSSL_cleanse(p, n);
 }
 
-int luaopen_connkit_core(lua_State *L);
+__attribute__((visibility("default"))) int luaopen_connkit_core(lua_State *L);
 
 int luaopen_connkit_core(lua_State *L) {
   pthread_once(&init_once, global_init);
