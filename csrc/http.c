@@ -17,7 +17,7 @@
  *   transfer:cancel()
  *   core.set_response_metatable(mt)      metatable given to every response
  *
- * spec: { url = s, method = s, headers = { "Name: value", ... }, body = s,
+ * spec: { url = s, method = s, header_lines = { "Name: value", ... }, body = s,
  *         timeout = seconds, connect_timeout = seconds, ca_file = path }
  * response: { status = n, headers = { lower-case name = value }, body = s,
  *             redirect_url = s|nil }
@@ -288,10 +288,16 @@ static int transfer_gc(lua_State *L) {
   return 0;
 }
 
+/* Spec fields are read raw: a request object's metamethods are for users. */
+static void raw_field(lua_State *L, int spec, const char *k) {
+  lua_pushstring(L, k);
+  lua_rawget(L, spec);
+}
+
 static const char *opt_string(lua_State *L, int spec, const char *k,
                               size_t *len) {
   const char *s;
-  lua_getfield(L, spec, k);
+  raw_field(L, spec, k);
   s = lua_isnil(L, -1) ? NULL : lua_tolstring(L, -1, len);
   lua_pop(L, 1); /* the spec table still holds the string */
   return s;
@@ -299,7 +305,7 @@ static const char *opt_string(lua_State *L, int spec, const char *k,
 
 static long opt_ms(lua_State *L, int spec, const char *k) {
   long ms = 0;
-  lua_getfield(L, spec, k);
+  raw_field(L, spec, k);
   if (lua_type(L, -1) == LUA_TNUMBER) ms = (long)(lua_tonumber(L, -1) * 1000.0);
   lua_pop(L, 1);
   return ms;
@@ -328,7 +334,7 @@ static const char *transfer_setup(lua_State *L, int spec, transfer *t) {
   if (url == NULL) return "spec.url is missing";
   if (method == NULL) method = "GET";
 
-  lua_getfield(L, spec, "headers");
+  raw_field(L, spec, "header_lines");
   if (lua_istable(L, -1)) {
     n = (int)lua_rawlen(L, -1);
     for (i = 1; i <= n; i++) {
@@ -406,7 +412,7 @@ static int engine_start_at(lua_State *L, int ei, engine *e, int spec) {
   lua_setiuservalue(L, -2, UV_ENGINE);
   t->state = T_CANCELLED; /* not running yet: safe for __gc */
 
-  lua_getfield(L, spec, "max_body");
+  raw_field(L, spec, "max_body");
   maxb = lua_isnumber(L, -1) ? lua_tointeger(L, -1) : 0;
   lua_pop(L, 1);
   t->max_body = maxb > 0 ? (size_t)maxb : MAX_BODY_DEFAULT;

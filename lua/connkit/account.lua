@@ -1,0 +1,285 @@
+--- Connected accounts: an integration filled with parameters and
+-- credentials. The account renders what never changes (base URL, request
+-- parameters, the auth header or query pair) once, and again only when its
+-- token changes, so a request costs little more than the transfer itself.
+-- @module connkit.account
+local core = require "connkit.core"
+local check = require "connkit.check"
+local errors = require "connkit.errors"
+
+local M = {}
+
+local Account = {}
+Account.__index = Account
+Account.__name = "connkit.account"
+M.Account = Account
+
+local OPT_FIELDS = {
+  id = true, parameters = true, credentials = true, store = true, on_token = true,
+  tls = true, timeout = true,
+}
+
+-- credential fields per auth type: name -> required?
+local CREDENTIALS = {
+  none = {},
+  api_token = { token = true },
+  basic = { username = true, password = true },
+  oauth2 = { client_id = false, client_secret = false },
+}
+
+-- credential fields that are secrets
+local SECRET_CREDENTIALS = {
+  token = true, password = true, client_secret = true, passphrase = true,
+  private_key_data = true, refresh_token = true, access_token = true,
+}
+
+local function check_parameters(self, ctx, given)
+  local integ = self.integration
+  local values = {}
+  if given ~= nil then
+    check.table(ctx, "parameters", given)
+    for k, v in pairs(given) do
+      if not integ.parameters[k] then
+        ctx.fail("parameters." .. tostring(k), "is not a parameter of this integration")
+      end
+      if type(v) ~= "string" and type(v) ~= "number" then
+        ctx.fail("parameters." .. k, "must be a string or a number")
+      end
+      values[k] = v
+    end
+  end
+  local missing = {}
+  for name, p in pairs(integ.parameters) do
+    if values[name] == nil then
+      if p.default ~= nil then values[name] = p.default
+      elseif p.required then missing[#missing + 1] = name end
+    end
+  end
+  if #missing > 0 then
+    table.sort(missing)
+    ctx.fail(nil, "missing required parameters: " .. table.concat(missing, ", "))
+  end
+  return values
+end
+
+local function check_credentials(self, ctx, creds)
+  local auth = self.integration.auth
+  creds = creds or {}
+  check.table(ctx, "credentials", creds)
+  local spec
+  if auth == "sftp" then
+    return require("connkit.sftp").check_credentials(creds, ctx.fail) or creds
+  elseif auth == "custom_token" then
+    spec = {}
+    for n in pairs(self.integration.custom_token.credential_names) do spec[n] = true end
+  else
+    spec = CREDENTIALS[auth]
+  end
+  local out, missing = {}, {}
+  for k, v in pairs(creds) do
+    if spec[k] == nil then
+      ctx.fail("credentials." .. tostring(k), ('is not used by auth = "%s"'):format(auth))
+    end
+    if type(v) ~= "string" and type(v) ~= "number" then
+      ctx.fail("credentials." .. k, "must be a string")
+    end
+    out[k] = tostring(v)
+  end
+  for k, required in pairs(spec) do
+    if required and out[k] == nil then missing[#missing + 1] = k end
+  end
+  if #missing > 0 then
+    table.sort(missing)
+    ctx.fail(nil, "missing credentials: " .. table.concat(missing, ", "))
+  end
+  return out
+end
+
+--- Adds a secret (and its URL-encoded forms) to the strings every message
+-- and tostring of this account is scrubbed of.
+function Account:_add_secret(s)
+  if type(s) ~= "string" or #s < 4 then return end
+  local list = self._secrets
+  list[#list + 1] = s
+  local q = core.escape(s, "query")
+  if q ~= s then list[#list + 1] = q end
+  local f = core.escape(s, "form")
+  if f ~= s and f ~= q then list[#list + 1] = f end
+end
+
+--- A message with this account's secrets replaced by "***".
+function Account:_redact(msg)
+  return errors.redact(msg, self._secrets)
+end
+
+-- template cache for account:fill (definition strings are few and long-lived)
+local fill_cache = setmetatable({}, { __mode = "k" })
+
+--- Renders a template (a string or a compiled template) with this account's
+-- parameters and credentials. ctx: "raw" | "path" | "query" | "form" |
+-- "header" | "url". Returns the string, or nil and an error (code "template").
+function Account:fill(tpl, ctx, vars)
+  if type(tpl) == "string" then
+    ctx = ctx or "raw"
+    local bykind = fill_cache[self]
+    if not bykind then bykind = {}; fill_cache[self] = bykind end
+    local key = ctx .. "\0" .. tpl
+    local c = bykind[key]
+    if not c then
+      local err
+      c, err = core.template(tpl, ctx)
+      if not c then return nil, errors.new("template", "template does not parse: " .. err) end
+      bykind[key] = c
+    end
+    tpl = c
+  end
+  local s, why, name, where = tpl:render(vars or self._values, self._values)
+  if s then return s end
+  if why == "missing" then
+    return nil, errors.new("template", ("no value for {%s}"):format(name))
+  end
+  return nil, errors.new("template", ("the value of {%s} cannot be used in a %s"):format(name,
+    where == "header" and "header (it holds CR, LF or NUL)" or (where or "template")))
+end
+
+-- Renders a definition template at account creation; raises naming the field.
+local function fill_or_fail(self, ctx, field, tpl)
+  local s, err = self:fill(tpl)
+  if not s then ctx.fail(field, err.message) end
+  return s
+end
+
+--- Renders what does not change between requests: base URL, request
+-- parameter header lines and query string.
+local function render_static(self, ctx)
+  local integ = self.integration
+  if integ.base_url then self._base = fill_or_fail(self, ctx, "base_url", integ.base_url) end
+  local lines, q = {}, {}
+  for _, h in ipairs(integ.request_parameters.headers) do
+    lines[#lines + 1] = h.name .. ": " .. fill_or_fail(self, ctx, "request_parameters.headers." .. h.name, h.template)
+  end
+  for _, p in ipairs(integ.request_parameters.query) do
+    q[#q + 1] = core.escape(p.name, "query") .. "="
+      .. core.escape(fill_or_fail(self, ctx, "request_parameters.query." .. p.name, p.template), "query")
+  end
+  self._static_lines = lines
+  self._static_query = table.concat(q, "&")
+end
+
+--- Sets the token that goes out with every request and re-renders the auth
+-- header or query pair. Returns true, or nil and an error.
+function Account:_set_token(token)
+  local at = self.integration.auth_token
+  self._auth_line, self._auth_query = nil, nil
+  self._values.token = token
+  if token ~= nil then
+    self:_add_secret(token)
+    local v, err = self:fill(at.template, nil, { token = token })
+    if not v then
+      self._values.token = nil
+      self:_rebuild_lines()
+      return nil, err
+    end
+    self:_add_secret(v)
+    if at.type == "header" then
+      self._auth_line = at.name .. ": " .. v
+    else
+      self._auth_query = core.escape(at.name, "query") .. "=" .. core.escape(v, "query")
+    end
+  end
+  self:_rebuild_lines()
+  return true
+end
+
+--- The header lines and query string sent with every request.
+function Account:_rebuild_lines()
+  local lines = {}
+  if self._auth_line then lines[1] = self._auth_line end
+  for _, l in ipairs(self._static_lines) do lines[#lines + 1] = l end
+  self._lines = lines
+  local q = self._static_query
+  if self._auth_query then q = (q ~= "" and (q .. "&") or "") .. self._auth_query end
+  self._query = q
+end
+
+--- Creates an account (see API.md section 2). Raises, naming the field, for
+-- unknown options, missing parameters or credentials.
+function M.new(integ, opts)
+  if getmetatable(integ) ~= require("connkit.integration").Integration then
+    error("account: call it as integration:account{...}", 3)
+  end
+  if type(opts) ~= "table" then error("integration '" .. integ.key .. "': account options must be a table", 3) end
+  local id = opts.id == nil and integ.key or opts.id
+  local ctx = check.context(("account '%s' of integration '%s'"):format(tostring(id), integ.key))
+  check.string(ctx, "id", id)
+  check.known_fields(ctx, opts, nil, OPT_FIELDS)
+  local self = setmetatable({ id = id, integration = integ, _secrets = {} }, Account)
+  self._values = check_parameters(self, ctx, opts.parameters)
+  self.credentials = check_credentials(self, ctx, opts.credentials)
+  for name in pairs(integ.secret_parameters) do self:_add_secret(self._values[name]) end
+  for k, v in pairs(self.credentials) do
+    if SECRET_CREDENTIALS[k] then self:_add_secret(v) end
+    if k == "username" or k == "password" then self._values[k] = v end
+  end
+  if opts.on_token ~= nil and type(opts.on_token) ~= "function" then ctx.fail("on_token", "must be a function") end
+  self.on_token = opts.on_token
+  self.store = opts.store
+  if self.store ~= nil then
+    if type(self.store) ~= "table" then ctx.fail("store", "must be a store table") end
+    for _, f in ipairs({ "get", "put", "lock" }) do
+      if type(self.store[f]) ~= "function" then ctx.fail("store", "has no " .. f .. "() function") end
+    end
+  end
+  local tls = require("connkit.integration").check_tls(ctx, opts.tls, "tls")
+  self._ca_file = tls.ca_file or integ.tls.ca_file
+  self._timeout = check.number(ctx, "timeout", opts.timeout, { default = integ.timeout, min = 0.001 })
+  self._connect_timeout = integ.connect_timeout
+  render_static(self, ctx)
+
+  local auth = integ.auth
+  if auth == "api_token" then
+    if not core.header_safe(self.credentials.token) then ctx.fail("credentials.token", "holds CR, LF or NUL") end
+    local ok, err = self:_set_token(self.credentials.token)
+    if not ok then ctx.fail("credentials.token", err.message) end
+  elseif auth == "basic" then
+    local user, pass = self.credentials.username, self.credentials.password
+    if user:find(":", 1, true) then ctx.fail("credentials.username", "must not contain ':' (RFC 7617)") end
+    local value = "Basic " .. core.b64encode(user .. ":" .. pass)
+    self:_add_secret(value:sub(7))
+    self._auth_line = "Authorization: " .. value
+    self:_rebuild_lines()
+  else
+    self:_rebuild_lines()
+  end
+  return self
+end
+
+function Account:__tostring()
+  return ("connkit.account %q (integration %s, auth %s)"):format(tostring(self.id),
+    self.integration.key, self.integration.auth)
+end
+
+--- What the account knows about its authorization, with no secrets.
+function Account:status()
+  local auth = self.integration.auth
+  if auth == "api_token" or auth == "basic" or auth == "none" then
+    return { authorized = true, auth = auth }
+  end
+  return { authorized = self._values.token ~= nil, auth = auth }
+end
+
+--- A valid access token (api_token: the token itself).
+function Account:token()
+  if self._values.token ~= nil then return self._values.token end
+  return nil, errors.new("no_token", ('auth = "%s" has no token'):format(self.integration.auth))
+end
+
+--- Opens an SFTP session (auth = "sftp"); see connkit.sftp.
+function Account:sftp(opts)
+  if self.integration.auth ~= "sftp" then
+    error(("account '%s': sftp() needs auth = \"sftp\""):format(tostring(self.id)), 2)
+  end
+  return require("connkit.sftp").connect(self, opts)
+end
+
+return M

@@ -1,0 +1,132 @@
+--- Definition checking: field-by-field validation that raises errors naming
+-- the field, and template compilation with placeholder checks.
+-- @module connkit.check
+local core = require "connkit.core"
+
+local check = {}
+
+--- Built-in placeholder names, filled from the account's credentials/token.
+check.BUILTINS = { token = true, username = true, password = true }
+
+local function describe(v)
+  local t = type(v)
+  if t == "string" or t == "number" or t == "boolean" then return t end
+  return t
+end
+
+--- A checker bound to a subject ("integration 'acmecrm'"): `fail(field, msg)`
+-- raises "<subject>: <field> <msg>".
+function check.context(subject)
+  local ctx = { subject = subject }
+  function ctx.fail(field, msg)
+    if field and field ~= "" then
+      error(("%s: %s %s"):format(ctx.subject, field, msg), 0)
+    end
+    error(("%s: %s"):format(ctx.subject, msg), 0)
+  end
+  return ctx
+end
+
+--- Raises unless every key of `t` is listed in `allowed` (a set).
+function check.known_fields(ctx, t, prefix, allowed)
+  for k in pairs(t) do
+    if not allowed[k] then
+      local name = type(k) == "string" and k or ("[" .. tostring(k) .. "]")
+      ctx.fail(prefix and (prefix .. "." .. name) or name,
+        "is not a known field" .. (prefix and (" of " .. prefix) or ""))
+    end
+  end
+end
+
+--- Field type checks. Each returns the value (or the default) and raises with
+-- the field named when it does not fit.
+function check.string(ctx, field, v, opts)
+  opts = opts or {}
+  if v == nil then
+    if opts.required then ctx.fail(field, "is required") end
+    return opts.default
+  end
+  if type(v) ~= "string" then ctx.fail(field, "must be a string, not a " .. describe(v)) end
+  if v == "" and not opts.empty then ctx.fail(field, "must not be empty") end
+  if opts.pattern and not v:find(opts.pattern) then ctx.fail(field, opts.pattern_msg or "is malformed") end
+  if opts.one_of then
+    for _, o in ipairs(opts.one_of) do
+      if v == o then return v end
+    end
+    local q = {}
+    for i, o in ipairs(opts.one_of) do q[i] = '"' .. o .. '"' end
+    ctx.fail(field, "must be " .. (#q == 2 and (q[1] .. " or " .. q[2]) or ("one of " .. table.concat(q, ", "))))
+  end
+  return v
+end
+
+function check.number(ctx, field, v, opts)
+  opts = opts or {}
+  if v == nil then
+    if opts.required then ctx.fail(field, "is required") end
+    return opts.default
+  end
+  if type(v) ~= "number" or v ~= v then ctx.fail(field, "must be a number, not a " .. describe(v)) end
+  if opts.integer and v % 1 ~= 0 then ctx.fail(field, "must be a whole number") end
+  if opts.min and v < opts.min then ctx.fail(field, "must be at least " .. opts.min) end
+  if opts.max and v > opts.max then ctx.fail(field, "must be at most " .. opts.max) end
+  return v
+end
+
+function check.boolean(ctx, field, v, default)
+  if v == nil then return default end
+  if type(v) ~= "boolean" then ctx.fail(field, "must be true or false, not a " .. describe(v)) end
+  return v
+end
+
+function check.table(ctx, field, v, opts)
+  opts = opts or {}
+  if v == nil then
+    if opts.required then ctx.fail(field, "is required") end
+    return nil
+  end
+  if type(v) ~= "table" then ctx.fail(field, "must be a table, not a " .. describe(v)) end
+  return v
+end
+
+--- A list of HTTP status codes (e.g. refresh.on_status).
+function check.statuses(ctx, field, v, default)
+  if v == nil then return default end
+  check.table(ctx, field, v)
+  local out = {}
+  for i, s in ipairs(v) do
+    check.number(ctx, field .. "[" .. i .. "]", s, { integer = true, min = 100, max = 599 })
+    out[s] = true
+  end
+  for k in pairs(v) do
+    if type(k) ~= "number" then ctx.fail(field, "must be a list of status codes") end
+  end
+  return out
+end
+
+--- An RFC 7230 header field name.
+check.HEADER_NAME = "^[!#$%%&'*+%-.^_`|~%w]+$"
+
+--- Compiles template `str` of `kind` found at `field`; raises when it does not
+-- parse or names a placeholder that is neither in `names` (a set) nor a
+-- built-in. `opts.allow` is a set of extra names; `opts.any` accepts every
+-- name (the caller checks them). Returns the compiled template and its names.
+function check.template(ctx, field, str, kind, names, opts)
+  opts = opts or {}
+  if type(str) == "number" then str = tostring(str) end
+  if type(str) ~= "string" then ctx.fail(field, "must be a string, not a " .. describe(str)) end
+  local tpl, err = core.template(str, kind)
+  if not tpl then ctx.fail(field, "is not a valid template: " .. err) end
+  local used = tpl:names()
+  if not opts.any then
+    for _, n in ipairs(used) do
+      if not (names[n] or check.BUILTINS[n] or (opts.allow and opts.allow[n])) then
+        ctx.fail(field, ("uses {%s}, which is neither a declared parameter nor a built-in"
+          .. " ({token}, {username}, {password})"):format(n))
+      end
+    end
+  end
+  return tpl, used
+end
+
+return check

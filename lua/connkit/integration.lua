@@ -1,0 +1,277 @@
+--- Integrations: validated definitions. `connkit.integration(def)` checks the
+-- whole definition once, compiles every template, and raises an error naming
+-- the field for anything wrong.
+-- @module connkit.integration
+local check = require "connkit.check"
+
+local M = {}
+
+local Integration = {}
+Integration.__index = Integration
+Integration.__name = "connkit.integration"
+
+local AUTH_TYPES = { "oauth2", "api_token", "basic", "custom_token", "sftp", "none" }
+
+-- auth types whose block lives in a module of its own
+local BLOCK_MODULE = { oauth2 = "connkit.oauth2", custom_token = "connkit.custom_token", sftp = "connkit.sftp" }
+
+-- auth types that send a token through auth_token
+local TOKEN_AUTH = { oauth2 = true, api_token = true, custom_token = true }
+
+local TOP_FIELDS = {
+  name = true, key = true, auth = true, description = true, base_url = true,
+  parameters = true, oauth2 = true, custom_token = true, sftp = true,
+  auth_token = true, request_parameters = true, retry = true, refresh = true,
+  tls = true, timeout = true, connect_timeout = true,
+}
+
+M.REFRESH_DEFAULTS = {
+  window = 1800,       -- refresh when the token expires within this many seconds
+  on_status = { 401, 403 },
+  min_ttl = 300,       -- tokens shorter than this are refreshed at `fraction` of life left
+  fraction = 0.5,
+  default_ttl = 3600,  -- lifetime assumed when the server gives none
+  cooldown = 5,        -- seconds before trying again after a failed refresh
+}
+
+--- Normalizes `parameters` (map or list form) into name -> spec.
+local function check_parameters(ctx, params)
+  local out, secret = {}, {}
+  if params == nil then return out, secret end
+  check.table(ctx, "parameters", params)
+  local function one(name, spec, field)
+    if type(name) ~= "string" or not name:find("^[%a_][%w_]*$") then
+      ctx.fail(field, "must be a name made of letters, digits and _")
+    end
+    if check.BUILTINS[name] then
+      ctx.fail(field, ("'%s' is a built-in placeholder and cannot be a parameter"):format(name))
+    end
+    if out[name] then ctx.fail(field, "is declared twice") end
+    check.table(ctx, field, spec)
+    check.known_fields(ctx, spec, field, { required = true, default = true, secret = true, description = true })
+    local p = {
+      required = check.boolean(ctx, field .. ".required", spec.required, false),
+      secret = check.boolean(ctx, field .. ".secret", spec.secret, false),
+      description = check.string(ctx, field .. ".description", spec.description, { empty = true }),
+    }
+    if spec.default ~= nil then
+      if type(spec.default) ~= "string" and type(spec.default) ~= "number" then
+        ctx.fail(field .. ".default", "must be a string or a number")
+      end
+      if p.required then ctx.fail(field, "cannot be required and have a default") end
+      p.default = spec.default
+    end
+    out[name] = p
+    if p.secret then secret[name] = true end
+  end
+  local n = #params
+  for i = 1, n do
+    -- list form: { "serverName", "region" }: names only, each required
+    local name = params[i]
+    if type(name) ~= "string" then ctx.fail("parameters[" .. i .. "]", "must be a parameter name") end
+    one(name, { required = true }, "parameters." .. tostring(name))
+  end
+  for k, v in pairs(params) do
+    if not (type(k) == "number" and k >= 1 and k <= n and k % 1 == 0) then
+      one(k, v, "parameters." .. tostring(k))
+    end
+  end
+  return out, secret
+end
+
+local function check_auth_token(ctx, def, names)
+  local at = def.auth_token
+  if not TOKEN_AUTH[def.auth] then
+    if at ~= nil then ctx.fail("auth_token", ('is not used with auth = "%s"'):format(def.auth)) end
+    return nil
+  end
+  at = at or {}
+  check.table(ctx, "auth_token", at)
+  check.known_fields(ctx, at, "auth_token", { type = true, name = true, value = true })
+  local out = {
+    type = check.string(ctx, "auth_token.type", at.type, { default = "header", one_of = { "header", "query" } }),
+  }
+  out.name = check.string(ctx, "auth_token.name", at.name,
+    { default = out.type == "header" and "Authorization" or "access_token" })
+  if out.type == "header" and not out.name:find(check.HEADER_NAME) then
+    ctx.fail("auth_token.name", "is not a valid header name")
+  end
+  local value = at.value
+  if value == nil then value = out.type == "header" and "Bearer {token}" or "{token}" end
+  local used
+  out.template, used = check.template(ctx, "auth_token.value", value,
+    out.type == "header" and "header" or "raw", names)
+  local has_token = false
+  for _, n in ipairs(used) do
+    if n == "token" then has_token = true end
+  end
+  if not has_token then ctx.fail("auth_token.value", "must contain {token}") end
+  return out
+end
+
+-- headers/query of request_parameters: sorted lists of { name, template }
+local function check_request_parameters(ctx, rp, names)
+  local out = { headers = {}, query = {} }
+  if rp == nil then return out end
+  check.table(ctx, "request_parameters", rp)
+  check.known_fields(ctx, rp, "request_parameters", { headers = true, query = true })
+  for _, part in ipairs({ "headers", "query" }) do
+    local t = rp[part]
+    if t ~= nil then
+      check.table(ctx, "request_parameters." .. part, t)
+      for k, v in pairs(t) do
+        local field = "request_parameters." .. part .. "." .. tostring(k)
+        if type(k) ~= "string" or k == "" then ctx.fail(field, "must be named by a string") end
+        if part == "headers" and not k:find(check.HEADER_NAME) then ctx.fail(field, "is not a valid header name") end
+        local tpl = check.template(ctx, field, v, part == "headers" and "header" or "raw", names)
+        out[part][#out[part] + 1] = { name = k, template = tpl }
+      end
+      table.sort(out[part], function(a, b) return a.name < b.name end)
+    end
+  end
+  return out
+end
+
+local function check_refresh(ctx, r)
+  local d = M.REFRESH_DEFAULTS
+  r = r or {}
+  check.table(ctx, "refresh", r)
+  check.known_fields(ctx, r, "refresh",
+    { window = true, on_status = true, min_ttl = true, fraction = true, default_ttl = true, cooldown = true })
+  return {
+    window = check.number(ctx, "refresh.window", r.window, { default = d.window, min = 0 }),
+    on_status = check.statuses(ctx, "refresh.on_status", r.on_status, { [401] = true, [403] = true }),
+    min_ttl = check.number(ctx, "refresh.min_ttl", r.min_ttl, { default = d.min_ttl, min = 0 }),
+    fraction = check.number(ctx, "refresh.fraction", r.fraction, { default = d.fraction, min = 0.01, max = 0.99 }),
+    default_ttl = check.number(ctx, "refresh.default_ttl", r.default_ttl, { default = d.default_ttl, min = 1 }),
+    cooldown = check.number(ctx, "refresh.cooldown", r.cooldown, { default = d.cooldown, min = 0 }),
+  }
+end
+
+local function check_retry(ctx, r, field)
+  if r == nil then return nil end
+  check.table(ctx, field, r)
+  check.known_fields(ctx, r, field, { max = true, statuses = true, max_wait = true, methods = true, base = true })
+  local methods
+  if r.methods ~= nil then
+    check.table(ctx, field .. ".methods", r.methods)
+    methods = {}
+    for i, m in ipairs(r.methods) do
+      methods[check.string(ctx, field .. ".methods[" .. i .. "]", m):upper()] = true
+    end
+  end
+  return {
+    max = check.number(ctx, field .. ".max", r.max, { default = 3, integer = true, min = 0, max = 20 }),
+    statuses = check.statuses(ctx, field .. ".statuses", r.statuses, { [429] = true, [503] = true }),
+    max_wait = check.number(ctx, field .. ".max_wait", r.max_wait, { default = 30, min = 0 }),
+    base = check.number(ctx, field .. ".base", r.base, { default = 0.5, min = 0 }),
+    methods = methods,
+  }
+end
+M.check_retry = check_retry
+
+local function check_tls(ctx, t, field)
+  if t == nil then return {} end
+  check.table(ctx, field, t)
+  check.known_fields(ctx, t, field, { ca_file = true })
+  return { ca_file = check.string(ctx, field .. ".ca_file", t.ca_file) }
+end
+M.check_tls = check_tls
+
+--- Validates a definition and returns an integration object.
+-- @tparam table def the definition (see API.md section 1)
+-- @return integration
+function M.new(def)
+  if type(def) ~= "table" then
+    error("connkit.integration: the definition must be a table, not a " .. type(def), 2)
+  end
+  local key = def.key
+  local ctx = check.context("integration '" .. (type(key) == "string" and key or "?") .. "'")
+  check.string(ctx, "key", key, { required = true, pattern = "^[%a%d]+$", pattern_msg = "must be letters and digits only" })
+  check.known_fields(ctx, def, nil, TOP_FIELDS)
+  local self = setmetatable({}, Integration)
+  self.name = check.string(ctx, "name", def.name, { required = true })
+  self.key = key
+  self.auth = check.string(ctx, "auth", def.auth, { required = true, one_of = AUTH_TYPES })
+  self.description = check.string(ctx, "description", def.description, { empty = true })
+  self.parameters, self.secret_parameters = check_parameters(ctx, def.parameters)
+  local names = self.parameters
+
+  if def.base_url ~= nil then
+    self.base_url = check.template(ctx, "base_url", def.base_url, "url", names)
+  end
+  for block, mod in pairs(BLOCK_MODULE) do
+    if def[block] ~= nil and self.auth ~= block then
+      ctx.fail(block, ('is only for auth = "%s"'):format(block))
+    end
+    if self.auth == block then
+      check.table(ctx, block, def[block], { required = true })
+      self[block] = require(mod).check_definition(def[block], ctx.fail, {
+        ctx = ctx, names = names,
+        template = function(field, str, kind, opts) return check.template(ctx, field, str, kind, names, opts) end,
+      })
+    end
+  end
+  self.auth_token = check_auth_token(ctx, def, names)
+  self.request_parameters = check_request_parameters(ctx, def.request_parameters, names)
+  self.refresh = check_refresh(ctx, def.refresh)
+  self.retry = check_retry(ctx, def.retry, "retry")
+  self.tls = check_tls(ctx, def.tls, "tls")
+  self.timeout = check.number(ctx, "timeout", def.timeout, { default = 60, min = 0.001 })
+  self.connect_timeout = check.number(ctx, "connect_timeout", def.connect_timeout, { default = 10, min = 0.001 })
+  self.def = def
+  return self
+end
+
+function Integration:__tostring()
+  return ("connkit.integration %q (key %s, auth %s)"):format(self.name, self.key, self.auth)
+end
+
+--- Creates a connected account of this integration; see connkit.account.
+function Integration:account(opts)
+  return require("connkit.account").new(self, opts)
+end
+
+-- JSON null (cjson.null) means "not given".
+local function strip_null(v, null)
+  if type(v) ~= "table" then return v end
+  for k, x in pairs(v) do
+    if x == null then v[k] = nil else strip_null(x, null) end
+  end
+  return v
+end
+
+--- Reads a definition from a JSON file or a Lua file (which returns the
+-- table; it runs with no globals but `os.getenv`) and validates it.
+function M.load(path)
+  if type(path) ~= "string" then error("connkit.load: path must be a string", 2) end
+  local f, err = io.open(path, "rb")
+  if not f then error("connkit.load: cannot read " .. path .. ": " .. tostring(err), 2) end
+  local text = f:read("*a")
+  f:close()
+  local def
+  if path:find("%.json$") or (not path:find("%.lua$") and text:find("^%s*{")) then
+    local cjson = require "cjson.safe"
+    local v, jerr = cjson.decode(text)
+    if type(v) ~= "table" then error("connkit.load: " .. path .. " is not a JSON object: " .. tostring(jerr), 2) end
+    def = strip_null(v, cjson.null)
+  else
+    local env = { os = { getenv = os.getenv } }
+    local chunk, lerr
+    if setfenv then
+      chunk, lerr = loadstring(text, "@" .. path)
+      if chunk then setfenv(chunk, env) end
+    else
+      chunk, lerr = load(text, "@" .. path, "t", env)
+    end
+    if not chunk then error("connkit.load: " .. lerr, 2) end
+    local ok, v = pcall(chunk)
+    if not ok then error("connkit.load: " .. path .. ": " .. tostring(v), 2) end
+    if type(v) ~= "table" then error("connkit.load: " .. path .. " must return a table", 2) end
+    def = v
+  end
+  return M.new(def)
+end
+
+M.Integration = Integration
+return M

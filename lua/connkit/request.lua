@@ -1,0 +1,353 @@
+--- Requests: prepare (templates, auth, request parameters, body), send on
+-- the shared transfer engine, follow redirects when asked, and the response
+-- object. Also the non-blocking side: req:start(), connkit.poll, connkit.all.
+-- @module connkit.request
+local core = require "connkit.core"
+local errors = require "connkit.errors"
+local check = require "connkit.check"
+
+local cjson = require "cjson.safe"
+
+local find, sub, upper, concat = string.find, string.sub, string.upper, table.concat
+local engine = core.engine()
+
+local M = {}
+
+---------------------------------------------------------------------------
+-- Responses
+---------------------------------------------------------------------------
+
+local Response = {}
+Response.__index = Response
+Response.__name = "connkit.response"
+
+--- The body decoded as JSON, or nil and an error (code "json").
+function Response:json()
+  local v, err = cjson.decode(self.body)
+  if v == nil and err then
+    return nil, errors.new("json", "the response body is not JSON: " .. tostring(err), { status = self.status })
+  end
+  return v
+end
+
+function Response:__tostring()
+  return ("connkit.response %d (%d bytes)"):format(self.status, #self.body)
+end
+
+core.set_response_metatable(Response)
+M.Response = Response
+
+---------------------------------------------------------------------------
+-- URLs
+---------------------------------------------------------------------------
+
+local function is_absolute(url)
+  return find(url, "^%a[%w+.-]*://") ~= nil
+end
+
+-- base_url and a relative URL joined by one "/" (not RFC 3986 resolution:
+-- "/contacts" keeps the base's path, which is what an API client means).
+local function join(base, url)
+  if url == "" then return base end
+  local c = sub(url, 1, 1)
+  if c == "?" or c == "#" then return base .. url end
+  local slash_end = sub(base, -1) == "/"
+  if c == "/" then
+    return slash_end and (base .. sub(url, 2)) or (base .. url)
+  end
+  return slash_end and (base .. url) or (base .. "/" .. url)
+end
+
+local function add_query(url, q)
+  if q == "" then return url end
+  local frag = ""
+  local h = find(url, "#", 1, true)
+  if h then url, frag = sub(url, 1, h - 1), sub(url, h) end
+  local last = sub(url, -1)
+  if find(url, "?", 1, true) then
+    if last ~= "?" and last ~= "&" then url = url .. "&" end
+  else
+    url = url .. "?"
+  end
+  return url .. q .. frag
+end
+
+--- scheme://host:port of a URL, lower-cased, with the default port filled in.
+function M.origin(url)
+  local scheme, auth = url:match("^(%a[%w+.-]*)://([^/?#]*)")
+  if not scheme then return nil end
+  scheme = scheme:lower()
+  auth = auth:gsub("^.*@", ""):lower()
+  if not auth:find(":%d+$") then
+    auth = auth .. (scheme == "https" and ":443" or scheme == "http" and ":80" or "")
+  end
+  return scheme .. "://" .. auth
+end
+
+-- A URL fit for an error message: origin and path, no query or userinfo.
+local function safe_url(url)
+  local o = M.origin(url)
+  if not o then return "(relative URL)" end
+  local path = url:match("^%a[%w+.-]*://[^/?#]*([^?#]*)") or ""
+  return o .. path
+end
+
+-- k=v&k=v, keys sorted; a list value repeats its key.
+local function encode_pairs(t, how, field)
+  local keys = {}
+  for k in pairs(t) do
+    if type(k) ~= "string" then error(("request: %s keys must be strings"):format(field), 4) end
+    keys[#keys + 1] = k
+  end
+  table.sort(keys)
+  local out = {}
+  local function add(k, v)
+    local tv = type(v)
+    if tv == "boolean" or tv == "number" then v = tostring(v)
+    elseif tv ~= "string" then error(("request: %s.%s must be a string, number or boolean"):format(field, k), 5) end
+    out[#out + 1] = core.escape(k, how) .. "=" .. core.escape(v, how)
+  end
+  for _, k in ipairs(keys) do
+    local v = t[k]
+    if type(v) == "table" then
+      for _, x in ipairs(v) do add(k, x) end
+    else
+      add(k, v)
+    end
+  end
+  return concat(out, "&")
+end
+M.encode_pairs = encode_pairs
+
+---------------------------------------------------------------------------
+-- Requests
+---------------------------------------------------------------------------
+
+local Request = {}
+M.Request = Request
+local RequestMT = { __name = "connkit.request" }
+
+-- req.headers: the final header lines as a { Name = value } table, made on
+-- demand (the lines themselves are what the engine sends).
+RequestMT.__index = function(req, k)
+  if k == "headers" then
+    local h = {}
+    for _, line in ipairs(rawget(req, "header_lines")) do
+      local name, value = line:match("^([^:]+):%s*(.*)$")
+      if name and value ~= "" then h[name] = value end
+    end
+    return h
+  end
+  return Request[k]
+end
+
+RequestMT.__tostring = function(req)
+  local acct = rawget(req, "_account")
+  local lines = {}
+  for _, line in ipairs(rawget(req, "header_lines")) do
+    if line == acct._auth_line then line = line:match("^[^:]+") .. ": ***" end
+    lines[#lines + 1] = line
+  end
+  return acct:_redact(("connkit.request %s %s [%s]"):format(req.method, req.url, concat(lines, "; ")))
+end
+
+local REQUEST_FIELDS = {
+  method = true, url = true, vars = true, query = true, headers = true, json = true,
+  body = true, form = true, timeout = true, retry = true, follow = true, max_body = true,
+}
+
+local METHOD = "^[!#$%%&'*+%-.^_`|~%w]+$"
+
+-- Merges per-request headers (a { Name = value | false } table) over the
+-- account's lines; a request header replaces an account header of the same
+-- name. Returns the user's own lines and the merged lines, or nil, err.
+local function merge_headers(acct_lines, user, extra)
+  local own, drop = {}, {}
+  if user then
+    local names = {}
+    for k in pairs(user) do
+      if type(k) ~= "string" or not find(k, check.HEADER_NAME) then
+        error("request: headers." .. tostring(k) .. " is not a valid header name", 4)
+      end
+      names[#names + 1] = k
+    end
+    table.sort(names)
+    for _, k in ipairs(names) do
+      local v = user[k]
+      drop[k:lower()] = true
+      if v ~= false then
+        if type(v) == "number" then v = tostring(v) end
+        if type(v) ~= "string" then error("request: headers." .. k .. " must be a string or false", 4) end
+        if not core.header_safe(v) then
+          return nil, errors.new("header", ("the value of header %s holds CR, LF or NUL; request not sent"):format(k))
+        end
+        own[#own + 1] = v == "" and (k .. ";") or (k .. ": " .. v)
+      end
+    end
+  end
+  for _, l in ipairs(extra) do
+    local k = l:match("^([^:;]+)"):lower()
+    if not drop[k] then own[#own + 1] = l; drop[k] = true end
+  end
+  local lines = {}
+  for _, l in ipairs(acct_lines) do
+    if not drop[l:match("^([^:]+)"):lower()] then lines[#lines + 1] = l end
+  end
+  for _, l in ipairs(own) do lines[#lines + 1] = l end
+  return own, lines
+end
+
+-- Fills in the parts that come from the account now (auth line, query), so a
+-- request prepared before a token refresh goes out with the new token.
+local function finalize(req, acct)
+  req._src_lines = acct._lines
+  req.url = add_query(req._url_noauth, acct._query)
+  if req._own_lines then
+    local _, lines = merge_headers(acct._lines, nil, req._own_lines)
+    req.header_lines = lines
+  else
+    req.header_lines = acct._lines
+  end
+end
+
+--- Builds the final request (see API.md section 3) without sending it.
+-- Returns the request object, or nil and an error (e.g. code "template").
+function M.prepare(acct, opts)
+  if type(opts) ~= "table" then error("request: options must be a table", 3) end
+  for k in pairs(opts) do
+    if not REQUEST_FIELDS[k] then error("request: unknown option '" .. tostring(k) .. "'", 3) end
+  end
+  local method = opts.method or "GET"
+  if type(method) ~= "string" or not find(method, METHOD) then error("request: method must be an HTTP method name", 3) end
+  method = upper(method)
+  local url = opts.url
+  if type(url) ~= "string" then error("request: url must be a string", 3) end
+  if find(url, "[{}]") then
+    if opts.vars ~= nil and type(opts.vars) ~= "table" then error("request: vars must be a table", 3) end
+    local s, err = acct:fill(url, "url", opts.vars or acct._values)
+    if not s then return nil, err end
+    url = s
+  end
+  if not is_absolute(url) then
+    if not acct._base then error("request: url '" .. url .. "' is relative and the integration has no base_url", 3) end
+    url = join(acct._base, url)
+  end
+  if opts.query ~= nil then
+    if type(opts.query) ~= "table" then error("request: query must be a table", 3) end
+    url = add_query(url, encode_pairs(opts.query, "query", "query"))
+  end
+
+  local body, ctype = nil, nil
+  local nbody = (opts.json ~= nil and 1 or 0) + (opts.form ~= nil and 1 or 0) + (opts.body ~= nil and 1 or 0)
+  if nbody > 1 then error("request: give only one of json, form and body", 3) end
+  if opts.json ~= nil then
+    local err
+    body, err = cjson.encode(opts.json)
+    if not body then error("request: json cannot be encoded: " .. tostring(err), 3) end
+    ctype = "Content-Type: application/json"
+  elseif opts.form ~= nil then
+    if type(opts.form) ~= "table" then error("request: form must be a table", 3) end
+    body = encode_pairs(opts.form, "form", "form")
+    ctype = "Content-Type: application/x-www-form-urlencoded"
+  elseif opts.body ~= nil then
+    if type(opts.body) ~= "string" then error("request: body must be a string", 3) end
+    body = opts.body
+    ctype = "Content-Type;" -- no type unless the caller gives one (curl would add its own)
+  end
+  if opts.headers ~= nil and type(opts.headers) ~= "table" then error("request: headers must be a table", 3) end
+
+  local timeout = opts.timeout
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout <= 0) then error("request: timeout must be a positive number", 3) end
+  local follow = opts.follow
+  if follow == true then follow = 5 end
+  if follow ~= nil and follow ~= false and (type(follow) ~= "number" or follow < 0) then
+    error("request: follow must be true, false or a number of redirects", 3)
+  end
+
+  local req = {
+    method = method, body = body, _account = acct, _url_noauth = url,
+    timeout = timeout or acct._timeout, connect_timeout = acct._connect_timeout,
+    ca_file = acct._ca_file, follow = follow or nil, max_body = opts.max_body,
+  }
+  if opts.headers or ctype then
+    local extra = {}
+    if ctype then extra[1] = ctype end
+    if body then extra[#extra + 1] = "Expect;" end
+    local own, err = merge_headers(acct._lines, opts.headers, extra)
+    if not own then return nil, err end
+    -- "Name;" is curl's way to send an empty header; "Content-Type;"/"Expect;"
+    -- from us mean "none": curl removes a header given as "Name:".
+    for i, l in ipairs(own) do
+      if l == "Content-Type;" or l == "Expect;" then own[i] = sub(l, 1, -2) .. ":" end
+    end
+    req._own_lines = own
+  end
+  finalize(req, acct)
+  return setmetatable(req, RequestMT)
+end
+
+local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
+
+-- Wraps a failure of the engine into an error naming the request, not its
+-- secrets.
+local function fail(req, code, msg, extra)
+  local acct = rawget(req, "_account")
+  return nil, errors.new(code, acct:_redact(("%s %s: %s"):format(req.method, safe_url(req.url), msg)), extra)
+end
+
+-- A stand-in request for the error of one redirect hop.
+local function spec_for_error(req, spec)
+  return setmetatable({ method = spec.method, url = spec.url, _account = rawget(req, "_account"),
+    header_lines = spec.header_lines }, RequestMT)
+end
+
+-- Follows redirects when the request asked for it. Auth and request
+-- parameter headers go only to the origin the request was made for.
+local function follow_redirects(req, res)
+  local hops, max = 0, req.follow
+  local spec = req
+  local origin = M.origin(req.url)
+  local cross = false
+  while REDIRECT[res.status] and res.redirect_url do
+    if hops >= max then
+      return fail(req, "too_many_redirects", ("more than %d redirects"):format(max), { status = res.status })
+    end
+    hops = hops + 1
+    local url = res.redirect_url
+    if M.origin(url) ~= origin then cross = true end
+    local method, body = spec.method, spec.body
+    if res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST") then
+      method, body = (method == "HEAD" and "HEAD" or "GET"), nil
+    end
+    local lines = rawget(req, "header_lines")
+    if cross then lines = rawget(req, "_own_lines") or {} end
+    spec = {
+      method = method, url = url, body = body, header_lines = lines, timeout = req.timeout,
+      connect_timeout = req.connect_timeout, ca_file = req.ca_file, max_body = req.max_body,
+    }
+    local r, code, msg = engine:perform(spec)
+    if not r then return fail(spec_for_error(req, spec), code, msg) end
+    res = r
+  end
+  res.redirects = hops
+  return res
+end
+
+--- Sends the request and waits for the reply.
+-- @return response, or nil and an error
+function Request:send()
+  local acct = rawget(self, "_account")
+  if acct._ensure_token then
+    local ok, err = acct:_ensure_token()
+    if not ok then return nil, err end
+  end
+  if rawget(self, "_src_lines") ~= acct._lines then finalize(self, acct) end
+  local res, code, msg = engine:perform(self)
+  if not res then return fail(self, code, msg) end
+  if rawget(self, "follow") and REDIRECT[res.status] then return follow_redirects(self, res) end
+  return res
+end
+
+M.engine = engine
+M.fail = fail
+return M
