@@ -158,10 +158,10 @@ local REQUEST_FIELDS = {
 
 local METHOD = "^[!#$%%&'*+%-.^_`|~%w]+$"
 
--- Merges per-request headers (a { Name = value | false } table) over the
--- account's lines; a request header replaces an account header of the same
--- name. Returns the user's own lines and the merged lines, or nil, err.
-local function merge_headers(acct_lines, user, extra)
+-- Per-request headers (a { Name = value | false } table) plus our own extra
+-- lines. Returns the lines the request adds and the set of lower-case names
+-- they replace or remove among the account's lines, or nil, err.
+local function request_headers(user, extra)
   local own, drop = {}, {}
   if user then
     local names = {}
@@ -181,20 +181,16 @@ local function merge_headers(acct_lines, user, extra)
         if not core.header_safe(v) then
           return nil, errors.new("header", ("the value of header %s holds CR, LF or NUL; request not sent"):format(k))
         end
+        -- "Name;" is how curl sends a header with an empty value
         own[#own + 1] = v == "" and (k .. ";") or (k .. ": " .. v)
       end
     end
   end
   for _, l in ipairs(extra) do
-    local k = l:match("^([^:;]+)"):lower()
+    local k = l:match("^([^:]+)"):lower()
     if not drop[k] then own[#own + 1] = l; drop[k] = true end
   end
-  local lines = {}
-  for _, l in ipairs(acct_lines) do
-    if not drop[l:match("^([^:]+)"):lower()] then lines[#lines + 1] = l end
-  end
-  for _, l in ipairs(own) do lines[#lines + 1] = l end
-  return own, lines
+  return own, drop
 end
 
 -- Fills in the parts that come from the account now (auth line, query), so a
@@ -202,8 +198,13 @@ end
 local function finalize(req, acct)
   req._src_lines = acct._lines
   req.url = add_query(req._url_noauth, acct._query)
-  if req._own_lines then
-    local _, lines = merge_headers(acct._lines, nil, req._own_lines)
+  local own = req._own_lines
+  if own then
+    local drop, lines = req._drop, {}
+    for _, l in ipairs(acct._lines) do
+      if not drop[l:match("^([^:]+)"):lower()] then lines[#lines + 1] = l end
+    end
+    for _, l in ipairs(own) do lines[#lines + 1] = l end
     req.header_lines = lines
   else
     req.header_lines = acct._lines
@@ -252,7 +253,7 @@ function M.prepare(acct, opts)
   elseif opts.body ~= nil then
     if type(opts.body) ~= "string" then error("request: body must be a string", 3) end
     body = opts.body
-    ctype = "Content-Type;" -- no type unless the caller gives one (curl would add its own)
+    ctype = "Content-Type:" -- no type unless the caller gives one
   end
   if opts.headers ~= nil and type(opts.headers) ~= "table" then error("request: headers must be a table", 3) end
 
@@ -270,17 +271,14 @@ function M.prepare(acct, opts)
     ca_file = acct._ca_file, follow = follow or nil, max_body = opts.max_body,
   }
   if opts.headers or ctype then
+    -- "Name:" with no value makes curl leave out a header it would add itself
+    -- (a form Content-Type for any body, "Expect: 100-continue" for big ones)
     local extra = {}
     if ctype then extra[1] = ctype end
-    if body then extra[#extra + 1] = "Expect;" end
-    local own, err = merge_headers(acct._lines, opts.headers, extra)
-    if not own then return nil, err end
-    -- "Name;" is curl's way to send an empty header; "Content-Type;"/"Expect;"
-    -- from us mean "none": curl removes a header given as "Name:".
-    for i, l in ipairs(own) do
-      if l == "Content-Type;" or l == "Expect;" then own[i] = sub(l, 1, -2) .. ":" end
-    end
-    req._own_lines = own
+    if body then extra[#extra + 1] = "Expect:" end
+    local own, drop = request_headers(opts.headers, extra)
+    if not own then return nil, drop end
+    req._own_lines, req._drop = own, drop
   end
   finalize(req, acct)
   return setmetatable(req, RequestMT)
