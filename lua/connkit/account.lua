@@ -145,7 +145,7 @@ end
 -- Renders a definition template at account creation; raises naming the field.
 local function fill_or_fail(self, ctx, field, tpl)
   local s, err = self:fill(tpl)
-  if not s then ctx.fail(field, err.message) end
+  if not s then ctx.fail(field, "cannot be filled: " .. err.message) end
   return s
 end
 
