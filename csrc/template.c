@@ -18,6 +18,7 @@
  * "{{" and "}}" are literal braces. A template is one userdata block: the
  * header, the segment array and the text they point into.
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -150,12 +151,15 @@ static size_t url_step(enum url_state *st, const char *s, size_t i, size_t n) {
  * scheme; starting with a placeholder, in a URL prefix; otherwise (a relative
  * URL) in the path. */
 static enum url_state url_start(const char *s, size_t n) {
-  size_t i;
+  size_t i = 0;
   if (n > 0 && s[0] == '{' && !(n > 1 && s[1] == '{')) return U_PREFIX;
-  for (i = 0; i + 2 < n; i++) {
-    if (s[i] == '{' && s[i + 1] != '{') break;
-    if (s[i] == ':' && s[i + 1] == '/' && s[i + 2] == '/') return U_SCHEME;
-  }
+  /* scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), then "://" */
+  while (i < n && ((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+                   (i > 0 && ((s[i] >= '0' && s[i] <= '9') || s[i] == '+' ||
+                              s[i] == '-' || s[i] == '.'))))
+    i++;
+  if (i > 0 && i + 2 < n && s[i] == ':' && s[i + 1] == '/' && s[i + 2] == '/')
+    return U_SCHEME;
   return U_PATH;
 }
 
@@ -345,6 +349,29 @@ static void add_escaped(luaL_Buffer *b, int ctx, const char *v, size_t n) {
 /* Rendering                                                           */
 /* ------------------------------------------------------------------ */
 
+/* Pushes a number as a template value: whole numbers without ".0" or an
+ * exponent (JSON numbers arrive as floats: 8080.0 must read "8080"). */
+static void push_number(lua_State *L, lua_Number d, int is_int) {
+  char buf[64];
+  if (is_int) {
+    lua_pushstring(L, lua_tostring(L, -1));
+    return;
+  }
+  if (d == floor(d) && fabs(d) < 9007199254740992.0)
+    snprintf(buf, sizeof buf, "%.0f", (double)d);
+  else
+    snprintf(buf, sizeof buf, "%.17g", (double)d);
+  lua_pushstring(L, buf);
+}
+
+/* core.format_number(n) -> n as a template would write it */
+static int core_format_number(lua_State *L) {
+  luaL_checknumber(L, 1);
+  lua_pushvalue(L, 1);
+  push_number(L, lua_tonumber(L, 1), lua_isinteger(L, 1));
+  return 1;
+}
+
 /* Pushes the value of name from the lookup tables at 2..ntab+1; returns 0
  * (with nothing pushed) when none has it. */
 static int lookup(lua_State *L, int ntab, const char *name, size_t len) {
@@ -391,8 +418,12 @@ static int template_render(lua_State *L) {
       return 3;
     }
     ty = lua_type(L, -1);
-    v = (ty == LUA_TSTRING || ty == LUA_TNUMBER) ? lua_tolstring(L, -1, &vn)
-                                                 : NULL;
+    if (ty == LUA_TNUMBER) {
+      push_number(L, lua_tonumber(L, -1), lua_isinteger(L, -1));
+      lua_replace(L, -2);
+      ty = LUA_TSTRING;
+    }
+    v = ty == LUA_TSTRING ? lua_tolstring(L, -1, &vn) : NULL;
     if (v == NULL || !value_fits(sg->ctx, v, vn)) {
       lua_pushnil(L);
       lua_pushliteral(L, "invalid");
@@ -498,6 +529,7 @@ void template_open(lua_State *L) {
   static const luaL_Reg funcs[] = {{"template", template_new},
                                    {"escape", core_escape},
                                    {"header_safe", core_header_safe},
+                                   {"format_number", core_format_number},
                                    {NULL, NULL}};
   compat_newclass(L, TEMPLATE_MT, methods, meta);
   luaL_setfuncs(L, funcs, 0);

@@ -98,6 +98,7 @@ end
 --- Adds a secret (and its URL-encoded forms) to the strings every message
 -- and tostring of this account is scrubbed of.
 function Account:_add_secret(s)
+  if type(s) == "number" then s = require("connkit.core").format_number(s) end
   if type(s) ~= "string" or #s < 4 then return end
   local list = self._secrets
   list[#list + 1] = s
@@ -202,6 +203,28 @@ function Account:_rebuild_lines()
   self._query = q
 end
 
+-- Accounts that fetch their token: a store (memory by default), the
+-- refresh hooks the request path calls, the state read back from the store.
+local function setup_token_auth(self, ctx)
+  local tokens = require "connkit.tokens"
+  local integ = self.integration
+  if integ.auth == "oauth2" then
+    local o = integ.oauth2
+    if self.credentials.client_id == nil and o.client_id == nil then
+      ctx.fail("credentials.client_id", "is required: the integration sets no oauth2.client_id")
+    end
+    if o.client_secret then self:_add_secret(fill_or_fail(self, ctx, "oauth2.client_secret", o.client_secret)) end
+    if o.client_id then fill_or_fail(self, ctx, "oauth2.client_id", o.client_id) end
+    self._fetch_token = require("connkit.oauth2").fetch_token
+    require "connkit.login"
+  else
+    self._fetch_token = require("connkit.custom_token").fetch_token
+  end
+  if self.store == nil then self.store = require("connkit.store").memory() end
+  self._ensure_token = tokens.ensure
+  tokens.load(self)
+end
+
 --- Creates an account (see API.md section 2). Raises, naming the field, for
 -- unknown options, missing parameters or credentials.
 function M.new(integ, opts)
@@ -251,6 +274,9 @@ function M.new(integ, opts)
   else
     self:_rebuild_lines()
   end
+  if auth == "oauth2" or auth == "custom_token" then
+    setup_token_auth(self, ctx)
+  end
   return self
 end
 
@@ -259,19 +285,30 @@ function Account:__tostring()
     self.integration.key, self.integration.auth)
 end
 
---- What the account knows about its authorization, with no secrets.
+--- What the account knows about its authorization, with no secrets:
+-- { auth, authorized, expires_in, scope, token_type, has_refresh_token }.
 function Account:status()
-  local auth = self.integration.auth
-  if auth == "api_token" or auth == "basic" or auth == "none" then
-    return { authorized = true, auth = auth }
-  end
-  return { authorized = self._values.token ~= nil, auth = auth }
+  if self._ensure_token then return require("connkit.tokens").status(self) end
+  return { auth = self.integration.auth, authorized = true }
 end
 
---- A valid access token (api_token: the token itself).
+--- A valid access token, fetched or refreshed as needed (api_token: the
+-- token itself).
 function Account:token()
+  if self._ensure_token then
+    local ok, err = self:_ensure_token()
+    if not ok then return nil, err end
+  end
   if self._values.token ~= nil then return self._values.token end
   return nil, errors.new("no_token", ('auth = "%s" has no token'):format(self.integration.auth))
+end
+
+--- Forces a token refresh (oauth2, custom_token).
+function Account:refresh()
+  if not self._ensure_token then
+    return nil, errors.new("no_token", ('auth = "%s" has no token to refresh'):format(self.integration.auth))
+  end
+  return require("connkit.tokens").renew(self, true, nil)
 end
 
 --- Opens an SFTP session (auth = "sftp"); see connkit.sftp.

@@ -66,7 +66,8 @@ function check.number(ctx, field, v, opts)
     if opts.required then ctx.fail(field, "is required") end
     return opts.default
   end
-  if type(v) ~= "number" or v ~= v then ctx.fail(field, "must be a number, not a " .. describe(v)) end
+  if type(v) ~= "number" then ctx.fail(field, "must be a number, not a " .. describe(v)) end
+  if v ~= v then ctx.fail(field, "must be a number, not NaN") end
   if opts.integer and v % 1 ~= 0 then ctx.fail(field, "must be a whole number") end
   if opts.min and v < opts.min then ctx.fail(field, "must be at least " .. opts.min) end
   if opts.max and v > opts.max then ctx.fail(field, "must be at most " .. opts.max) end
@@ -115,6 +116,7 @@ function check.template(ctx, field, str, kind, names, opts)
   opts = opts or {}
   if type(str) == "number" then str = tostring(str) end
   if type(str) ~= "string" then ctx.fail(field, "must be a string, not a " .. describe(str)) end
+  if kind == "header" and str:find("[\r\n%z]") then ctx.fail(field, "holds CR, LF or NUL") end
   local tpl, err = core.template(str, kind)
   if not tpl then ctx.fail(field, "is not a valid template: " .. err) end
   local used = tpl:names()

@@ -2,6 +2,8 @@
 -- URL that answers with a token somewhere in its JSON).
 -- @module connkit.custom_token
 local check = require "connkit.check"
+local errors = require "connkit.errors"
+local endpoint = require "connkit.token_endpoint"
 
 local M = {}
 
@@ -10,7 +12,11 @@ local FIELDS = {
   token_path = true, expires_in_path = true, ttl = true,
 }
 
+-- a dotted path: names separated by single dots
 local PATH = "^[%w_%-]+[%.%w_%-]*$"
+local function bad_path(p)
+  return p ~= nil and (p:find("%.%.") or p:find("%.$")) ~= nil
+end
 
 --- Validates the `custom_token` block; returns it normalized. Placeholders in
 -- `params` and `headers` that are not parameters name credentials the
@@ -28,6 +34,8 @@ function M.check_definition(b, fail, env)
     ttl = check.number(ctx, "custom_token.ttl", b.ttl, { min = 1 }),
     params = {}, headers = {}, credential_names = {},
   }
+  if bad_path(out.token_path) then fail("custom_token.token_path", "must be a dotted path such as data.token") end
+  if bad_path(out.expires_in_path) then fail("custom_token.expires_in_path", "must be a dotted path such as data.ttl") end
   out.token_url = env.template("custom_token.token_url", check.string(ctx, "custom_token.token_url", b.token_url, { required = true }), "url")
   for _, part in ipairs({ "params", "headers" }) do
     local t = b[part]
@@ -47,6 +55,52 @@ function M.check_definition(b, fail, env)
     end
   end
   return out
+end
+
+-- The value at a dotted path ("data.token") of a decoded reply.
+local function dig(t, path)
+  for part in path:gmatch("[^%.]+") do
+    if type(t) ~= "table" then return nil end
+    local v = t[part]
+    if v == nil and part:find("^%d+$") then v = t[tonumber(part)] end
+    t = v
+  end
+  return t
+end
+
+--- Fetches a token from the custom endpoint: params (form body for POST,
+-- or JSON with format = "json"; the query for GET) filled from the
+-- credentials and parameters; the token at token_path; its lifetime at
+-- expires_in_path, else ttl, else refresh.default_ttl.
+function M.fetch_token(acct)
+  local c = acct.integration.custom_token
+  local creds = acct.credentials
+  local params, headers = {}, {}
+  for _, p in ipairs(c.params) do
+    local v, err = acct:fill(p.template, nil, creds)
+    if not v then return nil, err end
+    params[p.name] = v
+  end
+  for _, h in ipairs(c.headers) do
+    local v, err = acct:fill(h.template, nil, creds)
+    if not v then return nil, err end
+    headers[#headers + 1] = h.name .. ": " .. v
+  end
+  local url, uerr = acct:fill(c.token_url, "url")
+  if not url then return nil, uerr end
+  local what = "custom token endpoint"
+  local fields, err = endpoint.call(acct, url, c.token_method, params, headers, what, c.format)
+  if not fields then return nil, err end
+  local token = dig(fields, c.token_path)
+  if type(token) == "number" then token = tostring(token) end
+  if type(token) ~= "string" or token == "" then
+    return nil, errors.new("token_endpoint", ("%s reply has no token at %s"):format(what, c.token_path))
+  end
+  acct:_add_secret(token)
+  local ttl = c.expires_in_path and endpoint.number_of(dig(fields, c.expires_in_path))
+  if not ttl or ttl <= 0 then ttl = c.ttl or acct.integration.refresh.default_ttl end
+  local now = os.time()
+  return { access_token = token, token_type = "bearer", issued_at = now, expires_at = now + math.floor(ttl) }
 end
 
 return M

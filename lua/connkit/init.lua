@@ -72,12 +72,9 @@ Handle.__name = "connkit.handle"
 
 --- Starts the request without waiting; drive it with connkit.poll.
 function Request:start()
-  local acct = rawget(self, "_account")
   local h = setmetatable({ request = self }, Handle)
-  if acct._ensure_token then
-    local ok, err = acct:_ensure_token()
-    if not ok then h._err = err return h end
-  end
+  local ok, err = request.ready(self)
+  if not ok then h._err = err return h end
   local xfer, code, msg = engine:start(self)
   if not xfer then
     h._res, h._err = request.fail(self, code, msg)
@@ -98,7 +95,7 @@ function Handle:result()
     local res, code, msg = self._xfer:result()
     self._xfer = nil
     if res then
-      self._res = res
+      self._res, self._err = request.complete(self.request, res)
     else
       self._res, self._err = request.fail(self.request, code, msg)
     end

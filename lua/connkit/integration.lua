@@ -242,7 +242,8 @@ local function strip_null(v, null)
 end
 
 --- Reads a definition from a JSON file or a Lua file (which returns the
--- table; it runs with no globals but `os.getenv`) and validates it.
+-- table; it sees only os.getenv, string, table, math and the basic
+-- functions) and validates it.
 function M.load(path)
   if type(path) ~= "string" then error("connkit.load: path must be a string", 2) end
   local f, err = io.open(path, "rb")
@@ -256,7 +257,11 @@ function M.load(path)
     if type(v) ~= "table" then error("connkit.load: " .. path .. " is not a JSON object: " .. tostring(jerr), 2) end
     def = strip_null(v, cjson.null)
   else
-    local env = { os = { getenv = os.getenv } }
+    local env = {
+      os = { getenv = os.getenv }, string = string, table = table, math = math,
+      tostring = tostring, tonumber = tonumber, pairs = pairs, ipairs = ipairs,
+      type = type, error = error, select = select,
+    }
     local chunk, lerr
     if setfenv then
       chunk, lerr = loadstring(text, "@" .. path)

@@ -2,9 +2,18 @@
 -- (authorization code with PKCE, client credentials, refresh, revoke, device
 -- flow, loopback login) build on this.
 -- @module connkit.oauth2
+local core = require "connkit.core"
 local check = require "connkit.check"
+local errors = require "connkit.errors"
+local endpoint = require "connkit.token_endpoint"
+local tokens = require "connkit.tokens"
+local request = require "connkit.request"
 
 local M = {}
+local Account = require("connkit.account").Account
+
+-- pending authorization requests live this long (seconds)
+local PENDING_TTL = 600
 
 local FIELDS = {
   grant_type = true, token_url = true, token_method = true, authorize_url = true,
@@ -22,8 +31,14 @@ function M.check_definition(b, fail, env)
       { default = "authorization_code", one_of = { "authorization_code", "client_credentials" } }),
     token_method = check.string(ctx, "oauth2.token_method", b.token_method, { default = "POST", one_of = { "POST", "GET" } }),
     client_auth = check.string(ctx, "oauth2.client_auth", b.client_auth, { default = "basic", one_of = { "basic", "post", "none" } }),
-    redirect_uri = check.string(ctx, "oauth2.redirect_uri", b.redirect_uri),
   }
+  if b.redirect_uri ~= nil then
+    -- given as is to the server; no placeholders (it must match exactly)
+    local r = check.string(ctx, "oauth2.redirect_uri", b.redirect_uri)
+    env.template("oauth2.redirect_uri", r, "raw", { allow = {} })
+    if r:find("[{}]") then fail("oauth2.redirect_uri", "cannot hold placeholders") end
+    out.redirect_uri = r
+  end
   out.token_url = env.template("oauth2.token_url", check.string(ctx, "oauth2.token_url", b.token_url, { required = true }), "url")
   if out.grant_type == "authorization_code" then
     out.authorize_url = env.template("oauth2.authorize_url",
@@ -52,6 +67,163 @@ function M.check_definition(b, fail, env)
     out.secret_from_account = true
   end
   return out
+end
+
+local function fill(acct, tpl, ctx)
+  local s, err = acct:fill(tpl, ctx)
+  if not s then error(("account '%s': %s"):format(acct.id, err.message), 0) end
+  return s
+end
+
+local function base_params(acct)
+  local o = acct.integration.oauth2
+  local p = {}
+  for _, e in ipairs(o.extra_params) do p[e.name] = fill(acct, e.template) end
+  return p
+end
+
+-- Calls the token endpoint with a grant; returns the new record or nil, err.
+local function token_call(acct, params, what)
+  local o = acct.integration.oauth2
+  local headers = {}
+  local ok, err = endpoint.authenticate(acct, params, headers)
+  if not ok then return nil, err end
+  local fields, ferr = endpoint.call(acct, fill(acct, o.token_url, "url"), o.token_method, params, headers, what)
+  if not fields then return nil, ferr end
+  return endpoint.token_record(acct, fields, what)
+end
+
+--- Fetches a new token for the account: client credentials, or the refresh
+-- token grant (an authorization-code account with no refresh token must
+-- authorize again: err.code "reauthorize").
+function M.fetch_token(acct)
+  local o = acct.integration.oauth2
+  local params = base_params(acct)
+  if o.grant_type == "client_credentials" then
+    params.grant_type = "client_credentials"
+    if o.scope then params.scope = fill(acct, o.scope) end
+    return token_call(acct, params, "token endpoint (client_credentials)")
+  end
+  local rt = acct._tok and acct._tok.refresh_token
+  if not rt then
+    return nil, errors.new("reauthorize", ("account '%s' has no refresh token: authorize it again (login)"):format(acct.id))
+  end
+  params.grant_type = "refresh_token"
+  params.refresh_token = rt
+  local rec, err = token_call(acct, params, "token endpoint (refresh_token)")
+  if not rec and err.code == "invalid_grant" then
+    return nil, errors.new("reauthorize", ("account '%s': the refresh token was refused (invalid_grant); authorize it again")
+      :format(acct.id), { status = err.status, oauth_error = "invalid_grant" })
+  end
+  return rec, err
+end
+
+local function random_token(n)
+  return core.b64url_encode(core.random(n))
+end
+
+--- The URL to send the user to (authorization code grant). It carries a
+-- random single-use `state` and, by default, a PKCE S256 challenge; both are
+-- remembered until finish_authorization.
+function Account:authorize_url(opts)
+  local o = self.integration.oauth2
+  if self.integration.auth ~= "oauth2" or not o.authorize_url then
+    error(("account '%s': authorize_url needs auth = \"oauth2\" with oauth2.authorize_url"):format(self.id), 2)
+  end
+  opts = opts or {}
+  if type(opts) ~= "table" then error("authorize_url: options must be a table", 2) end
+  local redirect_uri = opts.redirect_uri or o.redirect_uri
+  if type(redirect_uri) ~= "string" then error("authorize_url: redirect_uri is required", 2) end
+  local id = endpoint.client(self)
+  if not id then error(("account '%s': no client_id"):format(self.id), 2) end
+  local state = random_token(24)
+  local pending = { redirect_uri = redirect_uri, created = os.time() }
+  local q = { response_type = "code", client_id = id, redirect_uri = redirect_uri, state = state }
+  local scope = opts.scope or (o.scope and fill(self, o.scope))
+  if scope and scope ~= "" then q.scope = scope end
+  if o.pkce then
+    local verifier, challenge = core.pkce()
+    pending.verifier = verifier
+    self:_add_secret(verifier)
+    q.code_challenge, q.code_challenge_method = challenge, "S256"
+  end
+  if opts.params then
+    for k, v in pairs(opts.params) do q[k] = v end
+  end
+  self._pending = self._pending or {}
+  for s, p in pairs(self._pending) do
+    if os.time() - p.created > PENDING_TTL then self._pending[s] = nil end
+  end
+  self._pending[state] = pending
+  local url = fill(self, o.authorize_url, "url")
+  return url .. (url:find("?", 1, true) and "&" or "?") .. request.encode_pairs(q, "query", "authorize")
+end
+
+--- Completes the authorization code grant from the redirect (a full URL or
+-- its query string): checks state (single use), error, iss (RFC 9207), then
+-- exchanges the code with the same redirect_uri and the PKCE verifier.
+function Account:finish_authorization(input)
+  if type(input) ~= "string" then error("finish_authorization: give the callback URL or its query string", 2) end
+  local q = input:match("%?([^#]*)") or input:gsub("^[?#]", ""):match("^([^#]*)")
+  local p, dups = endpoint.parse_form(q)
+  local pending = p.state and self._pending and self._pending[p.state]
+  if not pending or dups.state then
+    return nil, errors.new("state_mismatch", "the authorization response's state is missing, unknown or already used")
+  end
+  self._pending[p.state] = nil -- single use, whatever comes next
+  if os.time() - pending.created > PENDING_TTL then
+    return nil, errors.new("state_mismatch", "the authorization request has expired; start again")
+  end
+  local o = self.integration.oauth2
+  if p.iss ~= nil or dups.iss then
+    local issuer = o.issuer and fill(self, o.issuer)
+    if dups.iss or (issuer and p.iss ~= issuer) then
+      return nil, errors.new("issuer_mismatch", "the authorization response comes from another issuer (iss)")
+    end
+  end
+  if p.error then
+    local code = endpoint.OAUTH_ERRORS[p.error] and p.error or "oauth_error"
+    return nil, errors.new(code, self:_redact("authorization refused: " .. p.error ..
+      (p.error_description and (": " .. p.error_description:sub(1, 200)) or "")))
+  end
+  if not p.code or p.code == "" or dups.code then
+    return nil, errors.new("invalid_request", "the authorization response has no code, or more than one")
+  end
+  local params = base_params(self)
+  params.grant_type = "authorization_code"
+  params.code = p.code
+  params.redirect_uri = pending.redirect_uri
+  params.code_verifier = pending.verifier
+  local rec, err = token_call(self, params, "token endpoint (authorization_code)")
+  if not rec then return nil, err end
+  return tokens.install(self, tokens.merge(self, rec))
+end
+
+--- Revokes the refresh token (or else the access token) at revoke_url
+-- (RFC 7009) and drops the local tokens either way.
+function Account:revoke()
+  local o = self.integration.oauth2
+  local rec = self._tok or {}
+  local token, hint = rec.refresh_token, "refresh_token"
+  if not token then token, hint = rec.access_token, "access_token" end
+  local ok, err = true, nil
+  if o and o.revoke_url and token then
+    local params = { token = token, token_type_hint = hint }
+    local headers = {}
+    ok, err = endpoint.authenticate(self, params, headers)
+    if ok then
+      local url = fill(self, o.revoke_url, "url")
+      local fields
+      fields, err = endpoint.call(self, url, "POST", params, headers, "revocation endpoint")
+      -- RFC 7009: 200 with any (often empty) body is success
+      if not fields and err and err.code == "token_endpoint" and err.status == 200 then err = nil end
+      ok = err == nil
+    end
+  end
+  local dok, derr = tokens.drop(self)
+  if not ok then return nil, err end
+  if not dok then return nil, derr end
+  return true
 end
 
 return M

@@ -197,6 +197,7 @@ end
 -- request prepared before a token refresh goes out with the new token.
 local function finalize(req, acct)
   req._src_lines = acct._lines
+  req._token = acct._values.token
   req.url = add_query(req._url_noauth, acct._query)
   local own = req._own_lines
   if own then
@@ -331,6 +332,35 @@ local function follow_redirects(req, res)
   return res
 end
 
+--- What happens after a reply: on a status in refresh.on_status, one
+-- refresh and one retry (token accounts); redirects when asked. Used by
+-- send() and by the handles of start()/all().
+function M.complete(req, res)
+  local acct = rawget(req, "_account")
+  if acct._ensure_token and acct.integration.refresh.on_status[res.status] then
+    local ok, err = require("connkit.tokens").renew(acct, true, rawget(req, "_token"))
+    if not ok then return nil, err end
+    finalize(req, acct)
+    local code, msg
+    res, code, msg = engine:perform(req)
+    if not res then return fail(req, code, msg) end
+  end
+  if rawget(req, "follow") and REDIRECT[res.status] then return follow_redirects(req, res) end
+  return res
+end
+
+--- Brings the request up to date with the account's token (fetching or
+-- refreshing it first when it is due). Returns true, or nil and an error.
+function M.ready(req)
+  local acct = rawget(req, "_account")
+  if acct._ensure_token then
+    local ok, err = acct:_ensure_token()
+    if not ok then return nil, err end
+  end
+  if rawget(req, "_src_lines") ~= acct._lines then finalize(req, acct) end
+  return true
+end
+
 --- Sends the request and waits for the reply.
 -- @return response, or nil and an error
 function Request:send()
@@ -342,7 +372,7 @@ function Request:send()
   if rawget(self, "_src_lines") ~= acct._lines then finalize(self, acct) end
   local res, code, msg = engine:perform(self)
   if not res then return fail(self, code, msg) end
-  if rawget(self, "follow") and REDIRECT[res.status] then return follow_redirects(self, res) end
+  if acct._ensure_token or rawget(self, "follow") then return M.complete(self, res) end
   return res
 end
 

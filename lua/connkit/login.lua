@@ -1,0 +1,149 @@
+--- Interactive OAuth 2.0 logins: the RFC 8252 loopback redirect
+-- (account:login) and the RFC 8628 device authorization grant
+-- (account:login_device).
+-- @module connkit.login
+local core = require "connkit.core"
+local errors = require "connkit.errors"
+local check = require "connkit.check"
+local endpoint = require "connkit.token_endpoint"
+local tokens = require "connkit.tokens"
+
+local Account = require("connkit.account").Account
+
+local M = {}
+
+local function page(text)
+  return ("<!doctype html><html><head><meta charset=utf-8><title>connkit</title></head>"
+    .. "<body><p>%s</p></body></html>"):format(text)
+end
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local LOGIN_OPTS = { port = true, timeout = true, open = true, path = true, scope = true, on_url = true, params = true }
+
+--- Authorization code login through a loopback redirect (RFC 8252):
+-- listens on 127.0.0.1 only (an ephemeral port with port = 0), shows the
+-- URL (on_url(url), else printed; a browser is opened only with open =
+-- true), takes exactly one callback with the right state, answers the
+-- browser with a short page and closes the socket.
+-- @return true, or nil and an error (code "timeout" when nobody came back)
+function Account:login(opts)
+  opts = opts or {}
+  local ctx = check.context("login")
+  check.table(ctx, "options", opts)
+  check.known_fields(ctx, opts, nil, LOGIN_OPTS)
+  local port = check.number(ctx, "port", opts.port, { default = 0, integer = true, min = 0, max = 65535 })
+  local timeout = check.number(ctx, "timeout", opts.timeout, { default = 120, min = 0.1 })
+  local path = check.string(ctx, "path", opts.path, { default = "/callback", pattern = "^/[%w%-%._~/]*$" })
+  if opts.on_url ~= nil and type(opts.on_url) ~= "function" then ctx.fail("on_url", "must be a function") end
+  local l, code, msg = core.listen(port)
+  if not l then return nil, errors.new(code, msg) end
+  local redirect_uri = ("http://127.0.0.1:%d%s"):format(l.port, path)
+  local url = self:authorize_url { redirect_uri = redirect_uri, scope = opts.scope, params = opts.params }
+  if opts.on_url then
+    opts.on_url(url)
+  else
+    io.stdout:write("Open this URL in a browser to authorize ", tostring(self.id), ":\n", url, "\n")
+    io.stdout:flush()
+  end
+  if opts.open then os.execute("xdg-open " .. shell_quote(url) .. " >/dev/null 2>&1 &") end
+  local deadline = core.now() + timeout
+  while true do
+    local left = deadline - core.now()
+    local target, acode, amsg
+    if left > 0 then target, acode, amsg = l:accept(left) else acode = "timeout" end
+    if not target then
+      l:close()
+      if acode == "timeout" then
+        return nil, errors.new("timeout", ("no authorization came back to %s within %g s"):format(redirect_uri, timeout))
+      end
+      return nil, errors.new(acode, amsg)
+    end
+    local got_path = target:match("^[^?#]*")
+    local query = target:match("%?([^#]*)") or ""
+    local p = endpoint.parse_form(query)
+    if got_path ~= path then
+      l:reply(404, page("Not found."))
+    elseif not (p.state and self._pending and self._pending[p.state]) then
+      l:reply(400, page("This is not the authorization response connkit is waiting for."))
+    else
+      local ok, err = self:finish_authorization(query)
+      l:reply(ok and 200 or 400, page(ok and "Authorized. You can close this window."
+        or ("Authorization failed (" .. err.code .. "). You can close this window.")))
+      l:close()
+      return ok, err
+    end
+  end
+end
+
+local DEVICE_OPTS = { on_code = true, scope = true, timeout = true }
+local DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+--- Device authorization grant (RFC 8628): asks for a code, shows it
+-- (on_code(verification_uri, user_code, info), else printed), then polls
+-- the token endpoint at `interval` (default 5 s; 5 s more on slow_down)
+-- until the user approves, denies (access_denied) or the code expires
+-- (expired_token).
+function Account:login_device(opts)
+  opts = opts or {}
+  local ctx = check.context("login_device")
+  check.table(ctx, "options", opts)
+  check.known_fields(ctx, opts, nil, DEVICE_OPTS)
+  if opts.on_code ~= nil and type(opts.on_code) ~= "function" then ctx.fail("on_code", "must be a function") end
+  local o = self.integration.oauth2
+  if self.integration.auth ~= "oauth2" or not o.device_authorization_url then
+    error(("account '%s': login_device needs oauth2.device_authorization_url"):format(tostring(self.id)), 2)
+  end
+  local params, headers = {}, {}
+  for _, e in ipairs(o.extra_params) do params[e.name] = assert(self:fill(e.template)) end
+  local scope = opts.scope or (o.scope and assert(self:fill(o.scope)))
+  if scope and scope ~= "" then params.scope = scope end
+  local ok, err = endpoint.authenticate(self, params, headers)
+  if not ok then return nil, err end
+  local url = assert(self:fill(o.device_authorization_url, "url"))
+  local f, ferr = endpoint.call(self, url, "POST", params, headers, "device authorization endpoint")
+  if not f then return nil, ferr end
+  local uri = f.verification_uri or f.verification_url
+  if type(f.device_code) ~= "string" or type(f.user_code) ~= "string" or type(uri) ~= "string" then
+    return nil, errors.new("token_endpoint", "the device authorization reply lacks device_code, user_code or verification_uri")
+  end
+  self:_add_secret(f.device_code)
+  local interval = endpoint.number_of(f.interval) or 5
+  local expires = endpoint.number_of(f.expires_in) or 1800
+  if opts.timeout then expires = math.min(expires, opts.timeout) end
+  local info = { verification_uri_complete = f.verification_uri_complete, expires_in = expires, interval = interval }
+  if opts.on_code then
+    opts.on_code(uri, f.user_code, info)
+  else
+    io.stdout:write(("To authorize %s, open %s and enter the code %s\n"):format(tostring(self.id), uri, f.user_code))
+    io.stdout:flush()
+  end
+  local deadline = core.now() + expires
+  while true do
+    if core.now() + interval > deadline then
+      return nil, errors.new("expired_token", "the device code expired before it was approved")
+    end
+    core.sleep(interval)
+    local p, h = {}, {}
+    for _, e in ipairs(o.extra_params) do p[e.name] = assert(self:fill(e.template)) end
+    p.grant_type, p.device_code = DEVICE_GRANT, f.device_code
+    ok, err = endpoint.authenticate(self, p, h)
+    if not ok then return nil, err end
+    local fields, perr = endpoint.call(self, assert(self:fill(o.token_url, "url")), o.token_method, p, h,
+      "token endpoint (device_code)")
+    if fields then
+      local rec, rerr = endpoint.token_record(self, fields, "token endpoint (device_code)")
+      if not rec then return nil, rerr end
+      return tokens.install(self, tokens.merge(self, rec))
+    end
+    if perr.code == "slow_down" then
+      interval = interval + 5
+    elseif perr.code ~= "authorization_pending" then
+      return nil, perr
+    end
+  end
+end
+
+return M

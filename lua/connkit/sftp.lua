@@ -1,0 +1,422 @@
+--- SFTP over libssh2: the `sftp` block of a definition, credentials, and
+-- sessions (connect, verify the host key, log in, file operations).
+--
+-- The host key is verified before any credential is sent: against an
+-- OpenSSH known_hosts file (hashed entries, `[host]:port`, patterns,
+-- `@revoked`) or a pinned `SHA256:` fingerprint. Every blocking call is
+-- limited by `sftp.timeout`. Run-time failures return `nil, err` with a
+-- stable `err.code`; misuse raises.
+-- @module connkit.sftp
+local core = require "connkit.core"
+local errors = require "connkit.errors"
+local File = require "connkit.sftp_file"
+
+local M = {}
+
+local DEF_FIELDS = {
+  host = true, port = true, known_hosts = true, host_key = true, timeout = true,
+  legacy_algorithms = true, chunk_size = true,
+}
+local CRED_FIELDS = {
+  username = true, password = true, private_key = true, private_key_data = true, passphrase = true,
+}
+local CONNECT_OPTS = { timeout = true }
+local FINGERPRINT = "^SHA256:[%w+/]+=?$"
+local MiB = 1024 * 1024
+
+local function template(env, field, v)
+  if env and env.template then return (env.template(field, v, "raw")) end
+  return v
+end
+
+--- Validates the `sftp` block of a definition; returns it normalized
+-- (templates compiled when the integration passes `env`).
+-- @tparam table block the `sftp` table
+-- @tparam function fail `fail(field, message)` raises naming the field
+-- @tparam[opt] table env the integration's helpers (template compiler)
+function M.check_definition(block, fail, env)
+  if type(block) ~= "table" then fail("sftp", "must be a table") end
+  for k in pairs(block) do
+    if not DEF_FIELDS[k] then fail("sftp." .. tostring(k), "is not a known field of sftp") end
+  end
+  local out = {}
+  if type(block.host) ~= "string" or block.host == "" then fail("sftp.host", "is required (a host name or template)") end
+  out.host = template(env, "sftp.host", block.host)
+  local port = block.port == nil and 22 or block.port
+  if type(port) == "number" then
+    if port % 1 ~= 0 or port < 1 or port > 65535 then fail("sftp.port", "must be an integer 1-65535") end
+    out.port = port
+  elseif type(port) == "string" and port ~= "" then
+    if port:find("^%d+$") then
+      local n = tonumber(port)
+      if n < 1 or n > 65535 then fail("sftp.port", "must be an integer 1-65535") end
+      out.port = n
+    else
+      out.port = template(env, "sftp.port", port)
+    end
+  else
+    fail("sftp.port", "must be an integer 1-65535 or a template string")
+  end
+  if block.known_hosts == nil and block.host_key == nil then
+    fail("sftp", "needs known_hosts (a file path) or host_key (a SHA256:... fingerprint) to verify the server")
+  end
+  if block.known_hosts ~= nil then
+    if type(block.known_hosts) ~= "string" or block.known_hosts == "" then
+      fail("sftp.known_hosts", "must be a file path")
+    end
+    out.known_hosts = template(env, "sftp.known_hosts", block.known_hosts)
+  end
+  if block.host_key ~= nil then
+    local k = block.host_key
+    if type(k) ~= "string" then fail("sftp.host_key", "must be a string like SHA256:...") end
+    if k:find("{", 1, true) then
+      out.host_key = template(env, "sftp.host_key", k)
+    elseif not k:find(FINGERPRINT) then
+      fail("sftp.host_key", "must be a SHA256:... fingerprint as `ssh-keygen -l -E sha256` prints it")
+    else
+      out.host_key = k:gsub("=$", "")
+    end
+  end
+  local t = block.timeout == nil and 30 or block.timeout
+  if type(t) ~= "number" or not (t > 0) then fail("sftp.timeout", "must be a number of seconds > 0") end
+  out.timeout = t
+  if block.legacy_algorithms ~= nil and type(block.legacy_algorithms) ~= "boolean" then
+    fail("sftp.legacy_algorithms", "must be true or false")
+  end
+  out.legacy_algorithms = block.legacy_algorithms == true
+  local c = block.chunk_size == nil and MiB or block.chunk_size
+  if type(c) ~= "number" or c % 1 ~= 0 or c < 4096 or c > 16 * MiB then
+    fail("sftp.chunk_size", "must be an integer from 4096 to 16 MiB")
+  end
+  out.chunk_size = c
+  return out
+end
+
+--- Validates SFTP credentials: `username` and one or more of `password`,
+-- `private_key` (a file path), `private_key_data` (the key itself);
+-- `passphrase` for an encrypted key. Returns a normalized copy.
+function M.check_credentials(creds, fail)
+  if type(creds) ~= "table" then fail("credentials", "must be a table") end
+  local out = {}
+  for k, v in pairs(creds) do
+    if not CRED_FIELDS[k] then fail("credentials." .. tostring(k), 'is not used by auth = "sftp"') end
+    if type(v) ~= "string" then fail("credentials." .. k, "must be a string") end
+    out[k] = v
+  end
+  if out.username == nil or out.username == "" then fail("credentials.username", "is required") end
+  if out.private_key and out.private_key_data then
+    fail("credentials.private_key", "and private_key_data cannot both be given")
+  end
+  if not (out.password or out.private_key or out.private_key_data) then
+    fail("credentials", "need a password, a private_key file or private_key_data")
+  end
+  if out.passphrase and not (out.private_key or out.private_key_data) then
+    fail("credentials.passphrase", "is only for an encrypted private key")
+  end
+  return out
+end
+
+-- ---------------------------------------------------------------------------
+-- Connect: host key, login
+
+local function fail_core(account, code, msg)
+  if account and account._redact then msg = account:_redact(msg) end
+  return nil, errors.from_core(code, msg)
+end
+
+-- Host-key verification: returns true, or nil and an error.
+local function verify_host(s, def, entries, where, kh_path)
+  local ktype, key, fp = s:hostkey()
+  if not ktype then return nil, errors.from_core(key, fp) end
+  if def.host_key and fp ~= def.host_key then
+    return nil, errors.new("host_key_mismatch", ("host key of %s is %s %s, but sftp.host_key pins %s")
+      :format(where, ktype, fp, def.host_key), { fingerprint = fp, key_type = ktype })
+  end
+  if entries then
+    local other
+    for _, e in ipairs(entries) do
+      if e.marker == "revoked" and e.key == key then
+        return nil, errors.new("host_key_mismatch", ("host key of %s (%s %s) is marked @revoked in %s")
+          :format(where, ktype, fp, kh_path), { fingerprint = fp, key_type = ktype })
+      end
+    end
+    for _, e in ipairs(entries) do
+      if e.marker == nil then
+        if e.type == ktype and e.key == key then return true end
+        other = other or e
+      end
+    end
+    if other then
+      return nil, errors.new("host_key_mismatch", ("host key of %s (%s %s) does not match the %s key that %s"
+        .. " lists for it: the server changed its key, or someone is in between")
+        :format(where, ktype, fp, other.type, kh_path), { fingerprint = fp, key_type = ktype })
+    end
+    return nil, errors.new("host_key_unknown", ("%s is not in %s; its key is %s %s (check that fingerprint"
+      .. " with the server's owner, then add the key, e.g. ssh-keyscan -t %s%s)")
+      :format(where, kh_path, ktype, fp, ktype:match("ed25519") and "ed25519" or ktype:match("ecdsa") and "ecdsa" or "rsa",
+        where:match("^%[") and (" -p " .. where:match("%]:(%d+)$") .. " " .. where:match("^%[(.*)%]")) or (" " .. where)),
+      { fingerprint = fp, key_type = ktype })
+  end
+  return true
+end
+
+local function has(list, m)
+  return ("," .. list .. ","):find("," .. m .. ",", 1, true) ~= nil
+end
+
+-- Logs in with whatever the credentials allow and the server offers.
+local function login(s, creds, where)
+  local user = creds.username
+  local methods, code, msg = s:auth_list(user)
+  if methods == true then return true end
+  if not methods then return nil, errors.from_core(code, msg) end
+  local tried, last = {}, nil
+  local function attempt(name, ok, c, m)
+    tried[#tried + 1] = name
+    if ok then return true end
+    if c ~= "auth" then last = errors.from_core(c, m) end
+    return false
+  end
+  if (creds.private_key or creds.private_key_data) and has(methods, "publickey") then
+    if attempt("publickey", s:auth_key(user, creds.private_key, creds.private_key_data, creds.passphrase)) then
+      return true
+    end
+    if last and last.code ~= "key" then return nil, last end
+  end
+  if creds.password then
+    if has(methods, "password") and s:is_open() then
+      if attempt("password", s:auth_password(user, creds.password)) then return true end
+    end
+    if has(methods, "keyboard-interactive") and s:is_open() then
+      if attempt("keyboard-interactive", s:auth_kbdint(user, creds.password)) then return true end
+    end
+  end
+  if last and last.code ~= "key" then return nil, last end
+  local msg2 = ("login refused for user '%s' on %s (server offers: %s; tried: %s)")
+    :format(user, where, methods, #tried > 0 and table.concat(tried, ", ") or "nothing the credentials allow")
+  if last and last.code == "key" then
+    msg2 = msg2 .. "; the private key could not be used: " .. last.message
+      .. " (wrong passphrase, or a key format this libssh2 cannot read)"
+  end
+  if (creds.private_key or creds.private_key_data) and core.ssh_key_type(creds.private_key, creds.private_key_data,
+      creds.passphrase) == "rsa" then
+    msg2 = msg2 .. "; RSA keys need the rsa-sha2-256/512 signatures that modern servers require, which"
+      .. " libssh2 " .. core.libssh2_version .. " cannot make (it signs only with ssh-rsa/SHA-1):"
+      .. " use an ed25519 or ECDSA key"
+  end
+  return nil, errors.new("auth", msg2, { methods = methods })
+end
+
+local Session = {}
+Session.__index = Session
+Session.__name = "connkit.sftp.session"
+
+--- Connects, verifies the host key, logs in and starts SFTP.
+-- @param account an account of an integration with auth = "sftp"
+-- @tparam[opt] table opts `timeout` (seconds) overrides `sftp.timeout`
+-- @return a session, or nil and an error
+function M.connect(account, opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("sftp(): options must be a table", 2) end
+  for k in pairs(opts) do
+    if not CONNECT_OPTS[k] then error("sftp(): unknown option '" .. tostring(k) .. "'", 2) end
+  end
+  local integ = account.integration
+  local def = integ.sftp or M.check_definition(integ.def.sftp, function(f, m) error(f .. " " .. m, 3) end)
+  local function fill(v)
+    if type(v) == "number" then return v end
+    return account:fill(v, "raw")
+  end
+  local host, err = fill(def.host)
+  if not host then return nil, err end
+  local port
+  port, err = fill(def.port)
+  if not port then return nil, err end
+  port = tonumber(port)
+  if not port or port % 1 ~= 0 or port < 1 or port > 65535 then
+    return nil, errors.new("template", "sftp.port does not render to a port number")
+  end
+  local pin
+  if def.host_key then
+    pin, err = fill(def.host_key)
+    if not pin then return nil, err end
+    if not pin:find(FINGERPRINT) then
+      return nil, errors.new("template", "sftp.host_key does not render to a SHA256:... fingerprint")
+    end
+    pin = pin:gsub("=$", "")
+  end
+  local where = port == 22 and host or ("[" .. host .. "]:" .. port)
+  local kh_path, entries
+  if def.known_hosts then
+    kh_path, err = fill(def.known_hosts)
+    if not kh_path then return nil, err end
+    local e, code, msg = core.known_hosts(kh_path, where)
+    if not e then return fail_core(account, code, msg) end
+    entries = e
+  end
+  -- prefer the key types known_hosts has for this host, as OpenSSH does
+  local types, seen = {}, {}
+  for _, e in ipairs(entries or {}) do
+    if not e.marker and not seen[e.type] then seen[e.type] = true; types[#types + 1] = e.type end
+  end
+  local timeout = opts.timeout or def.timeout
+  if type(timeout) ~= "number" or not (timeout > 0) then error("sftp(): timeout must be a number > 0", 2) end
+  local s, code, msg = core.ssh_connect(host, port, timeout,
+    { legacy = def.legacy_algorithms, hostkeys = table.concat(types, ",") })
+  if not s then return fail_core(account, code, msg) end
+  local ok
+  ok, err = verify_host(s, { host_key = pin }, entries, where, kh_path)
+  if ok then ok, err = login(s, account.credentials, where) end
+  if ok then
+    local c, m
+    ok, c, m = s:sftp_init()
+    if not ok then err = errors.from_core(c, m) end
+  end
+  if not ok then
+    s:close()
+    if account._redact then err.message = account:_redact(err.message) end
+    return nil, err
+  end
+  return setmetatable({ _s = s, host = host, port = port, user = account.credentials.username,
+    chunk_size = def.chunk_size }, Session)
+end
+
+-- ---------------------------------------------------------------------------
+-- Session
+
+local function wrap(ok, code, msg)
+  if ok == nil then return nil, errors.from_core(code, msg) end
+  return ok
+end
+
+function Session:__tostring()
+  return ("connkit.sftp.session %s@%s:%d (%s)"):format(self.user, self.host, self.port,
+    self._s:is_open() and "open" or "closed")
+end
+
+--- Closes the session and every file and listing still open on it.
+-- Idempotent; also runs from `<close>` and garbage collection.
+function Session:close()
+  self._s:close()
+  return true
+end
+Session.__close = Session.close
+-- no __gc here: the core session closes itself when collected, and only
+-- once no file or listing opened on it is left
+
+--- True while the session is usable.
+function Session:is_open() return self._s:is_open() end
+
+--- Attributes of a path (follows links): name-less entry table, or nil, err.
+function Session:stat(path) return wrap(self._s:stat(path, false)) end
+
+--- Attributes of a path itself (does not follow a link), or nil, err.
+function Session:lstat(path) return wrap(self._s:stat(path, true)) end
+
+--- The absolute form of a remote path (e.g. "." is the login directory).
+function Session:realpath(path) return wrap(self._s:realpath(path or ".")) end
+
+--- Removes a file.
+function Session:remove(path) return wrap(self._s:remove(path)) end
+
+--- Removes an empty directory.
+function Session:rmdir(path) return wrap(self._s:rmdir(path)) end
+
+--- Creates a directory. opts: `parents = true` creates the missing parents
+-- and accepts an existing directory (like mkdir -p); `mode` (default 0755).
+function Session:mkdir(path, opts)
+  opts = opts or {}
+  local mode = opts.mode or 493
+  if not opts.parents then return wrap(self._s:mkdir(path, mode)) end
+  local st = self._s:stat(path, false)
+  if st and st.type == "dir" then return true end
+  local prefix = path:sub(1, 1) == "/" and "/" or ""
+  local sofar = prefix
+  for part in path:gmatch("[^/]+") do
+    sofar = (sofar == "" or sofar == "/") and (sofar .. part) or (sofar .. "/" .. part)
+    local cur = self._s:stat(sofar, false)
+    if not cur then
+      local ok, code, msg = self._s:mkdir(sofar, mode)
+      if not ok then
+        cur = self._s:stat(sofar, false) -- made meanwhile?
+        if not (cur and cur.type == "dir") then return nil, errors.from_core(code, msg) end
+      end
+    elseif cur.type ~= "dir" then
+      return nil, errors.new("not_a_directory", "mkdir " .. path .. ": " .. sofar .. " is not a directory")
+    end
+  end
+  return true
+end
+
+--- Renames a file or directory. opts: `overwrite = true` replaces an
+-- existing file at `to` (SFTP v3 servers refuse that by themselves).
+function Session:rename(from, to, opts)
+  local ok, code, msg = self._s:rename(from, to)
+  if ok then return true end
+  if opts and opts.overwrite and code ~= "timeout" and code ~= "connection" then
+    local st = self._s:stat(to, true)
+    if st and st.type ~= "dir" and self._s:stat(from, true) then
+      local rok, rcode, rmsg = self._s:remove(to)
+      if not rok then return nil, errors.from_core(rcode, rmsg) end
+      return wrap(self._s:rename(from, to))
+    end
+  end
+  return nil, errors.from_core(code, msg)
+end
+
+--- Iterates over a directory: `for entry in s:dir(path) do ... end`.
+-- Each entry has name, type ("file" | "dir" | "link" | "other"), size,
+-- mtime, mode (and atime, uid, gid). "." and ".." are left out. The listing
+-- handle closes when the loop ends, on break (Lua 5.4 `<close>`) and on
+-- garbage collection. Returns nil, err when the directory cannot be opened.
+function Session:dir(path)
+  local d, code, msg = self._s:opendir(path)
+  if not d then return nil, errors.from_core(code, msg) end
+  local function iter()
+    if not d:is_open() then return nil end
+    local e, c, m = d:next()
+    if e then return e end
+    d:close()
+    if c then error(errors.from_core(c, m), 2) end
+    return nil
+  end
+  return iter, nil, nil, d
+end
+
+--- All entries of a directory as a list (see dir), or nil, err.
+function Session:list(path)
+  local iter, err = self:dir(path)
+  if not iter then return nil, err end
+  local out = {}
+  for e in iter do out[#out + 1] = e end
+  return out
+end
+
+local MODES = { r = "r", w = "wct", a = "wca", ["r+"] = "rw", ["w+"] = "rwct", ["a+"] = "rwca" }
+
+--- Opens a remote file like io.open: mode "r" | "w" | "a" | "r+" | "w+" |
+-- "a+" ("b" is ignored). Returns a file object (read, write, seek, lines,
+-- close, as Lua's io files) or nil, err.
+function Session:open(path, mode)
+  mode = mode or "r"
+  local flags = MODES[(mode:gsub("b", ""))]
+  if not flags then error("sftp open: bad mode '" .. tostring(mode) .. "'", 2) end
+  local f, code, msg = self._s:open(path, flags)
+  if not f then return nil, errors.from_core(code, msg) end
+  return File.new(f, path, flags, self.chunk_size)
+end
+
+local transfer = require "connkit.sftp_transfer"
+
+--- Downloads `remote` to the local file `localpath`; see connkit.sftp_transfer.
+-- opts: progress(done, total), resume (bool), chunk_size.
+-- @return the number of bytes in the file, or nil, err
+function Session:get(remote, localpath, opts) return transfer.get(self, remote, localpath, opts) end
+
+--- Uploads the local file `localpath` to `remote`; see connkit.sftp_transfer.
+-- opts: progress(done, total), resume (bool), chunk_size.
+-- @return the number of bytes in the file, or nil, err
+function Session:put(localpath, remote, opts) return transfer.put(self, localpath, remote, opts) end
+
+M.Session = Session
+return M

@@ -1,0 +1,162 @@
+--- Whole-file transfers for SFTP sessions: get (download) and put (upload).
+--
+-- Data moves in large blocks (sftp.chunk_size, default 1 MiB) that libssh2
+-- sends as many pipelined SFTP requests, so a transfer is not bound by
+-- round trips. The target is written under `<target>.part` and renamed into
+-- place when complete: a failed transfer never leaves a truncated target.
+-- The `.part` file stays after a failure, and `resume = true` continues
+-- from its size. A Lua error raised by the progress callback aborts the
+-- transfer (files closed, `.part` kept) and is raised again afterwards;
+-- a callback that returns false aborts with err.code "aborted".
+-- @module connkit.sftp_transfer
+local errors = require "connkit.errors"
+
+local M = {}
+
+local OPTS = { progress = true, resume = true, chunk_size = true }
+
+local function check_opts(opts, what)
+  opts = opts or {}
+  if type(opts) ~= "table" then error(what .. ": options must be a table", 3) end
+  for k in pairs(opts) do
+    if not OPTS[k] then error(what .. ": unknown option '" .. tostring(k) .. "'", 3) end
+  end
+  if opts.progress ~= nil and type(opts.progress) ~= "function" then
+    error(what .. ": progress must be a function", 3)
+  end
+  local c = opts.chunk_size
+  if c ~= nil and (type(c) ~= "number" or c < 4096 or c % 1 ~= 0) then
+    error(what .. ": chunk_size must be an integer >= 4096", 3)
+  end
+  return opts
+end
+
+local function local_error(what, path, msg)
+  return errors.new("local_io", ("%s %s: %s"):format(what, path, tostring(msg)))
+end
+
+-- Calls progress under pcall. Returns true to go on, or false plus either
+-- ("raise", value) or ("abort", err).
+local function report(progress, done, total)
+  if not progress then return true end
+  local ok, r = pcall(progress, done, total)
+  if not ok then return false, "raise", r end
+  if r == false then return false, "abort", errors.new("aborted", "transfer aborted by the progress callback") end
+  return true
+end
+
+-- Runs the copy loop: read(n) -> string ("" at end) | nil, err;
+-- write(s) -> true | nil, err. Returns done, or nil, kind, value.
+local function copy(read, write, chunk, done, total, progress)
+  while true do
+    local data, err = read(chunk)
+    if not data then return nil, "error", err end
+    if data == "" then break end
+    local ok, werr = write(data)
+    if not ok then return nil, "error", werr end
+    done = done + #data
+    local go, kind, v = report(progress, done, total)
+    if not go then return nil, kind, v end
+  end
+  if done == 0 then
+    local go, kind, v = report(progress, 0, total)
+    if not go then return nil, kind, v end
+  end
+  return done
+end
+
+local function finish(kind, value)
+  if kind == "raise" then error(value, 0) end
+  return nil, value
+end
+
+--- Downloads `remote` into `localpath`. opts: progress(done, total),
+-- resume (continue `<localpath>.part`), chunk_size.
+-- @return bytes in the file, or nil, err (a progress error is re-raised)
+function M.get(session, remote, localpath, opts)
+  opts = check_opts(opts, "sftp get")
+  local chunk = opts.chunk_size or session.chunk_size
+  local cs = session._s
+  local tmp = localpath .. ".part"
+  local rf, code, msg = cs:open(remote, "r")
+  if not rf then return nil, errors.from_core(code, msg) end
+  local st
+  st, code, msg = rf:fstat()
+  if not st then rf:close() return nil, errors.from_core(code, msg) end
+  local total = st.size
+  local offset = 0
+  if opts.resume then
+    local pf = io.open(tmp, "rb")
+    if pf then
+      offset = pf:seek("end") or 0
+      pf:close()
+      if total and offset > total then offset = 0 end
+    end
+  end
+  local out, oerr = io.open(tmp, offset > 0 and "r+b" or "wb")
+  if not out then rf:close() return nil, local_error("open", tmp, oerr) end
+  if offset > 0 then out:seek("set", offset); rf:seek(offset) end
+  out:setvbuf("no")
+  local function read(n)
+    local data, c, m = rf:read(n)
+    if not data then return nil, errors.from_core(c, m .. " (" .. remote .. ")") end
+    return data
+  end
+  local function write(data)
+    local ok, e = out:write(data)
+    if not ok then return nil, local_error("write", tmp, e) end
+    return true
+  end
+  local done, kind, value = copy(read, write, chunk, offset, total, opts.progress)
+  rf:close()
+  local ok, cerr = out:close()
+  if not done then return finish(kind, value) end
+  if not ok then return nil, local_error("close", tmp, cerr) end
+  local rok, rerr = os.rename(tmp, localpath)
+  if not rok then return nil, local_error("rename", tmp, rerr) end
+  return done
+end
+
+--- Uploads `localpath` to `remote`. opts: progress(done, total), resume
+-- (continue `<remote>.part` on the server), chunk_size.
+-- @return bytes in the file, or nil, err (a progress error is re-raised)
+function M.put(session, localpath, remote, opts)
+  opts = check_opts(opts, "sftp put")
+  local chunk = opts.chunk_size or session.chunk_size
+  local cs = session._s
+  local tmp = remote .. ".part"
+  local inp, ierr = io.open(localpath, "rb")
+  if not inp then return nil, local_error("open", localpath, ierr) end
+  local total = inp:seek("end")
+  local offset = 0
+  if opts.resume then
+    local st = cs:stat(tmp, false)
+    if st and st.size and st.size <= total then offset = st.size end
+  end
+  inp:seek("set", offset)
+  local wf, code, msg = cs:open(tmp, offset > 0 and "wc" or "wct")
+  if not wf then inp:close() return nil, errors.from_core(code, msg) end
+  if offset > 0 then wf:seek(offset) end
+  local function read(n)
+    local data, e = inp:read(n)
+    if data == nil then
+      if e then return nil, local_error("read", localpath, e) end
+      return ""
+    end
+    return data
+  end
+  local function write(data)
+    local ok, c, m = wf:write(data)
+    if not ok then return nil, errors.from_core(c, m .. " (" .. tmp .. ")") end
+    return true
+  end
+  local done, kind, value = copy(read, write, chunk, offset, total, opts.progress)
+  inp:close()
+  wf:close()
+  if not done then return finish(kind, value) end
+  local ok, err = session:rename(tmp, remote, { overwrite = true })
+  if not ok then return nil, err end
+  return done
+end
+
+return M

@@ -1,0 +1,243 @@
+--- Encrypted file token store: one file per account in a private directory.
+--
+-- Each record is JSON sealed with AES-256-GCM (a fresh random nonce per
+-- write); the account id is bound as associated data, so a file copied onto
+-- another account's name does not open. Files are written to a temp file,
+-- fsynced, renamed over the old one, and the directory is fsynced: a crash
+-- or `kill -9` at any moment leaves the old record or the new one. Files are
+-- 0600, the directory is created 0700. A wrong key or a changed file gives
+-- `err.code == "store_auth"` and the file is left as it is.
+--
+-- `lock(id)` takes an exclusive `flock` on a per-account lock file, so
+-- processes sharing the directory refresh one at a time.
+-- @module connkit.store.file
+local core = require "connkit.core"
+local cjson = require "cjson"
+local errors = require "connkit.errors"
+local memory = require "connkit.store.memory"
+
+local M = {}
+
+local MAGIC = "CKS1"                  -- file format tag, also bound as AAD
+local DEFAULT_LOCK_TIMEOUT = 60       -- seconds
+local OPTIONS = { key = true, key_file = true, lock_timeout = true }
+
+local math_type = math.type
+local tointeger = math.tointeger
+
+-- Locks this Lua state holds, by lock path (weak: a dropped unlock function
+-- lets its lock be collected, which releases the flock).
+local held = setmetatable({}, { __mode = "v" })
+
+-- JSON encoding with numbers kept exact (lua-cjson writes 14 digits).
+local encode_value
+local function encode_number(n, path)
+  if n ~= n or n == math.huge or n == -math.huge then
+    error(("connkit.store.file: record field %s: NaN and infinity cannot be stored"):format(path), 0)
+  end
+  if math_type and math_type(n) == "integer" then return ("%d"):format(n) end
+  if n == math.floor(n) and n > -2^53 and n < 2^53 then return ("%.0f"):format(n) end
+  return ("%.17g"):format(n)
+end
+
+function encode_value(v, path)
+  local t = type(v)
+  if t == "string" then return cjson.encode(v) end
+  if t == "number" then return encode_number(v, path) end
+  if t == "boolean" then return tostring(v) end
+  -- tables (memory.copy_record has already refused everything else)
+  local n = #v
+  local count = 0
+  for _ in pairs(v) do count = count + 1 end
+  local parts = {}
+  if n > 0 and count == n then
+    for i = 1, n do parts[i] = encode_value(v[i], path .. "[" .. i .. "]") end
+    return "[" .. table.concat(parts, ",") .. "]"
+  end
+  for k, x in pairs(v) do
+    parts[#parts + 1] = cjson.encode(tostring(k)) .. ":" .. encode_value(x, path .. "." .. tostring(k))
+  end
+  table.sort(parts)
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+-- Integral floats from cjson back to integers (Lua 5.3+), recursively.
+local function normalize(v)
+  if type(v) == "table" then
+    for k, x in pairs(v) do
+      if x == cjson.null then v[k] = nil else v[k] = normalize(x) end
+    end
+  elseif tointeger and type(v) == "number" and math_type(v) == "float" then
+    return tointeger(v) or v
+  end
+  return v
+end
+
+local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
+
+-- The 32-byte key from base64 (or base64url) text; nil, why on failure.
+local function decode_key(text)
+  text = trim(text)
+  local raw = core.b64decode(text) or core.b64url_decode(text)
+  if not raw then return nil, "is not valid base64" end
+  if #raw ~= 32 then return nil, ("must decode to 32 bytes (got %d)"):format(#raw) end
+  return raw
+end
+
+-- Reads the key from the options; raises naming the option.
+local function load_key(opts)
+  if opts.key ~= nil and opts.key_file ~= nil then
+    error("connkit.store.file: give either option 'key' or option 'key_file', not both", 3)
+  end
+  if opts.key ~= nil then
+    if type(opts.key) ~= "string" then
+      error("connkit.store.file: option 'key' must be a base64 string of 32 bytes, got "
+        .. type(opts.key), 3)
+    end
+    local key, why = decode_key(opts.key)
+    if not key then error("connkit.store.file: option 'key' " .. why, 3) end
+    return key
+  end
+  if opts.key_file ~= nil then
+    if type(opts.key_file) ~= "string" or opts.key_file == "" then
+      error("connkit.store.file: option 'key_file' must be a path string", 3)
+    end
+    local data, _, msg = core.read_file(opts.key_file, true)
+    if not data then error("connkit.store.file: option 'key_file': " .. msg, 3) end
+    if #data == 32 then return data end     -- raw key bytes
+    local key, why = decode_key(data)
+    if not key then
+      error("connkit.store.file: option 'key_file': the file " .. why
+        .. " (expected 32 raw bytes or their base64)", 3)
+    end
+    return key
+  end
+  error("connkit.store.file: option 'key' (base64 of 32 bytes) or 'key_file' is required", 3)
+end
+
+-- File name stem for an id: readable prefix + hash, safe for any id.
+local function stem(id)
+  local readable = id:gsub("[^%w%-_]", "_"):sub(1, 40)
+  return readable .. "-" .. core.hex(core.sha256(id)):sub(1, 32)
+end
+
+local function check_id(id, fname)
+  if type(id) ~= "string" or id == "" then
+    error(("connkit.store.file: %s: id must be a non-empty string, got %s")
+      :format(fname, type(id)), 3)
+  end
+end
+
+local function method(store, f)
+  return function(a, ...)
+    if a == store then return f(...) end
+    return f(a, ...)
+  end
+end
+
+--- A store keeping one encrypted file per account in `dir`.
+-- @tparam string dir directory (created 0700 with missing parents)
+-- @tparam table opts `key` (base64 of 32 random bytes, e.g. from
+--   `openssl rand -base64 32`) or `key_file` (a file holding that base64 or
+--   the 32 raw bytes; refused when group or others may read it);
+--   `lock_timeout` seconds `lock` waits (default 60)
+-- @treturn table the store: `get(id)`, `put(id, record)`, `lock(id)`
+--   (callable with `.` or `:`)
+function M.new(dir, opts)
+  if type(dir) ~= "string" or dir == "" then
+    error("connkit.store.file: argument 'dir' must be a non-empty path string, got "
+      .. type(dir), 2)
+  end
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then
+    error("connkit.store.file: options must be a table, got " .. type(opts), 2)
+  end
+  for k in pairs(opts) do
+    if not OPTIONS[k] then
+      error("connkit.store.file: unknown option '" .. tostring(k) .. "'", 2)
+    end
+  end
+  local lock_timeout = opts.lock_timeout
+  if lock_timeout == nil then lock_timeout = DEFAULT_LOCK_TIMEOUT end
+  if type(lock_timeout) ~= "number" or lock_timeout < 0 then
+    error("connkit.store.file: option 'lock_timeout' must be a non-negative number of seconds", 2)
+  end
+  local key = load_key(opts)
+  dir = dir:gsub("(.)/+$", "%1")
+  local ok, _, msg = core.mkdir(dir, 448) -- 0700
+  if not ok then error("connkit.store.file: argument 'dir': " .. msg, 2) end
+
+  local store = { dir = dir }
+
+  local function path_of(id) return dir .. "/" .. stem(id) end
+  local function aad(id) return MAGIC .. "\0" .. id end
+
+  store.get = method(store, function(id)
+    check_id(id, "get")
+    local path = path_of(id) .. ".rec"
+    local data, code, err = core.read_file(path)
+    if not data then
+      if code == "not_found" then return nil end
+      return nil, errors.new(code, "connkit.store.file: " .. err)
+    end
+    if data:sub(1, #MAGIC) ~= MAGIC then
+      return nil, errors.new("store_auth",
+        ("connkit.store.file: %s is not a connkit record"):format(path))
+    end
+    local plain = core.open(key, data:sub(#MAGIC + 1), aad(id))
+    if not plain then
+      return nil, errors.new("store_auth", ("connkit.store.file: the record of account %q "
+        .. "in %s does not authenticate (wrong key, changed file, or another "
+        .. "account's file)"):format(id, path))
+    end
+    local okd, rec = pcall(cjson.decode, plain)
+    if not okd or type(rec) ~= "table" then
+      return nil, errors.new("store_corrupt",
+        ("connkit.store.file: the record of account %q is not a JSON object"):format(id))
+    end
+    return normalize(rec)
+  end)
+
+  store.put = method(store, function(id, record)
+    check_id(id, "put")
+    local path = path_of(id) .. ".rec"
+    if record == nil then
+      local okr, err = os.remove(path)
+      if not okr and core.read_file(path) then
+        return nil, errors.new("io", "connkit.store.file: " .. tostring(err))
+      end
+      return true
+    end
+    local copy = memory.copy_record(record, "connkit.store.file: put")
+    local okj, json = pcall(encode_value, copy, "record")
+    if not okj then error(json, 2) end
+    local sealed = MAGIC .. core.seal(key, json, aad(id))
+    local okw, code, err = core.write_file_atomic(path, sealed, 384) -- 0600
+    if not okw then return nil, errors.new(code, "connkit.store.file: " .. err) end
+    return true
+  end)
+
+  store.lock = method(store, function(id, timeout)
+    check_id(id, "lock")
+    if timeout == nil then timeout = lock_timeout end
+    local path = path_of(id) .. ".lock"
+    if held[path] then
+      return nil, errors.new("lock_busy", ("connkit.store.file: the lock of account %q "
+        .. "is already held in this process"):format(id))
+    end
+    local lk, code, err = core.lock_file(path, timeout)
+    if not lk then return nil, errors.new(code, "connkit.store.file: " .. err) end
+    held[path] = lk
+    return function()
+      if held[path] == lk then held[path] = nil end
+      lk:unlock()
+      return true
+    end
+  end)
+
+  return setmetatable(store, {
+    __tostring = function() return "connkit.store.file(" .. dir .. ")" end,
+  })
+end
+
+return M

@@ -1,0 +1,58 @@
+--- Token stores. A store is any table with three functions, called with a
+-- dot (plain functions, not methods):
+--
+--   `store.get(id)`          -> record, or nil when there is none, or nil, err
+--   `store.put(id, record)`  -> true, or nil, err (a nil record removes it)
+--   `store.lock(id)`         -> unlock function, or nil, err
+--
+-- A record is a plain table (`access_token`, `refresh_token`, `expires_at`,
+-- `scope`, `token_type` and any other string, number or boolean fields).
+-- `lock` must exclude every other holder of the same id that shares the
+-- store (other processes too, for a shared store) until the unlock function
+-- is called; the refresh path is lock, get, refresh if still needed, put,
+-- unlock. The built-in stores accept both `store.get(id)` and `store:get(id)`.
+-- @module connkit.store
+local memory = require "connkit.store.memory"
+local file = require "connkit.store.file"
+
+local store = {}
+
+--- A new in-process store (the default).
+-- @treturn table
+function store.memory()
+  return memory.new()
+end
+
+--- A new encrypted file store; see `connkit.store.file`.
+-- @tparam string dir
+-- @tparam table opts `key` or `key_file`, optional `lock_timeout`
+-- @treturn table
+function store.file(dir, opts)
+  return file.new(dir, opts)
+end
+
+local function callable(v)
+  if type(v) == "function" then return true end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and type(mt.__call) == "function"
+end
+
+--- Checks that `s` follows the store protocol; raises naming what is missing.
+-- @param s the candidate store
+-- @tparam[opt] string what how to name it in the error (default "store")
+-- @return s
+function store.check(s, what)
+  what = what or "store"
+  if type(s) ~= "table" then
+    error(("%s must be a table with get, put and lock functions, got %s"):format(what, type(s)), 2)
+  end
+  for _, name in ipairs({ "get", "put", "lock" }) do
+    if not callable(s[name]) then
+      error(("%s must have a %s function (get(id), put(id, record), lock(id) -> unlock)")
+        :format(what, name), 2)
+    end
+  end
+  return s
+end
+
+return store

@@ -1,0 +1,179 @@
+--- Calls to token-issuing endpoints (OAuth 2.0 token, device authorization
+-- and revocation endpoints, custom login URLs) and the parsing of their
+-- replies: JSON or form-encoded, `expires_in` as number or string,
+-- `expires_at`, an `error` in a 200, HTML or empty bodies.
+-- @module connkit.token_endpoint
+local core = require "connkit.core"
+local errors = require "connkit.errors"
+local request = require "connkit.request"
+local cjson = require "cjson.safe"
+
+local M = {}
+
+-- RFC 6749 5.2, RFC 8628 3.5, RFC 7009 2.2.1: kept as err.code
+local OAUTH_ERRORS = {
+  invalid_request = true, invalid_client = true, invalid_grant = true,
+  unauthorized_client = true, unsupported_grant_type = true, invalid_scope = true,
+  access_denied = true, authorization_pending = true, slow_down = true,
+  expired_token = true, server_error = true, temporarily_unavailable = true,
+  unsupported_token_type = true, invalid_target = true,
+}
+M.OAUTH_ERRORS = OAUTH_ERRORS
+
+local function unescape(s)
+  s = s:gsub("%+", " ")
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+--- Parses "a=1&b=2" into a table. With `dups`, also returns the set of names
+-- seen more than once.
+function M.parse_form(s)
+  local t, dups = {}, {}
+  for pair in s:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=?(.*)$")
+    k = unescape(k)
+    if t[k] ~= nil then dups[k] = true end
+    t[k] = unescape(v)
+  end
+  return t, dups
+end
+
+-- The first bytes of a body, printable, for an error message.
+local function snippet(acct, body)
+  if body == "" then return "an empty body" end
+  local s = body:sub(1, 60):gsub("[%c\128-\255]", "?")
+  return ("%q%s"):format(acct:_redact(s), #body > 60 and "..." or "")
+end
+
+--- The client id and secret in use: the account's credentials override the
+-- integration's (both may be templates over the parameters).
+function M.client(acct)
+  local o = acct.integration.oauth2
+  local id, secret = acct.credentials.client_id, acct.credentials.client_secret
+  if id == nil and o.client_id then id = assert(acct:fill(o.client_id)) end
+  if secret == nil and o.client_secret then secret = assert(acct:fill(o.client_secret)) end
+  return id, secret
+end
+
+--- Adds client authentication (RFC 6749 2.3.1) to params/headers: "basic"
+-- sends id and secret form-encoded, then base64'd, in the Authorization
+-- header; "post" sends them in the body; "none" sends only the id.
+function M.authenticate(acct, params, headers)
+  local o = acct.integration.oauth2
+  local id, secret = M.client(acct)
+  if id == nil then
+    return nil, errors.new("config", "oauth2: no client_id (set oauth2.client_id or credentials.client_id)")
+  end
+  if o.client_auth == "basic" and secret ~= nil then
+    local cred = core.b64encode(core.escape(id, "form") .. ":" .. core.escape(secret, "form"))
+    acct:_add_secret(cred)
+    headers[#headers + 1] = "Authorization: Basic " .. cred
+  else
+    params.client_id = id
+    if o.client_auth ~= "none" and secret ~= nil then params.client_secret = secret end
+  end
+  return true
+end
+
+--- Sends params to an endpoint: a form body for POST, the query for GET.
+-- Returns the decoded reply fields, or nil and an error. `what` names the
+-- endpoint in messages.
+function M.call(acct, url, method, params, headers, what, format)
+  headers = headers or {}
+  headers[#headers + 1] = "Accept: application/json"
+  local spec = {
+    method = method, header_lines = headers, timeout = acct._timeout,
+    connect_timeout = acct._connect_timeout, ca_file = acct._ca_file,
+  }
+  if method == "GET" then
+    local q = request.encode_pairs(params, "query", "params")
+    spec.url = q ~= "" and (url .. (url:find("?", 1, true) and "&" or "?") .. q) or url
+  else
+    spec.url = url
+    if format == "json" then
+      spec.body = cjson.encode(params)
+      headers[#headers + 1] = "Content-Type: application/json"
+    else
+      spec.body = request.encode_pairs(params, "form", "params")
+      headers[#headers + 1] = "Content-Type: application/x-www-form-urlencoded"
+    end
+  end
+  local res, code, msg = request.engine:perform(spec)
+  if not res then
+    return nil, errors.new(code, acct:_redact(("%s %s: %s"):format(what, request.origin(url) or url, msg)))
+  end
+  return M.parse_reply(acct, res, what)
+end
+
+--- The fields of a reply, or nil and an error: an OAuth `error` (in any
+-- status, even 200) becomes err.code; a reply that is neither JSON nor form
+-- data is described by status, content type and its first bytes.
+function M.parse_reply(acct, res, what)
+  local ctype = (res.headers["content-type"] or ""):lower()
+  local body = res.body
+  local fields
+  if ctype:find("json", 1, true) or body:find("^%s*[{%[]") then
+    local v = cjson.decode(body)
+    if type(v) == "table" then fields = v end
+  elseif ctype:find("application/x-www-form-urlencoded", 1, true)
+      or (ctype:find("text/plain", 1, true) and body:find("^[%w_%.%-]+=")) then
+    fields = M.parse_form(body)
+  end
+  if fields and type(fields.error) == "string" then
+    local code = OAUTH_ERRORS[fields.error] and fields.error or "oauth_error"
+    local desc = type(fields.error_description) == "string" and (": " .. fields.error_description:sub(1, 200)) or ""
+    return nil, errors.new(code, acct:_redact(("%s answered %d %s%s"):format(what, res.status, fields.error, desc)),
+      { status = res.status, oauth_error = fields.error })
+  end
+  if res.status < 200 or res.status > 299 or not fields then
+    local code = (res.status == 401 or res.status == 403) and "auth" or "token_endpoint"
+    return nil, errors.new(code, ("%s answered %d%s with %s"):format(what, res.status,
+      ctype ~= "" and (" (" .. ctype .. ")") or "", snippet(acct, body)), { status = res.status })
+  end
+  for k, v in pairs(fields) do
+    if v == cjson.null then fields[k] = nil end
+  end
+  return fields, nil, res
+end
+
+--- A number from a reply field that may be a number or a numeric string.
+local function number_of(v)
+  if type(v) == "number" then return v end
+  if type(v) == "string" then return tonumber(v:match("^%s*(.-)%s*$")) end
+  return nil
+end
+M.number_of = number_of
+
+--- The token record of an OAuth token reply, or nil and an error.
+-- Lifetime: expires_in (number or string), else expires_at (epoch seconds),
+-- else the integration's refresh.default_ttl.
+function M.token_record(acct, f, what)
+  if type(f.access_token) ~= "string" or f.access_token == "" then
+    return nil, errors.new("token_endpoint", what .. " reply has no access_token")
+  end
+  local now = os.time()
+  local rec = {
+    access_token = f.access_token,
+    refresh_token = type(f.refresh_token) == "string" and f.refresh_token or nil,
+    token_type = type(f.token_type) == "string" and f.token_type:lower() or "bearer",
+    scope = type(f.scope) == "string" and f.scope or nil,
+    issued_at = now,
+  }
+  if rec.token_type ~= "bearer" and rec.token_type ~= "n_a" then
+    return nil, errors.new("token_endpoint", what .. " issued a " .. rec.token_type .. " token; only bearer tokens are supported")
+  end
+  local ttl = number_of(f.expires_in)
+  local at = number_of(f.expires_at)
+  if ttl and ttl > 0 then
+    rec.expires_at = now + math.floor(ttl)
+  elseif at and at > now then
+    rec.expires_at = math.floor(at)
+  else
+    rec.expires_at = now + acct.integration.refresh.default_ttl
+  end
+  if rec.refresh_token then acct:_add_secret(rec.refresh_token) end
+  acct:_add_secret(rec.access_token)
+  return rec
+end
+
+return M

@@ -1,0 +1,195 @@
+--- Token state and the refresh rules, for every auth type that fetches a
+-- token (oauth2, custom_token).
+--
+-- The state is a record { access_token, refresh_token, expires_at,
+-- issued_at, scope, token_type } kept in the account's store under its id.
+-- A refresh is single-flight: the store's lock is taken, the record read
+-- again (another process may have refreshed already), and only a token that
+-- is still due is renewed; the new record is written to the store before the
+-- token is used.
+-- @module connkit.tokens
+local core = require "connkit.core"
+local errors = require "connkit.errors"
+
+local M = {}
+
+local now = os.time
+
+--- When a token with this record should be renewed (epoch seconds).
+-- Long-lived tokens: `window` seconds before expiry. A token whose lifetime
+-- is under window + min_ttl would spend (nearly) all its life inside the
+-- window, so it is renewed when `fraction` of its lifetime is left instead.
+function M.due_at(record, rules)
+  local exp = record.expires_at
+  if not exp then return math.huge end
+  local life = exp - (record.issued_at or exp)
+  if life >= rules.window + rules.min_ttl then return exp - rules.window end
+  return exp - life * rules.fraction
+end
+
+-- The store call style of API.md: store.get(id), store.put(id, r), store.lock(id).
+local function store_get(acct)
+  local ok, rec, err = pcall(acct.store.get, acct.id)
+  if not ok then return nil, errors.new("store", "store.get failed: " .. tostring(rec)) end
+  if rec == nil and err then return nil, errors.is(err) and err or errors.new("store", tostring(err)) end
+  return rec
+end
+
+local function store_put(acct, rec)
+  local ok, res, err = pcall(acct.store.put, acct.id, rec)
+  if not ok then return nil, errors.new("store", "store.put failed: " .. tostring(res)) end
+  if not res then return nil, errors.is(err) and err or errors.new("store", "store.put failed: " .. tostring(err)) end
+  return true
+end
+
+local function store_lock(acct)
+  local ok, unlock, err = pcall(acct.store.lock, acct.id)
+  if not ok then return nil, errors.new("store", "store.lock failed: " .. tostring(unlock)) end
+  if type(unlock) ~= "function" then
+    return nil, errors.is(err) and err or errors.new("store", "store.lock did not return an unlock function")
+  end
+  return unlock
+end
+
+--- Makes `rec` the account's token state in memory (no store write).
+-- Returns true, or nil and an error for a token that cannot be sent.
+local function adopt(acct, rec)
+  if type(rec) ~= "table" or type(rec.access_token) ~= "string" or rec.access_token == "" then
+    acct._tok = rec
+    acct._refresh_at = nil
+    return acct:_set_token(nil)
+  end
+  if not core.header_safe(rec.access_token) then
+    return nil, errors.new("token_endpoint", "the access token holds CR, LF or NUL; refused")
+  end
+  local ok, err = acct:_set_token(rec.access_token)
+  if not ok then return nil, err end
+  if rec.refresh_token then acct:_add_secret(rec.refresh_token) end
+  acct._tok = rec
+  acct._refresh_at = M.due_at(rec, acct.integration.refresh)
+  return true
+end
+M.adopt = adopt
+
+--- Loads the account's state from its store (at creation).
+function M.load(acct)
+  local rec = store_get(acct)
+  if rec then adopt(acct, rec) end
+end
+
+--- A fresh record from a token endpoint reply: keeps the old refresh token
+-- when the reply has none (RFC 6749 6), stamps issued_at.
+function M.merge(acct, fresh)
+  local old = acct._tok or {}
+  if fresh.refresh_token == nil then fresh.refresh_token = old.refresh_token end
+  fresh.issued_at = fresh.issued_at or now()
+  if fresh.scope == nil then fresh.scope = old.scope end
+  return fresh
+end
+
+-- Calls on_token with what may be shown: no secret.
+local function notify(acct, rec)
+  if not acct.on_token then return end
+  acct.on_token(acct, {
+    expires_at = rec.expires_at,
+    expires_in = rec.expires_at and (rec.expires_at - now()) or nil,
+    scope = rec.scope, token_type = rec.token_type,
+    has_refresh_token = rec.refresh_token ~= nil,
+  })
+end
+
+--- Writes a new record to the store, then makes it the one in use, then
+-- tells on_token. The store write comes first so a rotated refresh token is
+-- never lost; if the write fails the new token is still used here, and the
+-- error is returned.
+function M.install(acct, rec)
+  local put_ok, put_err = store_put(acct, rec)
+  local ok, err = adopt(acct, rec)
+  if not ok then return nil, err end
+  acct._fail_at, acct._fail_err = nil, nil
+  notify(acct, rec)
+  if not put_ok then return nil, put_err end
+  return true
+end
+
+--- Renews the token: single-flight through the store's lock. `used` is the
+-- access token a request was refused with (401/403): if the state already
+-- holds another one, somebody renewed it meanwhile and that one is used.
+-- `force` renews even when the token is not due.
+function M.renew(acct, force, used)
+  if acct._renewing then
+    -- re-entered (from on_token or a store callback): use what there is
+    if acct._values.token then return true end
+    return nil, errors.new("refresh", "a token refresh is already under way")
+  end
+  if not force and acct._fail_at and now() - acct._fail_at < acct.integration.refresh.cooldown then
+    return nil, acct._fail_err
+  end
+  local unlock, lerr = store_lock(acct)
+  if not unlock then return nil, lerr end
+  acct._renewing = true
+  local ok, res, err = pcall(function()
+    local rec, gerr = store_get(acct)
+    if gerr then return nil, gerr end
+    local current = acct._tok and acct._tok.access_token
+    if rec and rec.access_token and rec.access_token ~= current then
+      -- another process (or account object) renewed meanwhile: adopt it
+      local aok, aerr = adopt(acct, rec)
+      if not aok then return nil, aerr end
+      current = rec.access_token
+    end
+    if used then
+      if current and current ~= used then return true end -- already replaced
+    elseif not force and acct._refresh_at and now() < acct._refresh_at then
+      return true -- no longer due
+    end
+    local fresh, ferr = acct:_fetch_token()
+    if not fresh then return nil, ferr end
+    return M.install(acct, M.merge(acct, fresh))
+  end)
+  acct._renewing = false
+  unlock()
+  if not ok then error(res, 0) end
+  if not res then
+    acct._fail_at, acct._fail_err = now(), err
+    return nil, err
+  end
+  return true
+end
+
+--- The hot path before every request: nothing to do while the token is
+-- fresh; otherwise renew it (or fetch the first one).
+function M.ensure(acct)
+  local at = acct._refresh_at
+  if at and now() < at then return true end
+  local ok, err = M.renew(acct, false, nil)
+  if ok then return true end
+  -- a refresh inside the window failed: the old token is still good until
+  -- it expires, so it is used (the next call tries again after the cooldown)
+  local rec = acct._tok
+  if rec and rec.access_token and rec.expires_at and now() < rec.expires_at - 1 then return true end
+  return nil, err
+end
+
+--- Drops the tokens here and in the store.
+function M.drop(acct)
+  acct._tok = nil
+  acct._refresh_at = nil
+  acct:_set_token(nil)
+  return store_put(acct, nil)
+end
+
+--- What can be shown about the state: no secrets.
+function M.status(acct)
+  local rec = acct._tok or {}
+  return {
+    auth = acct.integration.auth,
+    authorized = rec.access_token ~= nil or rec.refresh_token ~= nil,
+    expires_in = rec.expires_at and math.max(0, rec.expires_at - now()) or nil,
+    scope = rec.scope,
+    token_type = rec.token_type,
+    has_refresh_token = rec.refresh_token ~= nil,
+  }
+end
+
+return M
