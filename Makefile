@@ -38,7 +38,7 @@ OBJS    := $(patsubst csrc/%.c,$(BUILD)/%.o,$(SRCS))
 HDRS    := $(wildcard csrc/*.h)
 SO      := $(BUILD)/connkit/core.so
 
-.PHONY: all deps test test-asan demo bench clean format
+.PHONY: all deps test test-asan demo bench clean format rock
 all: connkit/core.so
 
 connkit/core.so: $(SO)
@@ -71,6 +71,12 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory $(SO)
 	@LUA=$(LUA) BUILD=$(BUILD) sh bench/run.sh
+
+# install with LuaRocks into ./luarocks (Debian keeps curl.h in the multiarch dir)
+rock:
+	luarocks --lua-version $(patsubst lua%,%,$(filter lua5.%,$(LUA))) make --deps-mode none \
+	  --tree luarocks rockspec/connkit-scm-1.rockspec \
+	  CURL_INCDIR=$$(dirname $$(dirname $$(find /usr/include -name curl.h -path '*curl/curl.h' | head -n1)))
 
 format:
 	clang-format -i csrc/*.c csrc/*.h bench/*.c

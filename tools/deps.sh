@@ -10,9 +10,9 @@ case "$LUA" in
   luajit) lua_pkgs="luajit libluajit-5.1-dev" ;;
   *) echo "deps: unknown LUA '$LUA'" >&2; exit 2 ;;
 esac
-pkgs="$lua_pkgs gcc make pkg-config lua-cjson lua-busted lua-socket
+pkgs="$lua_pkgs gcc make pkg-config lua-cjson lua-busted lua-socket lua-filesystem
   libcurl4-openssl-dev libssl-dev libssh2-1-dev openssl curl
-  python3-httpbin openssh-server openssh-client nginx"
+  python3-httpbin openssh-server openssh-client nginx valgrind"
 
 missing=""
 for p in $pkgs; do
@@ -22,9 +22,9 @@ done
 # node and npm may come from Debian or from another packaging of Node.js
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
-[ -z "$missing" ] && exit 0
-
-if [ "$(id -u)" = 0 ]; then
+if [ -z "$missing" ]; then
+  :
+elif [ "$(id -u)" = 0 ]; then
   echo "deps: installing$missing"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
@@ -38,4 +38,17 @@ else
   echo "deps: missing packages:$missing" >&2
   echo "deps: run as root, or: sudo apt-get install -y$missing" >&2
   exit 1
+fi
+
+# npm: oidc-provider for the OAuth specs, pinned by spec/oidc/package-lock.json.
+# Runs only when spec/oidc/node_modules is absent or older than the lockfile;
+# needs the npm registry then, and nothing afterwards.
+oidc=$(cd "$(dirname "$0")/.." && pwd)/spec/oidc
+if [ ! -f "$oidc/node_modules/.package-lock.json" ] ||
+   [ "$oidc/package-lock.json" -nt "$oidc/node_modules/.package-lock.json" ]; then
+  echo "deps: npm ci in spec/oidc"
+  (cd "$oidc" && npm ci --no-audit --no-fund --loglevel=error) || {
+    echo "deps: npm ci failed in spec/oidc (the OAuth specs need oidc-provider)" >&2
+    exit 1
+  }
 fi

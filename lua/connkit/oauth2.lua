@@ -19,7 +19,7 @@ local FIELDS = {
   grant_type = true, token_url = true, token_method = true, authorize_url = true,
   revoke_url = true, device_authorization_url = true, issuer = true, scope = true,
   client_id = true, client_secret = true, client_auth = true, pkce = true,
-  extra_params = true, redirect_uri = true,
+  extra_params = true, authorize_params = true, redirect_uri = true,
 }
 
 --- Validates the `oauth2` block; returns it normalized, templates compiled.
@@ -53,14 +53,19 @@ function M.check_definition(b, fail, env)
     if b[f] ~= nil then out[f] = env.template("oauth2." .. f, check.string(ctx, "oauth2." .. f, b[f], { empty = f == "scope" }), "raw") end
   end
   out.pkce = check.boolean(ctx, "oauth2.pkce", b.pkce, out.grant_type == "authorization_code")
-  out.extra_params = {}
-  if b.extra_params ~= nil then
-    check.table(ctx, "oauth2.extra_params", b.extra_params)
-    for k, v in pairs(b.extra_params) do
-      if type(k) ~= "string" then fail("oauth2.extra_params", "must be named by strings") end
-      out.extra_params[#out.extra_params + 1] = { name = k, template = env.template("oauth2.extra_params." .. k, v, "raw") }
+  -- extra_params go to the token endpoint; authorize_params to the
+  -- authorization request (e.g. an RFC 8707 resource or an audience that
+  -- both need)
+  for _, f in ipairs({ "extra_params", "authorize_params" }) do
+    out[f] = {}
+    if b[f] ~= nil then
+      check.table(ctx, "oauth2." .. f, b[f])
+      for k, v in pairs(b[f]) do
+        if type(k) ~= "string" then fail("oauth2." .. f, "must be named by strings") end
+        out[f][#out[f] + 1] = { name = k, template = env.template("oauth2." .. f .. "." .. k, v, "raw") }
+      end
+      table.sort(out[f], function(x, y) return x.name < y.name end)
     end
-    table.sort(out.extra_params, function(x, y) return x.name < y.name end)
   end
   if out.client_auth ~= "none" and out.client_secret == nil and out.grant_type == "client_credentials" then
     -- the account may still give client_secret in its credentials
@@ -147,6 +152,7 @@ function Account:authorize_url(opts)
     self:_add_secret(verifier)
     q.code_challenge, q.code_challenge_method = challenge, "S256"
   end
+  for _, e in ipairs(o.authorize_params) do q[e.name] = fill(self, e.template) end
   if opts.params then
     for k, v in pairs(opts.params) do q[k] = v end
   end

@@ -120,7 +120,8 @@ function M.parse_reply(acct, res, what)
     fields = M.parse_form(body)
   end
   if fields and type(fields.error) == "string" then
-    local code = OAUTH_ERRORS[fields.error] and fields.error or "oauth_error"
+    local code = OAUTH_ERRORS[fields.error] and fields.error
+      or ((res.status == 401 or res.status == 403) and "auth" or "oauth_error")
     local desc = type(fields.error_description) == "string" and (": " .. fields.error_description:sub(1, 200)) or ""
     return nil, errors.new(code, acct:_redact(("%s answered %d %s%s"):format(what, res.status, fields.error, desc)),
       { status = res.status, oauth_error = fields.error })

@@ -122,7 +122,9 @@ function M.renew(acct, force, used)
     if acct._values.token then return true end
     return nil, errors.new("refresh", "a token refresh is already under way")
   end
-  if not force and acct._fail_at and now() - acct._fail_at < acct.integration.refresh.cooldown then
+  -- a failed refresh is not retried within the cooldown, except on request
+  -- (refresh()): a refused request must not hammer a dead token endpoint
+  if (not force or used) and acct._fail_at and now() - acct._fail_at < acct.integration.refresh.cooldown then
     return nil, acct._fail_err
   end
   local unlock, lerr = store_lock(acct)
