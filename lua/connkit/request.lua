@@ -5,6 +5,7 @@
 local core = require "connkit.core"
 local errors = require "connkit.errors"
 local check = require "connkit.check"
+local retry = require "connkit.retry"
 
 local cjson = require "cjson.safe"
 
@@ -270,6 +271,7 @@ function M.prepare(acct, opts)
     method = method, body = body, _account = acct, _url_noauth = url,
     timeout = timeout or acct._timeout, connect_timeout = acct._connect_timeout,
     ca_file = acct._ca_file, follow = follow or nil, max_body = opts.max_body,
+    _retry = retry.rules(acct, opts.retry),
   }
   if opts.headers or ctype then
     -- "Name:" with no value makes curl leave out a header it would add itself
@@ -361,19 +363,28 @@ function M.ready(req)
   return true
 end
 
---- Sends the request and waits for the reply.
--- @return response, or nil and an error
+--- Sends the request and waits for the reply, retrying per the retry rules.
+-- @return response, or nil and an error (both carry `attempts`)
 function Request:send()
-  local acct = rawget(self, "_account")
-  if acct._ensure_token then
-    local ok, err = acct:_ensure_token()
+  local rules = rawget(self, "_retry")
+  local attempt = 0
+  while true do
+    attempt = attempt + 1
+    local ok, err = M.ready(self)
     if not ok then return nil, err end
+    local res, code, msg = engine:perform(self)
+    if res then
+      if rawget(self, "_account")._ensure_token or rawget(self, "follow") then res, err = M.complete(self, res) end
+    else
+      res, err = fail(self, code, msg)
+    end
+    local wait = rules and retry.delay(rules, self.method, res, err, attempt)
+    if not wait then
+      if res then res.attempts = attempt elseif err then err.attempts = attempt end
+      return res, err
+    end
+    core.sleep(wait)
   end
-  if rawget(self, "_src_lines") ~= acct._lines then finalize(self, acct) end
-  local res, code, msg = engine:perform(self)
-  if not res then return fail(self, code, msg) end
-  if acct._ensure_token or rawget(self, "follow") then return M.complete(self, res) end
-  return res
 end
 
 M.engine = engine
