@@ -113,6 +113,21 @@ function helpers.spawn(name, cmd, opts)
   return { pid = pid, log = log, name = name }
 end
 
+--- The interpreter the specs run on, for child Lua processes.
+helpers.lua = os.getenv("CONNKIT_LUA") or "lua5.4"
+
+--- Environment for child Lua processes (add to spawn's env): under
+-- `make test-asan` the module is built with ASan, so the child needs the
+-- runtime preloaded (without leak checks: it may be killed, or exit without
+-- closing its state).
+function helpers.child_env(extra)
+  local env = { ASAN_OPTIONS = "detect_leaks=0", UBSAN_OPTIONS = "halt_on_error=1" }
+  local preload = os.getenv("LD_PRELOAD")
+  if preload and preload ~= "" then env.LD_PRELOAD = preload end
+  for k, v in pairs(extra or {}) do env[k] = v end
+  return env
+end
+
 --- Stops a process started by spawn: TERM, then KILL if it lingers.
 function helpers.stop(proc)
   if not proc or not proc.pid then return end

@@ -38,16 +38,7 @@ local function new_file(dir, suffix, fn)
   return dir .. "/" .. found
 end
 
--- Environment for child Lua processes: under `make test-asan` the module is
--- built with ASan, so the child needs the runtime preloaded (without leak
--- checks: it is killed or exits without closing its state).
-local function child_env(extra)
-  local env = { ASAN_OPTIONS = "detect_leaks=0", UBSAN_OPTIONS = "halt_on_error=1" }
-  local preload = os.getenv("LD_PRELOAD")
-  if preload and preload ~= "" then env.LD_PRELOAD = preload end
-  for k, v in pairs(extra or {}) do env[k] = v end
-  return env
-end
+local child_env = helpers.child_env
 
 local function wait_until(pred, timeout, what)
   local deadline = socket.gettime() + (timeout or 10)

@@ -1,0 +1,68 @@
+-- Single-flight refresh across processes: 8 processes share one account
+-- through the encrypted file store against oidc-provider with short-lived
+-- access tokens and rotating refresh tokens. One token request per expiry,
+-- counted on the server; no invalid_grant; no failed request.
+local helpers = require "helpers"
+local connkit = require "connkit"
+local core = require "connkit.core"
+local socket = require "socket"
+
+describe("single-flight refresh across processes", function()
+  it("makes one token request per expiry for 8 processes x 50 requests", function()
+    local op = helpers.peer("oidc").new { access_ttl = 4 }
+    local dir = helpers.tmpdir("sf")
+    local key = core.b64encode(core.random(32))
+    local integ = connkit.integration {
+      name = "Shared", key = "shared", auth = "oauth2", base_url = "{issuer}",
+      parameters = { issuer = { required = true } },
+      oauth2 = {
+        token_url = "{issuer}/token", authorize_url = "{issuer}/auth",
+        client_id = "basic-client", client_secret = "p@ss:w%rd+&/ ~", scope = "openid offline_access",
+      },
+    }
+    local acct = integ:account { id = "shared", parameters = { issuer = op.issuer },
+      store = connkit.store.file(dir, { key = key }) }
+    local url = acct:authorize_url { redirect_uri = op.endpoints.callback }
+    assert(acct:finish_authorization(assert(op.authorize(url))))
+    op.reset()
+
+    local workers = {}
+    local t0 = socket.gettime()
+    for i = 1, 8 do
+      workers[i] = helpers.spawn("worker" .. i, ("%s %s/spec/support/refresh_worker.lua %s %s %s 50 0.1"):format(
+        helpers.lua, helpers.root, op.issuer, helpers.shell_quote(dir), helpers.shell_quote(key)), { env = helpers.child_env() })
+    end
+    for _, w in ipairs(workers) do
+      for _ = 1, 600 do
+        if not helpers.alive(w.pid) then break end
+        socket.sleep(0.05)
+      end
+      assert.is_false(helpers.alive(w.pid), "a worker did not finish")
+    end
+    local elapsed = socket.gettime() - t0
+    for i, w in ipairs(workers) do
+      local out = helpers.read_file(w.log) or ""
+      assert.matches("ok=50 fail=0", out, 1, true, "worker " .. i .. ": " .. out)
+    end
+
+    local refreshes, used, last_time = 0, {}, nil
+    for _, r in ipairs(op.token_requests()) do
+      assert.equal("refresh_token", r.grant_type)
+      assert.equal(200, r.status, "token request failed: " .. tostring(r.error))
+      assert.is_nil(used[r.refresh_token_sha256], "a refresh token was used twice")
+      used[r.refresh_token_sha256] = true
+      if last_time then
+        -- one refresh per expiry: never two within one token's refresh period
+        assert.is_true(r.time - last_time >= 1.5, ("refreshes %.2f s apart"):format(r.time - last_time))
+      end
+      last_time = r.time
+      refreshes = refreshes + 1
+    end
+    -- a 4 s token is renewed when half its life is left: every ~2 s
+    local expected = elapsed / 2
+    assert.is_true(refreshes >= math.floor(expected) - 1 and refreshes <= math.ceil(expected) + 1,
+      ("%d refreshes in %.1f s"):format(refreshes, elapsed))
+    assert.equal(400, op.stats().api.ok)
+    op.stop()
+  end)
+end)
