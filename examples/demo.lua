@@ -64,6 +64,47 @@ local ok, err = pcall(function()
   for i, x in ipairs(results) do statuses[i] = x.res and x.res.status or x.err.code end
   say("connkit.all x5 -> %s (%.3f s CPU)", table.concat(statuses, " "), os.clock() - t0)
   say("prepared request: %s", tostring(reqs[1]))
+
+  -- 7. OAuth 2.0 client credentials against a real authorization server
+  --    (oidc-provider) whose tokens live 4 s: watch the token being renewed.
+  local op = helpers.peer("oidc").new { cc_ttl = 4 }
+  say("\noidc-provider on %s", op.issuer)
+  local svc = connkit.integration {
+    name = "Reports API", key = "reports", auth = "oauth2", base_url = "{issuer}",
+    parameters = { issuer = { required = true } },
+    oauth2 = { grant_type = "client_credentials", token_url = "{issuer}/token",
+      client_id = op.clients.cc.id, client_secret = op.clients.cc.secret, scope = "api:read" },
+  }:account { id = "reports", parameters = { issuer = op.issuer },
+    on_token = function(a, info) say("  on_token: %s got a new token, expires in %d s", a.id, info.expires_in) end }
+  for i = 1, 4 do
+    local me = assert(svc:get("/api/me"))
+    say("  GET /api/me #%d -> %d (%s)", i, me.status, me:json().kind)
+    if i < 4 then require("connkit.core").sleep(1.2) end
+  end
+  say("  token requests seen by the server: %d", op.stats().token.total)
+
+  -- 8. Authorization code + PKCE with an RFC 8252 loopback login. A headless
+  --    "browser" (curl) plays the user: it follows the URL, logs in, and
+  --    comes back to the loopback listener.
+  local app = connkit.integration {
+    name = "Acme CRM", key = "acmelogin", auth = "oauth2", base_url = "{issuer}",
+    parameters = { issuer = { required = true } },
+    oauth2 = { authorize_url = "{issuer}/auth", token_url = "{issuer}/token", issuer = "{issuer}",
+      revoke_url = "{issuer}/token/revocation",
+      client_id = op.clients.public.id, client_auth = "none", scope = "openid offline_access" },
+  }:account { id = "me", parameters = { issuer = op.issuer } }
+  local browser
+  local lok, lerr = app:login { timeout = 30, on_url = function(url)
+    say("  login URL (state + S256 challenge): %s...", url:sub(1, 60))
+    browser = op.browse(url)
+  end }
+  helpers.stop(browser)
+  say("  login -> %s; status: %s", tostring(lok or lerr), require("cjson").encode(app:status()))
+  local me = assert(app:get("/api/me"))
+  say("  GET /api/me as the user -> %d sub=%s", me.status, me:json().sub)
+  assert(app:refresh())
+  say("  refresh (rotated) -> ok; revoke -> %s", tostring(app:revoke()))
+  op.stop()
 end)
 
 helpers.stop_peers()
