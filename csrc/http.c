@@ -24,6 +24,7 @@
  *
  * No Lua code runs inside curl callbacks: they only append to C buffers.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +63,7 @@ typedef struct transfer {
   buffer body, head;
   size_t max_body;
   int too_big;
+  int dirty; /* set an option beyond the plain-GET ones: reset the handle after */
   enum tstate state;
   CURLcode result;
   long status;
@@ -140,9 +142,9 @@ static CURL *engine_take_easy(engine *e) {
 
 /* Gives an easy handle back: reset (options cleared, connections stay in the
  * multi's pool) and kept for the next transfer. */
-static void engine_give_easy(engine *e, CURL *easy) {
+static void engine_give_easy(engine *e, CURL *easy, int dirty) {
   if (e->nfree < FREE_MAX && !e->closed) {
-    curl_easy_reset(easy);
+    if (dirty) curl_easy_reset(easy);
     e->free_easy[e->nfree++] = easy;
   } else {
     curl_easy_cleanup(easy);
@@ -163,7 +165,7 @@ static void transfer_detach(transfer *t) {
   if (e == NULL) return;
   if (t->easy) {
     curl_multi_remove_handle(e->multi, t->easy);
-    engine_give_easy(e, t->easy);
+    engine_give_easy(e, t->easy, t->dirty);
     t->easy = NULL;
   }
   curl_slist_free_all(t->headers);
@@ -367,10 +369,11 @@ static const char *transfer_setup(lua_State *L, int spec, transfer *t) {
   curl_easy_setopt(h, CURLOPT_WRITEDATA, (void *)t);
   curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, (void *)t);
-  curl_easy_setopt(h, CURLOPT_USERAGENT, "connkit/0.1");
-  if (t->headers) curl_easy_setopt(h, CURLOPT_HTTPHEADER, t->headers);
-  if (timeout > 0) curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout);
-  if (ctimeout > 0) curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, ctimeout);
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, t->headers); /* NULL clears it */
+  t->dirty = ca != NULL || body != NULL || strcmp(method, "GET") != 0;
+  /* always set (0 = none / curl's default), so they never leak */
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout > 0 ? timeout : 0L);
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, ctimeout > 0 ? ctimeout : 0L);
   if (ca != NULL) {
     /* a CA file replaces the default store; dropping the default CA path
      * saves re-reading it on every new TLS connection */
@@ -551,8 +554,8 @@ static int transfer_push_result(lua_State *L, int ti, transfer *t) {
   lua_createtable(L, 0, 5);
   lua_pushinteger(L, (lua_Integer)t->status);
   lua_setfield(L, -2, "status");
-  push_headers(L, &t->head);
-  lua_setfield(L, -2, "headers");
+  lua_pushlstring(L, t->head.p ? t->head.p : "", t->head.n);
+  lua_setfield(L, -2, "_raw_headers"); /* parsed on first res.headers */
   lua_pushlstring(L, t->body.p ? t->body.p : "", t->body.n);
   lua_setfield(L, -2, "body");
   if (t->redirect_url) {
@@ -640,6 +643,15 @@ static int transfer_tostring(lua_State *L) {
   return 1;
 }
 
+/* core.parse_headers(raw) -> { lower-case name = value } */
+static int parse_headers(lua_State *L) {
+  buffer b;
+  b.p = (char *)(uintptr_t)luaL_checklstring(L, 1, &b.n);
+  b.cap = b.n;
+  push_headers(L, &b);
+  return 1;
+}
+
 static int set_response_metatable(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_pushvalue(L, 1);
@@ -664,6 +676,7 @@ void http_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"engine", engine_get},
       {"set_response_metatable", set_response_metatable},
+      {"parse_headers", parse_headers},
       {NULL, NULL}};
   compat_newclass(L, ENGINE_MT, engine_methods, engine_meta);
   compat_newclass(L, TRANSFER_MT, transfer_methods, transfer_meta);

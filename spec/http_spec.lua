@@ -314,6 +314,6 @@ describe("auth = none", function()
     local acct = connkit.integration { name = "Open", key = "open", auth = "none", base_url = hb.url }:account {}
     local got = assert(acct:get("/headers")):json().headers
     assert.is_nil(got.Authorization)
-    assert.equal("connkit/0.1", got["User-Agent"])
+    assert.is_nil(got["User-Agent"]) -- none unless the integration sets one
   end)
 end)

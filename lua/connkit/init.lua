@@ -46,7 +46,25 @@ end
 
 for _, m in ipairs({ "get", "post", "put", "patch", "delete", "head" }) do
   local M = m:upper()
+  local KEY = M .. " "
   Account[m] = function(self, url, opts)
+    if opts == nil and type(url) == "string" and not url:find("{", 1, true) then
+      -- no options, no template: the request is prepared once per URL and
+      -- reused (send re-applies the account's lines when its token changes)
+      local cache = rawget(self, "_prepared")
+      if not cache then cache = { n = 0 }; rawset(self, "_prepared", cache) end
+      local key = KEY .. url
+      local req = cache[key]
+      if not req then
+        local err
+        req, err = request.prepare(self, { method = M, url = url })
+        if not req then return nil, err end
+        if cache.n >= 64 then cache = { n = 0 }; rawset(self, "_prepared", cache) end
+        cache[key] = req
+        cache.n = cache.n + 1
+      end
+      return req:send()
+    end
     local o = { method = M, url = url }
     if opts ~= nil then
       if type(opts) ~= "table" then error(m .. ": options must be a table", 2) end

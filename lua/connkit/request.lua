@@ -19,8 +19,18 @@ local M = {}
 ---------------------------------------------------------------------------
 
 local Response = {}
-Response.__index = Response
 Response.__name = "connkit.response"
+
+-- res.headers is parsed from the raw header block on first use: most
+-- callers read only status and body.
+function Response.__index(res, k)
+  if k == "headers" then
+    local h = core.parse_headers(rawget(res, "_raw_headers") or "")
+    rawset(res, "headers", h)
+    return h
+  end
+  return Response[k]
+end
 
 --- The body decoded as JSON, or nil and an error (code "json").
 function Response:json()
@@ -158,6 +168,7 @@ local REQUEST_FIELDS = {
 }
 
 local METHOD = "^[!#$%%&'*+%-.^_`|~%w]+$"
+local KNOWN_METHOD = { GET = "GET", POST = "POST", PUT = "PUT", PATCH = "PATCH", DELETE = "DELETE", HEAD = "HEAD" }
 
 -- Per-request headers (a { Name = value | false } table) plus our own extra
 -- lines. Returns the lines the request adds and the set of lower-case names
@@ -220,12 +231,15 @@ function M.prepare(acct, opts)
   for k in pairs(opts) do
     if not REQUEST_FIELDS[k] then error("request: unknown option '" .. tostring(k) .. "'", 3) end
   end
-  local method = opts.method or "GET"
-  if type(method) ~= "string" or not find(method, METHOD) then error("request: method must be an HTTP method name", 3) end
-  method = upper(method)
+  local method = KNOWN_METHOD[opts.method or "GET"]
+  if not method then
+    method = opts.method
+    if type(method) ~= "string" or not find(method, METHOD) then error("request: method must be an HTTP method name", 3) end
+    method = upper(method)
+  end
   local url = opts.url
   if type(url) ~= "string" then error("request: url must be a string", 3) end
-  if find(url, "[{}]") then
+  if find(url, "{", 1, true) or find(url, "}", 1, true) then
     if opts.vars ~= nil and type(opts.vars) ~= "table" then error("request: vars must be a table", 3) end
     local s, err = acct:fill(url, "url", opts.vars or acct._values)
     if not s then return nil, err end
