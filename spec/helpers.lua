@@ -27,12 +27,14 @@ local CLEAN_ENV = "env -u LD_PRELOAD -u ASAN_OPTIONS -u UBSAN_OPTIONS "
 helpers.clean_env = CLEAN_ENV
 
 --- Runs a shell command; returns true when it exits 0, plus its output.
+-- (The exit status is echoed: LuaJIT's popen close does not report it.)
 function helpers.run(cmd)
-  local p = assert(io.popen(CLEAN_ENV .. "sh -c " .. q(cmd) .. " 2>&1", "r"))
+  local p = assert(io.popen(CLEAN_ENV .. "sh -c " .. q(cmd .. '\necho "__rc=$?"') .. " 2>&1", "r"))
   local out = p:read("*a")
-  local ok, _, code = p:close()
-  if type(ok) == "number" then code = ok; ok = (code == 0) end -- Lua 5.1
-  return ok == true or code == 0, out
+  p:close()
+  local rc = tonumber(out:match("__rc=(%d+)%s*$"))
+  out = out:gsub("__rc=%d+%s*$", "")
+  return rc == 0, out
 end
 
 --- A fresh private directory under /tmp.

@@ -109,38 +109,53 @@ function M.poll(timeout)
 end
 
 --- Runs prepared requests with up to `concurrency` in flight; returns
--- { { res = ..., err = ... }, ... } in the order of the input.
+-- { { res = ..., err = ... }, ... } in the order of the input. The
+-- transfers run in C on the shared engine; what follows a reply (a refresh
+-- on 401/403, redirects, retries) is then done request by request.
 function M.all(reqs, opts)
   if type(reqs) ~= "table" then error("all: requests must be a list", 2) end
   opts = opts or {}
   if type(opts) ~= "table" then error("all: options must be a table", 2) end
   local n = opts.concurrency or 8
   if type(n) ~= "number" or n < 1 then error("all: concurrency must be a positive number", 2) end
-  for i, req in ipairs(reqs) do
+  local total = #reqs
+  local specs, map, failed = reqs, nil, nil
+  for i = 1, total do
+    local req = reqs[i]
     if getmetatable(req) == nil or rawget(req, "_account") == nil then
       error("all: item " .. i .. " is not a prepared request", 2)
     end
+    local ok, err = request.ready(req) -- fetches or refreshes a due token once
+    if not ok then
+      failed = failed or {}
+      failed[i] = err
+    end
   end
-  local results, running, nexti, total, inflight = {}, {}, 1, #reqs, 0
-  while nexti <= total or inflight > 0 do
-    while inflight < n and nexti <= total do
-      running[nexti] = reqs[nexti]:start()
-      inflight = inflight + 1
-      nexti = nexti + 1
+  if failed then
+    specs, map = {}, {}
+    for i = 1, total do
+      if not failed[i] then specs[#specs + 1] = reqs[i]; map[#specs] = i end
     end
-    local finished, transferring = false, false
-    for i, h in pairs(running) do
-      if h:done() then
-        results[i] = { res = h._res, err = h._err }
-        running[i] = nil
-        inflight = inflight - 1
-        finished = true
-      elseif h._xfer then
-        transferring = true
-      end
+  end
+  local out = engine:run(specs, math.floor(n))
+  local results = failed and {} or out
+  for j = 1, #specs do
+    local i = map and map[j] or j
+    local req, r = reqs[i], out[j]
+    local res, err = r.res, nil
+    if res then
+      if rawget(req, "_account")._ensure_token or rawget(req, "follow") then res, err = request.complete(req, res) end
+    else
+      res, err = request.fail(req, r.code, r.message)
     end
-    if not finished and inflight > 0 then
-      if transferring then engine:poll(0.05) else core.sleep(0.01) end
+    res, err = request.settle(req, res, err, 1)
+    r.res, r.err, r.code, r.message = res, err, nil, nil
+    results[i] = r
+  end
+  if failed then
+    for i, err in pairs(failed) do
+      err.attempts = 1
+      results[i] = { err = err }
     end
   end
   return results

@@ -377,28 +377,38 @@ function M.ready(req)
   return true
 end
 
+--- One attempt: the token brought up to date, the transfer, and what
+-- follows a reply (refresh and retry on on_status, redirects).
+function M.attempt(req)
+  local ok, err = M.ready(req)
+  if not ok then return nil, err end
+  local res, code, msg = engine:perform(req)
+  if not res then return fail(req, code, msg) end
+  if rawget(req, "_account")._ensure_token or rawget(req, "follow") then return M.complete(req, res) end
+  return res
+end
+
+--- After attempt number `attempt` gave (res | nil, err): more attempts
+-- while the retry rules ask for them (waiting in between), then the outcome
+-- with `attempts` set.
+function M.settle(req, res, err, attempt)
+  local rules = rawget(req, "_retry")
+  while rules do
+    local wait = retry.delay(rules, req.method, res, err, attempt)
+    if not wait then break end
+    core.sleep(wait)
+    attempt = attempt + 1
+    res, err = M.attempt(req)
+  end
+  if res then res.attempts = attempt elseif err then err.attempts = attempt end
+  return res, err
+end
+
 --- Sends the request and waits for the reply, retrying per the retry rules.
 -- @return response, or nil and an error (both carry `attempts`)
 function Request:send()
-  local rules = rawget(self, "_retry")
-  local attempt = 0
-  while true do
-    attempt = attempt + 1
-    local ok, err = M.ready(self)
-    if not ok then return nil, err end
-    local res, code, msg = engine:perform(self)
-    if res then
-      if rawget(self, "_account")._ensure_token or rawget(self, "follow") then res, err = M.complete(self, res) end
-    else
-      res, err = fail(self, code, msg)
-    end
-    local wait = rules and retry.delay(rules, self.method, res, err, attempt)
-    if not wait then
-      if res then res.attempts = attempt elseif err then err.attempts = attempt end
-      return res, err
-    end
-    core.sleep(wait)
-  end
+  local res, err = M.attempt(self)
+  return M.settle(self, res, err, 1)
 end
 
 M.engine = engine

@@ -1,0 +1,129 @@
+/*
+ * http_async.c - transfer objects for non-blocking requests:
+ *
+ *   engine:start(spec) -> transfer | nil, code, message
+ *   transfer:done() -> boolean
+ *   transfer:result() -> response | nil, code, message   (drives until done)
+ *   transfer:cancel()
+ *
+ * A running transfer is anchored in the engine (it must not be collected
+ * while curl writes into it) and keeps its spec (and so the body string) and
+ * the engine alive through its user values.
+ */
+#include <string.h>
+
+#include "http.h"
+
+#define UV_SPEC 1
+#define UV_ENGINE 2
+#define UV_RESULT 3 /* the response table, once built */
+
+static transfer *check_transfer(lua_State *L, int i) {
+  transfer *t = (transfer *)luaL_checkudata(L, i, TRANSFER_MT);
+  if (t->state == T_CLOSED) luaL_error(L, "attempt to use a closed transfer");
+  return t;
+}
+
+static void set_anchor(lua_State *L, int ei, transfer *t, int ti) {
+  lua_getiuservalue(L, ei, UV_RUNNING);
+  lua_pushlightuserdata(L, t);
+  if (ti) lua_pushvalue(L, ti);
+  else lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  t->anchored = ti != 0;
+}
+
+/* engine:start(spec) */
+static int engine_start(lua_State *L) {
+  engine *e = http_check_engine(L, 1);
+  transfer *t;
+  const char *bad;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  t = (transfer *)lua_newuserdatauv(L, sizeof *t, 3);
+  memset(t, 0, sizeof *t);
+  t->state = T_IDLE;
+  luaL_setmetatable(L, TRANSFER_MT);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, UV_SPEC);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, UV_ENGINE);
+  bad = http_attach(L, e, 2, t);
+  if (bad != NULL) return http_fail_attach(L, bad);
+  set_anchor(L, 1, t, lua_gettop(L));
+  return 1;
+}
+
+static int transfer_done(lua_State *L) {
+  transfer *t = check_transfer(L, 1);
+  lua_pushboolean(L, t->state != T_RUNNING);
+  return 1;
+}
+
+/* transfer:result(): waits (driving every transfer of the engine) until
+ * this one is done, then its response (built once) or nil, code, message. */
+static int transfer_result(lua_State *L) {
+  transfer *t = check_transfer(L, 1);
+  if (t->state == T_RUNNING) {
+    engine *e;
+    int ei;
+    lua_getiuservalue(L, 1, UV_ENGINE);
+    ei = lua_gettop(L);
+    e = (engine *)lua_touserdata(L, ei);
+    while (t->state == T_RUNNING && !e->closed) http_step(L, ei, e, 1000);
+    lua_pop(L, 1);
+  }
+  if (lua_getiuservalue(L, 1, UV_RESULT) == LUA_TTABLE) return 1;
+  lua_pop(L, 1);
+  if (http_push_reply(L, t) != 1) return 3;
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, 1, UV_RESULT);
+  return 1;
+}
+
+/* transfer:cancel(): its result is then nil, "cancelled". */
+static int transfer_cancel(lua_State *L) {
+  transfer *t = check_transfer(L, 1);
+  if (t->state == T_RUNNING) {
+    t->state = T_CANCELLED;
+    http_detach(t);
+    lua_getiuservalue(L, 1, UV_ENGINE);
+    set_anchor(L, lua_gettop(L), t, 0);
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+static int transfer_gc(lua_State *L) {
+  transfer *t = (transfer *)luaL_checkudata(L, 1, TRANSFER_MT);
+  if (t->state == T_CLOSED) return 0;
+  http_detach(t);
+  http_release_buffers(t, 0);
+  t->state = T_CLOSED;
+  return 0;
+}
+
+static int transfer_tostring(lua_State *L) {
+  transfer *t = (transfer *)luaL_checkudata(L, 1, TRANSFER_MT);
+  static const char *const names[] = {"idle", "running", "done", "cancelled",
+                                      "closed"};
+  lua_pushfstring(L, "connkit.transfer (%s)", names[t->state]);
+  return 1;
+}
+
+void http_async_open(lua_State *L) {
+  static const luaL_Reg methods[] = {{"done", transfer_done},
+                                     {"result", transfer_result},
+                                     {"cancel", transfer_cancel},
+                                     {NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__gc", transfer_gc},
+                                  {"__tostring", transfer_tostring},
+                                  {NULL, NULL}};
+  compat_newclass(L, TRANSFER_MT, methods, meta);
+  /* engine:start lives with the engine's methods */
+  luaL_getmetatable(L, ENGINE_MT);
+  lua_getfield(L, -1, "__index");
+  lua_pushcfunction(L, engine_start);
+  lua_setfield(L, -2, "start");
+  lua_pop(L, 2);
+}
