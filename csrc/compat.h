@@ -59,6 +59,14 @@ static inline void compat_setmetatable(lua_State *L, const char *tname) {
 #define lua_setuservalue(L, i) lua_setfenv((L), (i))
 #endif /* < 502 */
 
+/* True only for a value of the integer subtype (never before 5.3, where
+ * every number is a double). */
+#if LUA_VERSION_NUM >= 503
+#define compat_is_integer_subtype(L, i) lua_isinteger((L), (i))
+#else
+#define compat_is_integer_subtype(L, i) ((void)(L), (void)(i), 0)
+#endif
+
 #if LUA_VERSION_NUM < 503
 static inline int lua_isinteger(lua_State *L, int i) {
   if (lua_type(L, i) == LUA_TNUMBER) {

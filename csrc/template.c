@@ -368,7 +368,7 @@ static void push_number(lua_State *L, lua_Number d, int is_int) {
 static int core_format_number(lua_State *L) {
   luaL_checknumber(L, 1);
   lua_pushvalue(L, 1);
-  push_number(L, lua_tonumber(L, 1), lua_isinteger(L, 1));
+  push_number(L, lua_tonumber(L, 1), compat_is_integer_subtype(L, 1));
   return 1;
 }
 
@@ -419,7 +419,7 @@ static int template_render(lua_State *L) {
     }
     ty = lua_type(L, -1);
     if (ty == LUA_TNUMBER) {
-      push_number(L, lua_tonumber(L, -1), lua_isinteger(L, -1));
+      push_number(L, lua_tonumber(L, -1), compat_is_integer_subtype(L, -1));
       lua_replace(L, -2);
       ty = LUA_TSTRING;
     }
