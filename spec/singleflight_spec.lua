@@ -66,3 +66,29 @@ describe("single-flight refresh across processes", function()
     op.stop()
   end)
 end)
+
+describe("an account on a store it cannot read", function()
+  it("reports store_auth and does not overwrite the record", function()
+    local op = helpers.peer("oidc")
+    local dir = helpers.tmpdir("sk")
+    local key1, key2 = core.b64encode(core.random(32)), core.b64encode(core.random(32))
+    local integ = connkit.integration {
+      name = "K", key = "k", auth = "oauth2", base_url = "{issuer}", parameters = { issuer = { required = true } },
+      oauth2 = { grant_type = "client_credentials", token_url = "{issuer}/token",
+        client_id = op.clients.cc.id, client_secret = op.clients.cc.secret },
+    }
+    local a = integ:account { parameters = { issuer = op.issuer }, store = connkit.store.file(dir, { key = key1 }) }
+    assert(a:token())
+    local before = {}
+    for f in (select(2, helpers.run("ls " .. dir)) or ""):gmatch("[^\n]+") do before[f] = helpers.read_file(dir .. "/" .. f) end
+    local b = integ:account { parameters = { issuer = op.issuer }, store = connkit.store.file(dir, { key = key2 }) }
+    local t, err = b:token()
+    assert.is_nil(t)
+    assert.equal("store_auth", err.code)
+    local res, rerr = b:get("/api/me")
+    assert.is_nil(res)
+    assert.equal("store_auth", rerr.code)
+    for f, data in pairs(before) do assert.equal(data, helpers.read_file(dir .. "/" .. f), f .. " changed") end
+    assert.is_string(assert(a:token()))
+  end)
+end)

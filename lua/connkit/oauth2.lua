@@ -208,6 +208,9 @@ end
 --- Revokes the refresh token (or else the access token) at revoke_url
 -- (RFC 7009) and drops the local tokens either way.
 function Account:revoke()
+  if not self._ensure_token then
+    return nil, errors.new("no_token", ('auth = "%s" has no token to revoke'):format(self.integration.auth))
+  end
   local o = self.integration.oauth2
   local rec = self._tok or {}
   local token, hint = rec.refresh_token, "refresh_token"

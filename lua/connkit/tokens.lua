@@ -72,9 +72,15 @@ end
 M.adopt = adopt
 
 --- Loads the account's state from its store (at creation).
+-- A record the store cannot give (wrong key, tampered file) is not
+-- overwritten: every token operation reports that error instead.
 function M.load(acct)
-  local rec = store_get(acct)
-  if rec then adopt(acct, rec) end
+  local rec, err = store_get(acct)
+  if err then
+    acct._store_err = err
+  elseif rec then
+    adopt(acct, rec)
+  end
 end
 
 --- A fresh record from a token endpoint reply: keeps the old refresh token
@@ -117,6 +123,12 @@ end
 -- holds another one, somebody renewed it meanwhile and that one is used.
 -- `force` renews even when the token is not due.
 function M.renew(acct, force, used)
+  if acct._store_err then
+    -- read the store again: the problem may be gone (key fixed, file restored)
+    acct._store_err = nil
+    M.load(acct)
+    if acct._store_err then return nil, acct._store_err end
+  end
   if acct._renewing then
     -- re-entered (from on_token or a store callback): use what there is
     if acct._values.token then return true end
