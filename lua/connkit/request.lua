@@ -245,9 +245,18 @@ function M.prepare(acct, opts)
     if not s then return nil, err end
     url = s
   end
-  if not is_absolute(url) then
+  local abs = acct._abs_urls
+  if not abs then abs = { n = 0 }; acct._abs_urls = abs end
+  local full = abs[url]
+  if full then
+    url = full
+  elseif not is_absolute(url) then
     if not acct._base then error("request: url '" .. url .. "' is relative and the integration has no base_url", 3) end
-    url = join(acct._base, url)
+    full = join(acct._base, url)
+    if abs.n >= 256 then abs = { n = 0 }; acct._abs_urls = abs end
+    abs[url] = full
+    abs.n = abs.n + 1
+    url = full
   end
   if opts.query ~= nil then
     if type(opts.query) ~= "table" then error("request: query must be a table", 3) end
@@ -281,12 +290,19 @@ function M.prepare(acct, opts)
     error("request: follow must be true, false or a number of redirects", 3)
   end
 
+  -- every field finalize() sets is in the constructor, so the table is sized
+  -- once (adding keys later rehashes it)
   local req = {
-    method = method, body = body, _account = acct, _url_noauth = url,
+    method = method, _account = acct, _url_noauth = url,
     timeout = timeout or acct._timeout, connect_timeout = acct._connect_timeout,
-    ca_file = acct._ca_file, follow = follow or nil, max_body = opts.max_body,
-    _retry = retry.rules(acct, opts.retry),
+    url = url, header_lines = false, _src_lines = false, _token = false,
   }
+  if body then req.body = body end
+  if acct._ca_file then req.ca_file = acct._ca_file end
+  if follow then req.follow = follow end
+  if opts.max_body then req.max_body = opts.max_body end
+  local rules = opts.retry == nil and acct.integration.retry or retry.rules(acct, opts.retry)
+  if rules then req._retry = rules end
   if opts.headers or ctype then
     -- "Name:" with no value makes curl leave out a header it would add itself
     -- (a form Content-Type for any body, "Expect: 100-continue" for big ones)
@@ -407,6 +423,19 @@ end
 --- Sends the request and waits for the reply, retrying per the retry rules.
 -- @return response, or nil and an error (both carry `attempts`)
 function Request:send()
+  local acct = rawget(self, "_account")
+  if not acct._ensure_token and rawget(self, "_src_lines") == acct._lines
+      and not rawget(self, "follow") and not rawget(self, "_retry") then
+    -- the common case, kept short: static auth, nothing to follow or retry
+    local res, code, msg = engine:perform(self)
+    if res then
+      res.attempts = 1
+      return res
+    end
+    local _, err = fail(self, code, msg)
+    err.attempts = 1
+    return nil, err
+  end
   local res, err = M.attempt(self)
   return M.settle(self, res, err, 1)
 end

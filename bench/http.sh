@@ -1,0 +1,255 @@
+#!/bin/sh
+# HTTP benchmarks: connkit against plain libcurl, side by side, on loopback.
+#
+#  1. sequential: bench/http.lua (an api_token account, acct:get in a loop)
+#     against bench/http_baseline.c (one reused easy handle, same headers);
+#     COUNT GETs each, REPS runs each alternating, medians compared (best
+#     runs and CPU time are printed too: they are steadier on a busy machine).
+#  2. instructions per request of both, from callgrind (or perf stat where
+#     hardware counters work): (I(N2) - I(N1)) / (N2 - N1), so start-up cost
+#     cancels out.
+#  3. concurrent: bench/multi.lua (connkit.all, CONCURRENCY in flight) against
+#     bench/multi_baseline.c (curl multi, CONCURRENCY in flight).
+#  4. the token store on the request path: bench/store.lua, an oauth2
+#     client_credentials account (token from nginx's /token) with a file store
+#     against the same with a memory store.
+#
+# nginx runs on a free 127.0.0.1 port with everything in a temp dir and is
+# stopped by PID. Baselines are built into $BUILD/bench, where the callgrind
+# profiles are kept too. Summary lines are appended to $BENCH_SUMMARY if set.
+# Knobs (env): BENCH_COUNT (20000), BENCH_REPS (5), BENCH_CG_N1 (200),
+# BENCH_CG_N2 (2200), BENCH_MULTI_COUNT (20000), BENCH_CONCURRENCY (10),
+# BENCH_INSTR (auto | perf | callgrind | off), BENCH_LUA_PATH (extra Lua path,
+# searched after the repository's own lua/).
+set -eu
+LUA=${LUA:-lua5.4}
+BUILD=${BUILD:-build/$LUA}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+COUNT=${BENCH_COUNT:-20000}
+REPS=${BENCH_REPS:-5}
+N1=${BENCH_CG_N1:-200}
+N2=${BENCH_CG_N2:-2200}
+MCOUNT=${BENCH_MULTI_COUNT:-20000}
+CONC=${BENCH_CONCURRENCY:-10}
+INSTR=${BENCH_INSTR:-auto}
+TOKEN=bench-token
+REGION=us
+SUMMARY=${BENCH_SUMMARY:-/dev/null}
+
+out="$root/$BUILD/bench"
+mkdir -p "$out"
+export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;${BENCH_LUA_PATH:+$BENCH_LUA_PATH;};"
+export LUA_CPATH="$root/$BUILD/?.so;;"
+export CONNKIT_ROOT="$root"
+
+say() { printf '%s\n' "$*"; }
+summary() { printf '%s\n' "$*" >> "$SUMMARY"; say "$*"; }
+die() { say "http.sh: $*" >&2; exit 1; }
+
+# --- build the baselines -------------------------------------------------
+CC=${CC:-cc}
+for prog in http_baseline multi_baseline; do
+  # shellcheck disable=SC2046
+  $CC -O2 -g -std=c99 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wmissing-prototypes \
+    -Wstrict-prototypes -Wwrite-strings -Wcast-qual -Wformat=2 -o "$out/$prog" "bench/$prog.c" \
+    $(pkg-config --cflags --libs libcurl) || die "could not build bench/$prog.c"
+done
+
+# --- check the Lua side loads ---------------------------------------------
+"$LUA" -e 'require "connkit"; require "socket"' \
+  || die "$LUA cannot load connkit (built in $BUILD) and lua-socket"
+
+# --- nginx on a free loopback port, in its own temp dir ---------------------
+tmp=$(mktemp -d /tmp/connkit-bench.XXXXXX)
+nginx_pid=""
+cleanup() {
+  if [ -n "$nginx_pid" ]; then
+    kill "$nginx_pid" 2>/dev/null || true
+    i=0
+    while kill -0 "$nginx_pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -0 "$nginx_pid" 2>/dev/null && kill -9 "$nginx_pid" 2>/dev/null
+    wait "$nginx_pid" 2>/dev/null || true
+    nginx_pid=""
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$nginx" ] || die "nginx is not installed"
+port=$("$LUA" -e 'local s = assert(require("socket").bind("127.0.0.1", 0))
+  local _, p = s:getsockname(); s:close(); print(p)')
+# Workers run as an unprivileged user when started by root: let them read.
+chmod 755 "$tmp"
+mkdir "$tmp/www"
+cp bench/data.json "$tmp/www/data.json"
+chmod 644 "$tmp/www/data.json"
+sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$tmp|g" bench/nginx.conf.in > "$tmp/nginx.conf"
+"$nginx" -p "$tmp/" -e "$tmp/error.log" -c "$tmp/nginx.conf" > "$tmp/nginx.out" 2>&1 &
+nginx_pid=$!
+url="http://127.0.0.1:$port/data.json"
+i=0
+until curl -sf -o /dev/null "$url"; do
+  i=$((i + 1))
+  if [ $i -gt 100 ] || ! kill -0 "$nginx_pid" 2>/dev/null; then
+    cat "$tmp/nginx.out" "$tmp/error.log" >&2 2>/dev/null || true
+    die "nginx did not come up on 127.0.0.1:$port"
+  fi
+  sleep 0.05
+done
+say "nginx $($nginx -v 2>&1 | sed 's|.*/||') on 127.0.0.1:$port (pid $nginx_pid), $(wc -c < bench/data.json | tr -d ' ')-byte JSON, keep-alive"
+
+# --- helpers ----------------------------------------------------------------
+# field NAME LINE: the value of NAME=... in a result line.
+field() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+minimum() { printf '%s\n' "$@" | sort -g | head -n 1; }
+calc() { awk "BEGIN { printf \"$1\", $2 }"; }
+verdict() { if awk "BEGIN { exit !($1) }"; then echo "OK"; else echo "MISSED"; fi; }
+
+# run_one LABEL CMD...: runs a benchmark program, checks it, prints its line.
+run_one() {
+  label=$1; shift
+  line=$("$@" 2> "$tmp/err") || {
+    cat "$tmp/err" >&2
+    die "$label failed: $line"
+  }
+  [ -s "$tmp/err" ] && cat "$tmp/err" >&2
+  case "$line" in
+    skipped*) echo "$line"; return 0 ;;
+  esac
+  [ "$(field failures "$line")" = 0 ] || die "$label: failed requests: $line"
+  echo "$line"
+}
+
+# compare KIND COUNT: runs base_KIND and ck_KIND (functions printing a result
+# line) REPS times alternating; sets med_b med_c (median wall seconds),
+# best_b best_c (fastest run) and cpu_b cpu_c (median CPU seconds).
+compare() {
+  kind=$1 n=$2
+  wb="" wc="" cb="" cc="" wp=""
+  r=1
+  while [ $r -le "$REPS" ]; do
+    l=$(run_one "baseline ($kind)" "base_$kind")
+    s=$(field seconds "$l"); c=$(field cpu "$l"); wb="$wb $s"; cb="$cb $c"
+    say "  run $r  $(printf '%-10s' "$label_b") $(calc '%8.0f req/s' "$n / $s")  (wall $s s, cpu $c s)"
+    l=$(run_one "connkit ($kind)" "ck_$kind")
+    s=$(field seconds "$l"); c=$(field cpu "$l"); wc="$wc $s"; cc="$cc $c"
+    p=$(field prepare "$l"); [ -n "$p" ] && { wp="$wp $p"; p=", of which prepare $p s"; }
+    say "  run $r  $(printf '%-10s' "$label_c") $(calc '%8.0f req/s' "$n / $s")  (wall $s s, cpu $c s$p)"
+    r=$((r + 1))
+  done
+  # shellcheck disable=SC2086
+  { med_b=$(median $wb); med_c=$(median $wc); best_b=$(minimum $wb); best_c=$(minimum $wc)
+    cpu_b=$(median $cb); cpu_c=$(median $cc); prep_c=""; [ -n "$wp" ] && prep_c=$(median $wp); }
+  say "  median: $label_b $(calc '%.0f' "$n / $med_b") req/s, $label_c $(calc '%.0f' "$n / $med_c") req/s"
+}
+
+# --- 1. sequential -----------------------------------------------------------
+base_seq() { "$out/http_baseline" "$url" "$COUNT" "$TOKEN" "$REGION"; }
+ck_seq() { "$LUA" bench/http.lua "$port" "$COUNT"; }
+say ""
+say "== sequential: $COUNT GETs, one at a time, $REPS runs each (alternating) =="
+label_b=libcurl label_c=connkit
+compare seq "$COUNT"
+ratio=$(calc '%.3f' "$med_c / $med_b")
+say "  wall-time ratio connkit/libcurl: median $ratio, best runs $(calc '%.3f' "$best_c / $best_b");" \
+  "CPU time ratio (median) $(calc '%.3f' "$cpu_c / $cpu_b")"
+summary "http sequential ($COUNT GETs, median of $REPS): libcurl $(calc '%.0f' "$COUNT / $med_b") req/s, connkit $(calc '%.0f' "$COUNT / $med_c") req/s, wall-time ratio connkit/libcurl $ratio (target <= 1.05: $(verdict "$ratio <= 1.05")); CPU-time ratio $(calc '%.3f' "$cpu_c / $cpu_b")"
+
+# --- 2. instructions per request ---------------------------------------------
+# instr CMD...: user-space instructions the command executes, or nothing.
+perf_ok() {
+  v=$(perf stat -x, -e instructions:u true 2>&1 >/dev/null | awk -F, '/instructions/ { print $1; exit }')
+  case "$v" in ''|*[!0-9]*) return 1 ;; *) return 0 ;; esac
+}
+instr() {
+  case "$tool" in
+    perf)
+      perf stat -x, -o "$tmp/perf" -e instructions:u "$@" > /dev/null 2> "$tmp/err" \
+        || { cat "$tmp/err" >&2; return 1; }
+      awk -F, '/instructions/ { print $1; exit }' "$tmp/perf" ;;
+    callgrind)
+      f="$tmp/callgrind.out"
+      valgrind --tool=callgrind --callgrind-out-file="$f" "$@" > /dev/null 2> "$tmp/err" \
+        || { cat "$tmp/err" >&2; return 1; }
+      cp "$f" "$cg_keep"
+      sed -n 's/^summary: *//p' "$f" | head -n 1 ;;
+  esac
+}
+tool=""
+case "$INSTR" in
+  off) ;;
+  perf) perf_ok && tool=perf ;;
+  callgrind) command -v valgrind > /dev/null && tool=callgrind ;;
+  *) if command -v perf > /dev/null && perf_ok; then tool=perf
+     elif command -v valgrind > /dev/null; then tool=callgrind; fi ;;
+esac
+say ""
+if [ -z "$tool" ]; then
+  summary "http instructions/request: not measured (BENCH_INSTR=$INSTR; perf counters unavailable and/or valgrind missing)"
+else
+  say "== instructions per request ($tool): (I($N2) - I($N1)) / $((N2 - N1)) =="
+  [ "$INSTR" = auto ] && [ "$tool" = callgrind ] && say "  (perf stat: hardware counters not available here)"
+  cg_keep="$out/callgrind.baseline.$N1.out"
+  b1=$(instr "$out/http_baseline" "$url" "$N1" "$TOKEN" "$REGION") || die "baseline under $tool failed"
+  cg_keep="$out/callgrind.baseline.out"
+  b2=$(instr "$out/http_baseline" "$url" "$N2" "$TOKEN" "$REGION") || die "baseline under $tool failed"
+  cg_keep="$out/callgrind.connkit.$N1.out"
+  c1=$(instr "$LUA" bench/http.lua "$port" "$N1") || die "connkit under $tool failed"
+  cg_keep="$out/callgrind.connkit.out"
+  c2=$(instr "$LUA" bench/http.lua "$port" "$N2") || die "connkit under $tool failed"
+  bi=$(calc '%.0f' "($b2 - $b1) / ($N2 - $N1)")
+  ci=$(calc '%.0f' "($c2 - $c1) / ($N2 - $N1)")
+  extra=$((ci - bi))
+  say "  baseline  I($N1)=$b1  I($N2)=$b2  -> $bi per request"
+  say "  connkit   I($N1)=$c1  I($N2)=$c2  -> $ci per request"
+  summary "http instructions/request ($tool): baseline $bi, connkit $ci, extra $extra (target <= 10000: $(verdict "$extra <= 10000"))"
+  if [ "$tool" = callgrind ]; then
+    say "  profiles: $out/callgrind.{baseline,connkit}.out"
+    say "  e.g. callgrind_annotate --inclusive=yes $out/callgrind.connkit.out | head -40"
+  fi
+fi
+
+# --- 3. concurrent -----------------------------------------------------------
+say ""
+say "== concurrent: $MCOUNT GETs, $CONC in flight, $REPS runs each (alternating) =="
+l=$(run_one connkit-multi "$LUA" bench/multi.lua "$port" "$CONC" "$CONC")
+case "$l" in
+  skipped*)
+    say "  connkit: $l"
+    summary "http concurrent: $l" ;;
+  *)
+    base_multi() { "$out/multi_baseline" "$url" "$MCOUNT" "$CONC" "$TOKEN" "$REGION"; }
+    ck_multi() { "$LUA" bench/multi.lua "$port" "$MCOUNT" "$CONC"; }
+    label_b="curl multi" label_c="connkit.all"
+    compare multi "$MCOUNT"
+    ratio=$(calc '%.3f' "$med_b / $med_c")
+    say "  throughput ratio connkit/curl: median $ratio, best runs $(calc '%.3f' "$best_b / $best_c");" \
+      "CPU time ratio (median) $(calc '%.3f' "$cpu_c / $cpu_b")"
+    [ -n "$prep_c" ] && say "  connkit.all alone (median prepare time $prep_c s left out):" \
+      "$(calc '%.0f' "$MCOUNT / ($med_c - $prep_c)") req/s, ratio $(calc '%.3f' "$med_b / ($med_c - $prep_c)")"
+    summary "http concurrent ($MCOUNT GETs, $CONC in flight, median of $REPS): curl multi $(calc '%.0f' "$MCOUNT / $med_b") req/s, connkit.all $(calc '%.0f' "$MCOUNT / $med_c") req/s, throughput ratio connkit/curl $ratio (target >= 0.90: $(verdict "$ratio >= 0.90")); CPU-time ratio $(calc '%.3f' "$cpu_c / $cpu_b")" ;;
+esac
+
+# --- 4. the store on the request path -------------------------------------------
+say ""
+say "== token store: $COUNT GETs through an oauth2 account, file store vs memory store, $REPS runs each =="
+mkdir "$tmp/store"
+l=$(run_one connkit-store "$LUA" bench/store.lua "$port" 10 file "$tmp/store/probe")
+case "$l" in
+  skipped*)
+    say "  connkit: $l"
+    summary "token store: $l" ;;
+  *)
+    base_store() { "$LUA" bench/store.lua "$port" "$COUNT" memory; }
+    # a fresh store directory per run ($r is the run number in compare)
+    ck_store() { "$LUA" bench/store.lua "$port" "$COUNT" file "$tmp/store/s$r"; }
+    label_b="memory" label_c="file"
+    compare store "$COUNT"
+    ratio=$(calc '%.3f' "$med_c / $med_b")
+    summary "token store ($COUNT GETs, median of $REPS): memory store $(calc '%.0f' "$COUNT / $med_b") req/s, file store $(calc '%.0f' "$COUNT / $med_c") req/s, wall-time ratio file/memory $ratio (target <= 1.05: $(verdict "$ratio <= 1.05")); CPU-time ratio $(calc '%.3f' "$cpu_c / $cpu_b")" ;;
+esac
