@@ -7,6 +7,7 @@ local errors = require "connkit.errors"
 local check = require "connkit.check"
 local endpoint = require "connkit.token_endpoint"
 local tokens = require "connkit.tokens"
+local oauth2 = require "connkit.oauth2"
 
 local Account = require("connkit.account").Account
 
@@ -96,8 +97,7 @@ function Account:login_device(opts)
   if self.integration.auth ~= "oauth2" or not o.device_authorization_url then
     error(("account '%s': login_device needs oauth2.device_authorization_url"):format(tostring(self.id)), 2)
   end
-  local params, headers = {}, {}
-  for _, e in ipairs(o.extra_params) do params[e.name] = assert(self:fill(e.template)) end
+  local params, headers = oauth2.base_params(self), {}
   local scope = opts.scope or (o.scope and assert(self:fill(o.scope)))
   if scope and scope ~= "" then params.scope = scope end
   local ok, err = endpoint.authenticate(self, params, headers)
@@ -126,18 +126,10 @@ function Account:login_device(opts)
       return nil, errors.new("expired_token", "the device code expired before it was approved")
     end
     core.sleep(interval)
-    local p, h = {}, {}
-    for _, e in ipairs(o.extra_params) do p[e.name] = assert(self:fill(e.template)) end
+    local p = oauth2.base_params(self)
     p.grant_type, p.device_code = DEVICE_GRANT, f.device_code
-    ok, err = endpoint.authenticate(self, p, h)
-    if not ok then return nil, err end
-    local fields, perr = endpoint.call(self, assert(self:fill(o.token_url, "url")), o.token_method, p, h,
-      "token endpoint (device_code)")
-    if fields then
-      local rec, rerr = endpoint.token_record(self, fields, "token endpoint (device_code)")
-      if not rec then return nil, rerr end
-      return tokens.install(self, tokens.merge(self, rec))
-    end
+    local rec, perr = oauth2.token_call(self, p, "token endpoint (device_code)")
+    if rec then return tokens.install(self, tokens.merge(self, rec)) end
     if perr.code == "slow_down" then
       interval = interval + 5
     elseif perr.code ~= "authorization_pending" then

@@ -123,6 +123,9 @@ function M.fetch_token(acct)
   return rec, err
 end
 
+M.token_call = token_call
+M.base_params = base_params
+
 local function random_token(n)
   return core.b64url_encode(core.random(n))
 end
