@@ -46,24 +46,25 @@ end
 
 for _, m in ipairs({ "get", "post", "put", "patch", "delete", "head" }) do
   local M = m:upper()
-  local KEY = M .. " "
+  local CACHE = "_prepared_" .. m
   Account[m] = function(self, url, opts)
-    if opts == nil and type(url) == "string" and not url:find("{", 1, true) then
-      -- no options, no template: the request is prepared once per URL and
-      -- reused (send re-applies the account's lines when its token changes)
-      local cache = rawget(self, "_prepared")
-      if not cache then cache = { n = 0 }; rawset(self, "_prepared", cache) end
-      local key = KEY .. url
-      local req = cache[key]
-      if not req then
+    if opts == nil then
+      -- no options: the request for a URL without placeholders is prepared
+      -- once and reused (send re-applies the account's lines when its token
+      -- changes); at most 64 URLs per method and account are kept
+      local cache = rawget(self, CACHE)
+      local req = cache and cache[url]
+      if req then return req:send() end
+      if type(url) == "string" and not url:find("{", 1, true) then
         local err
         req, err = request.prepare(self, { method = M, url = url })
         if not req then return nil, err end
-        if cache.n >= 64 then cache = { n = 0 }; rawset(self, "_prepared", cache) end
-        cache[key] = req
-        cache.n = cache.n + 1
+        -- (the count lives at [0]: no URL string can clash with it)
+        if not cache or cache[0] >= 64 then cache = { [0] = 0 }; rawset(self, CACHE, cache) end
+        cache[url] = req
+        cache[0] = cache[0] + 1
+        return req:send()
       end
-      return req:send()
     end
     local o = { method = M, url = url }
     if opts ~= nil then
