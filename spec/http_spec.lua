@@ -317,3 +317,16 @@ describe("auth = none", function()
     assert.is_nil(got["User-Agent"]) -- none unless the integration sets one
   end)
 end)
+
+describe("regression: URLs that look like cache bookkeeping", function()
+  it("a relative URL 'n' is a path like any other", function()
+    local hb = helpers.peer("httpbin")
+    local acct = connkit.integration { name = "N", key = "n", auth = "none", base_url = hb.url .. "/anything" }:account {}
+    for _ = 1, 2 do
+      local got = assert(assert(acct:get("n")):json())
+      assert.equal(hb.url .. "/anything/n", got.url)
+      got = assert(assert(acct:request { url = "n" }):json())
+      assert.equal(hb.url .. "/anything/n", got.url)
+    end
+  end)
+end)

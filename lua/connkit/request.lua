@@ -245,17 +245,19 @@ function M.prepare(acct, opts)
     if not s then return nil, err end
     url = s
   end
+  -- relative URL -> joined URL, kept for up to 256 URLs per account (the
+  -- count lives at [0], where no URL string can clash with it)
   local abs = acct._abs_urls
-  if not abs then abs = { n = 0 }; acct._abs_urls = abs end
+  if not abs then abs = { [0] = 0 }; acct._abs_urls = abs end
   local full = abs[url]
   if full then
     url = full
   elseif not is_absolute(url) then
     if not acct._base then error("request: url '" .. url .. "' is relative and the integration has no base_url", 3) end
     full = join(acct._base, url)
-    if abs.n >= 256 then abs = { n = 0 }; acct._abs_urls = abs end
+    if abs[0] >= 256 then abs = { [0] = 0 }; acct._abs_urls = abs end
     abs[url] = full
-    abs.n = abs.n + 1
+    abs[0] = abs[0] + 1
     url = full
   end
   if opts.query ~= nil then
