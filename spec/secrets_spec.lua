@@ -77,3 +77,17 @@ describe("secrets", function()
     assert.equal(SECRETS[1], leaks("x " .. SECRETS[1] .. " y"))
   end)
 end)
+
+describe("the secrets an account scrubs", function()
+  it("stay bounded over many token changes, and keep the account's own", function()
+    local acct = connkit.integration {
+      name = "B", key = "bounded", auth = "api_token", base_url = "http://127.0.0.1:1",
+      parameters = { apiKey = { secret = true } },
+      request_parameters = { headers = { ["X-Key"] = "{apiKey}" } },
+    }:account { parameters = { apiKey = "fixed-S3CRET-key" }, credentials = { token = "first-token-0" } }
+    for i = 1, 1000 do acct:_set_token(("rotated-token-%04d"):format(i)) end
+    assert.is_true(#acct._secrets <= 256)
+    assert.equal("a *** b", acct:_redact("a fixed-S3CRET-key b"))
+    assert.equal("a *** b", acct:_redact("a rotated-token-1000 b"))
+  end)
+end)

@@ -97,15 +97,27 @@ end
 
 --- Adds a secret (and its URL-encoded forms) to the strings every message
 -- and tostring of this account is scrubbed of.
+-- Secrets learnt after creation (tokens, verifiers) are kept only while
+-- recent: the list holds the account's own secrets plus the last 64 added.
+local MAX_SECRETS = 256
 function Account:_add_secret(s)
-  if type(s) == "number" then s = require("connkit.core").format_number(s) end
+  if type(s) == "number" then s = core.format_number(s) end
   if type(s) ~= "string" or #s < 4 then return end
-  local list = self._secrets
-  list[#list + 1] = s
-  local q = core.escape(s, "query")
-  if q ~= s then list[#list + 1] = q end
-  local f = core.escape(s, "form")
-  if f ~= s and f ~= q then list[#list + 1] = f end
+  local list, set = self._secrets, self._secret_set
+  for _, form in ipairs({ s, core.escape(s, "query"), core.escape(s, "form") }) do
+    if not set[form] then
+      set[form] = true
+      list[#list + 1] = form
+    end
+  end
+  if #list > MAX_SECRETS then
+    local keep, fixed = {}, self._fixed_secrets or 0
+    for i = 1, fixed do keep[#keep + 1] = list[i] end
+    for i = #list - 63, #list do keep[#keep + 1] = list[i] end
+    set = {}
+    for _, x in ipairs(keep) do set[x] = true end
+    self._secrets, self._secret_set = keep, set
+  end
 end
 
 --- A message with this account's secrets replaced by "***".
@@ -236,7 +248,7 @@ function M.new(integ, opts)
   local ctx = check.context(("account '%s' of integration '%s'"):format(tostring(id), integ.key))
   check.string(ctx, "id", id)
   check.known_fields(ctx, opts, nil, OPT_FIELDS)
-  local self = setmetatable({ id = id, integration = integ, _secrets = {} }, Account)
+  local self = setmetatable({ id = id, integration = integ, _secrets = {}, _secret_set = {} }, Account)
   self._values = check_parameters(self, ctx, opts.parameters)
   self.credentials = check_credentials(self, ctx, opts.credentials)
   for name in pairs(integ.secret_parameters) do self:_add_secret(self._values[name]) end
@@ -277,6 +289,7 @@ function M.new(integ, opts)
   if auth == "oauth2" or auth == "custom_token" then
     setup_token_auth(self, ctx)
   end
+  self._fixed_secrets = #self._secrets
   return self
 end
 
