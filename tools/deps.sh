@@ -12,7 +12,7 @@ case "$LUA" in
 esac
 pkgs="$lua_pkgs gcc make pkg-config lua-cjson lua-busted lua-socket lua-filesystem
   libcurl4-openssl-dev libssl-dev libssh2-1-dev openssl curl
-  python3-httpbin openssh-server openssh-client nginx valgrind"
+  python3-httpbin openssh-server openssh-client procps nginx valgrind"
 
 missing=""
 for p in $pkgs; do

@@ -304,6 +304,13 @@ Session.__close = Session.close
 -- no __gc here: the core session closes itself when collected, and only
 -- once no file or listing opened on it is left
 
+--- Sets the time limit (seconds) for each blocking step from now on.
+function Session:set_timeout(seconds)
+  if type(seconds) ~= "number" or not (seconds > 0) then error("set_timeout: seconds must be a number > 0", 2) end
+  self._s:set_timeout(seconds)
+  return true
+end
+
 --- True while the session is usable.
 function Session:is_open() return self._s:is_open() end
 
@@ -368,14 +375,18 @@ end
 -- Each entry has name, type ("file" | "dir" | "link" | "other"), size,
 -- mtime, mode (and atime, uid, gid). "." and ".." are left out. The listing
 -- handle closes when the loop ends, on break (Lua 5.4 `<close>`) and on
--- garbage collection. Returns nil, err when the directory cannot be opened.
+-- garbage collection; iterating a listing closed before its end (e.g. by
+-- closing the session) raises. Returns nil, err when the directory cannot
+-- be opened.
 function Session:dir(path)
   local d, code, msg = self._s:opendir(path)
   if not d then return nil, errors.from_core(code, msg) end
+  local finished = false
   local function iter()
-    if not d:is_open() then return nil end
-    local e, c, m = d:next()
+    if finished then return nil end
+    local e, c, m = d:next() -- raises once the listing (or its session) is closed
     if e then return e end
+    finished = true
     d:close()
     if c then error(errors.from_core(c, m), 2) end
     return nil

@@ -35,39 +35,12 @@ local function local_error(what, path, msg)
   return errors.new("local_io", ("%s %s: %s"):format(what, path, tostring(msg)))
 end
 
--- Calls progress under pcall. Returns true to go on, or false plus either
--- ("raise", value) or ("abort", err).
-local function report(progress, done, total)
-  if not progress then return true end
-  local ok, r = pcall(progress, done, total)
-  if not ok then return false, "raise", r end
-  if r == false then return false, "abort", errors.new("aborted", "transfer aborted by the progress callback") end
-  return true
-end
-
--- Runs the copy loop: read(n) -> string ("" at end) | nil, err;
--- write(s) -> true | nil, err. Returns done, or nil, kind, value.
-local function copy(read, write, chunk, done, total, progress)
-  while true do
-    local data, err = read(chunk)
-    if not data then return nil, "error", err end
-    if data == "" then break end
-    local ok, werr = write(data)
-    if not ok then return nil, "error", werr end
-    done = done + #data
-    local go, kind, v = report(progress, done, total)
-    if not go then return nil, kind, v end
-  end
-  if done == 0 then
-    local go, kind, v = report(progress, 0, total)
-    if not go then return nil, kind, v end
-  end
-  return done
-end
-
-local function finish(kind, value)
-  if kind == "raise" then error(value, 0) end
-  return nil, value
+-- The result of a core pump: bytes done, or nil, err; a progress callback
+-- error is raised again here, after every handle is closed.
+local function result(done, code, msg)
+  if done then return done end
+  if code == "callback" then error(msg, 0) end
+  return nil, errors.from_core(code, msg)
 end
 
 --- Downloads `remote` into `localpath`. opts: progress(done, total),
@@ -93,25 +66,12 @@ function M.get(session, remote, localpath, opts)
       if total and offset > total then offset = 0 end
     end
   end
-  local out, oerr = io.open(tmp, offset > 0 and "r+b" or "wb")
-  if not out then rf:close() return nil, local_error("open", tmp, oerr) end
-  if offset > 0 then out:seek("set", offset); rf:seek(offset) end
-  out:setvbuf("no")
-  local function read(n)
-    local data, c, m = rf:read(n)
-    if not data then return nil, errors.from_core(c, m .. " (" .. remote .. ")") end
-    return data
-  end
-  local function write(data)
-    local ok, e = out:write(data)
-    if not ok then return nil, local_error("write", tmp, e) end
-    return true
-  end
-  local done, kind, value = copy(read, write, chunk, offset, total, opts.progress)
+  local done, c, m = rf:pump("get", tmp, offset, chunk, opts.progress, total)
   rf:close()
-  local ok, cerr = out:close()
-  if not done then return finish(kind, value) end
-  if not ok then return nil, local_error("close", tmp, cerr) end
+  if not done then
+    if c ~= "callback" and c ~= "aborted" and c ~= "local_io" then m = m .. " (" .. remote .. ")" end
+    return result(nil, c, m)
+  end
   local rok, rerr = os.rename(tmp, localpath)
   if not rok then return nil, local_error("rename", tmp, rerr) end
   return done
@@ -128,32 +88,20 @@ function M.put(session, localpath, remote, opts)
   local inp, ierr = io.open(localpath, "rb")
   if not inp then return nil, local_error("open", localpath, ierr) end
   local total = inp:seek("end")
+  inp:close()
   local offset = 0
   if opts.resume then
     local st = cs:stat(tmp, false)
     if st and st.size and st.size <= total then offset = st.size end
   end
-  inp:seek("set", offset)
   local wf, code, msg = cs:open(tmp, offset > 0 and "wc" or "wct")
-  if not wf then inp:close() return nil, errors.from_core(code, msg) end
-  if offset > 0 then wf:seek(offset) end
-  local function read(n)
-    local data, e = inp:read(n)
-    if data == nil then
-      if e then return nil, local_error("read", localpath, e) end
-      return ""
-    end
-    return data
-  end
-  local function write(data)
-    local ok, c, m = wf:write(data)
-    if not ok then return nil, errors.from_core(c, m .. " (" .. tmp .. ")") end
-    return true
-  end
-  local done, kind, value = copy(read, write, chunk, offset, total, opts.progress)
-  inp:close()
+  if not wf then return nil, errors.from_core(code, msg) end
+  local done, c, m = wf:pump("put", localpath, offset, chunk, opts.progress, total)
   wf:close()
-  if not done then return finish(kind, value) end
+  if not done then
+    if c ~= "callback" and c ~= "aborted" and c ~= "local_io" then m = m .. " (" .. tmp .. ")" end
+    return result(nil, c, m)
+  end
   local ok, err = session:rename(tmp, remote, { overwrite = true })
   if not ok then return nil, err end
   return done

@@ -1,0 +1,60 @@
+/*
+ * sftp.h - what sftp.c (SSH session, host key, login) and sftp_fs.c (SFTP
+ * operations, remote file and directory handles) share.
+ *
+ * Ownership: a session userdata owns the socket, the LIBSSH2_SESSION and the
+ * LIBSSH2_SFTP. Every open remote file or directory is a userdata that keeps
+ * its session alive through user value 1 and sits in the session's intrusive
+ * list, so closing the session can close its handles first.
+ */
+#ifndef CONNKIT_SFTP_H
+#define CONNKIT_SFTP_H
+
+#include <libssh2.h>
+#include <libssh2_sftp.h>
+
+#include "connkit.h"
+
+#define CK_SSH_SESSION "connkit.ssh.session"
+#define CK_SFTP_FILE "connkit.sftp.file"
+#define CK_SFTP_DIR "connkit.sftp.dir"
+
+typedef struct ck_handle ck_handle;
+
+typedef struct ck_session {
+  LIBSSH2_SESSION *ssh; /* NULL once closed */
+  LIBSSH2_SFTP *sftp;   /* NULL until sftp_init */
+  int sock;             /* -1 when none */
+  long timeout_ms;
+  int broken;           /* a timeout or transport error: no clean shutdown */
+  const char *kbd_password; /* only while keyboard-interactive runs */
+  size_t kbd_len;
+  ck_handle *handles; /* open files and directories */
+} ck_session;
+
+struct ck_handle {
+  LIBSSH2_SFTP_HANDLE *h; /* NULL once closed */
+  ck_session *s;          /* NULL once closed */
+  ck_handle *prev, *next;
+  char *buf; /* read scratch, files only */
+  size_t cap;
+};
+
+/* Returns the session at index i; raises if it is not one, or is closed, or
+ * (need_sftp) has no SFTP channel yet. */
+CK_HIDDEN ck_session *sftp_check_session(lua_State *L, int i, int need_sftp);
+
+/* Pushes nil, code, message for the last libssh2 error of the session, the
+ * message prefixed with what was done and, when not NULL, the path. For an
+ * SFTP status the code is its stable name (no_such_file, ...). */
+CK_HIDDEN int sftp_fail(lua_State *L, ck_session *s, const char *what,
+                        const char *path);
+
+/* Closes one handle (idempotent) and unlinks it from its session. */
+CK_HIDDEN void sftp_handle_close(ck_handle *fh);
+
+/* Adds the SFTP methods to the session method table on top of the stack and
+ * registers the file and directory classes. */
+CK_HIDDEN void sftp_fs_open(lua_State *L);
+
+#endif /* CONNKIT_SFTP_H */
