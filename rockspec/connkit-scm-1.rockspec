@@ -49,6 +49,7 @@ build = {
     ["connkit.retry"] = "lua/connkit/retry.lua",
     ["connkit.sftp"] = "lua/connkit/sftp.lua",
     ["connkit.sftp_file"] = "lua/connkit/sftp_file.lua",
+    ["connkit.sftp_schema"] = "lua/connkit/sftp_schema.lua",
     ["connkit.sftp_transfer"] = "lua/connkit/sftp_transfer.lua",
     ["connkit.store"] = "lua/connkit/store/init.lua",
     ["connkit.store.file"] = "lua/connkit/store/file.lua",

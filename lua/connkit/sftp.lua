@@ -13,108 +13,14 @@ local File = require "connkit.sftp_file"
 
 local M = {}
 
-local DEF_FIELDS = {
-  host = true, port = true, known_hosts = true, host_key = true, timeout = true,
-  legacy_algorithms = true, chunk_size = true,
-}
-local CRED_FIELDS = {
-  username = true, password = true, private_key = true, private_key_data = true, passphrase = true,
-}
+local schema = require "connkit.sftp_schema"
 local CONNECT_OPTS = { timeout = true }
-local FINGERPRINT = "^SHA256:[%w+/]+=?$"
-local MiB = 1024 * 1024
+local FINGERPRINT = schema.FINGERPRINT
 
-local function template(env, field, v)
-  if env and env.template then return (env.template(field, v, "raw")) end
-  return v
-end
-
---- Validates the `sftp` block of a definition; returns it normalized
--- (templates compiled when the integration passes `env`).
--- @tparam table block the `sftp` table
--- @tparam function fail `fail(field, message)` raises naming the field
--- @tparam[opt] table env the integration's helpers (template compiler)
-function M.check_definition(block, fail, env)
-  if type(block) ~= "table" then fail("sftp", "must be a table") end
-  for k in pairs(block) do
-    if not DEF_FIELDS[k] then fail("sftp." .. tostring(k), "is not a known field of sftp") end
-  end
-  local out = {}
-  if type(block.host) ~= "string" or block.host == "" then fail("sftp.host", "is required (a host name or template)") end
-  out.host = template(env, "sftp.host", block.host)
-  local port = block.port == nil and 22 or block.port
-  if type(port) == "number" then
-    if port % 1 ~= 0 or port < 1 or port > 65535 then fail("sftp.port", "must be an integer 1-65535") end
-    out.port = port
-  elseif type(port) == "string" and port ~= "" then
-    if port:find("^%d+$") then
-      local n = tonumber(port)
-      if n < 1 or n > 65535 then fail("sftp.port", "must be an integer 1-65535") end
-      out.port = n
-    else
-      out.port = template(env, "sftp.port", port)
-    end
-  else
-    fail("sftp.port", "must be an integer 1-65535 or a template string")
-  end
-  if block.known_hosts == nil and block.host_key == nil then
-    fail("sftp", "needs known_hosts (a file path) or host_key (a SHA256:... fingerprint) to verify the server")
-  end
-  if block.known_hosts ~= nil then
-    if type(block.known_hosts) ~= "string" or block.known_hosts == "" then
-      fail("sftp.known_hosts", "must be a file path")
-    end
-    out.known_hosts = template(env, "sftp.known_hosts", block.known_hosts)
-  end
-  if block.host_key ~= nil then
-    local k = block.host_key
-    if type(k) ~= "string" then fail("sftp.host_key", "must be a string like SHA256:...") end
-    if k:find("{", 1, true) then
-      out.host_key = template(env, "sftp.host_key", k)
-    elseif not k:find(FINGERPRINT) then
-      fail("sftp.host_key", "must be a SHA256:... fingerprint as `ssh-keygen -l -E sha256` prints it")
-    else
-      out.host_key = k:gsub("=$", "")
-    end
-  end
-  local t = block.timeout == nil and 30 or block.timeout
-  if type(t) ~= "number" or not (t > 0) then fail("sftp.timeout", "must be a number of seconds > 0") end
-  out.timeout = t
-  if block.legacy_algorithms ~= nil and type(block.legacy_algorithms) ~= "boolean" then
-    fail("sftp.legacy_algorithms", "must be true or false")
-  end
-  out.legacy_algorithms = block.legacy_algorithms == true
-  local c = block.chunk_size == nil and MiB or block.chunk_size
-  if type(c) ~= "number" or c % 1 ~= 0 or c < 4096 or c > 16 * MiB then
-    fail("sftp.chunk_size", "must be an integer from 4096 to 16 MiB")
-  end
-  out.chunk_size = c
-  return out
-end
-
---- Validates SFTP credentials: `username` and one or more of `password`,
--- `private_key` (a file path), `private_key_data` (the key itself);
--- `passphrase` for an encrypted key. Returns a normalized copy.
-function M.check_credentials(creds, fail)
-  if type(creds) ~= "table" then fail("credentials", "must be a table") end
-  local out = {}
-  for k, v in pairs(creds) do
-    if not CRED_FIELDS[k] then fail("credentials." .. tostring(k), 'is not used by auth = "sftp"') end
-    if type(v) ~= "string" then fail("credentials." .. k, "must be a string") end
-    out[k] = v
-  end
-  if out.username == nil or out.username == "" then fail("credentials.username", "is required") end
-  if out.private_key and out.private_key_data then
-    fail("credentials.private_key", "and private_key_data cannot both be given")
-  end
-  if not (out.password or out.private_key or out.private_key_data) then
-    fail("credentials", "need a password, a private_key file or private_key_data")
-  end
-  if out.passphrase and not (out.private_key or out.private_key_data) then
-    fail("credentials.passphrase", "is only for an encrypted private key")
-  end
-  return out
-end
+--- Validates the `sftp` block of a definition (see connkit.sftp_schema).
+M.check_definition = schema.check_definition
+--- Validates SFTP credentials (see connkit.sftp_schema).
+M.check_credentials = schema.check_credentials
 
 -- ---------------------------------------------------------------------------
 -- Connect: host key, login
