@@ -504,7 +504,9 @@ int http_push_reply(lua_State *L, transfer *t) {
     http_release_buffers(t, 1);
     return n;
   }
-  lua_createtable(L, 0, 4);
+  /* status, _raw_headers, body, and the attempts the Lua side adds: sized
+   * for five, so adding it does not rehash */
+  lua_createtable(L, 0, 5);
   lua_pushinteger(L, (lua_Integer)t->status);
   lua_setfield(L, -2, "status");
   lua_pushlstring(L, t->head.p ? t->head.p : "", t->head.n);
