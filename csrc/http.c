@@ -19,7 +19,8 @@
  * spec: { url = s, method = s, header_lines = { "Name: value", ... },
  *         body = s, timeout = seconds, connect_timeout = seconds,
  *         ca_file = path, max_body = bytes }   (read raw: no metamethods)
- * response: { status = n, body = s, _raw_headers = s, redirect_url = s|nil }
+ * response: { status = n, body = s, _raw_headers = s, attempts = 1,
+ *             redirect_url = s|nil }
  *           (res.headers is parsed from _raw_headers on first use, in Lua)
  *
  * No Lua code runs inside curl callbacks: they only append to C buffers.
@@ -31,8 +32,6 @@
 #include "http.h"
 
 #define ENGINE_KEY "connkit.http.engine.instance"
-#define RESPONSE_MT_KEY "connkit.http.response_mt"
-#define SLIST_CACHE_KEY "connkit.http.slist_cache"
 #define SLIST_MT "connkit.http.slist"
 #define BATCH_MT "connkit.http.batch"
 #define MAX_BODY_DEFAULT (256u * 1024u * 1024u)
@@ -161,7 +160,7 @@ static int drain(lua_State *L, int ei, engine *e) {
     if (t == NULL) continue;
     t->result = m->data.result;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
-    if (t->result == CURLE_OK) {
+    if (t->result == CURLE_OK && t->status >= 300 && t->status < 400) {
       char *loc = NULL;
       curl_easy_getinfo(t->easy, CURLINFO_REDIRECT_URL, &loc);
       if (loc != NULL) t->redirect_url = strdup(loc);
@@ -207,8 +206,16 @@ static int engine_get(lua_State *L) {
   luaL_setmetatable(L, ENGINE_MT);
   lua_newtable(L);
   lua_setiuservalue(L, -2, UV_RUNNING);
+  e->slist_ref = e->mt_ref = LUA_NOREF;
   e->multi = curl_multi_init();
   if (e->multi == NULL) return luaL_error(L, "curl_multi_init failed");
+  /* the header list cache: weak keys (the lines tables) */
+  lua_newtable(L);
+  lua_newtable(L);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  e->slist_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, 64L);
   e->closed = 0;
   lua_pushvalue(L, -1);
@@ -294,7 +301,7 @@ static const char *set_headers(lua_State *L, int spec, transfer *t) {
     return NULL;
   }
   lines = lua_gettop(L);
-  lua_getfield(L, LUA_REGISTRYINDEX, SLIST_CACHE_KEY);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->owner->slist_ref);
   lua_pushvalue(L, lines);
   lua_rawget(L, -2);
   box = (slist_box *)lua_touserdata(L, -1);
@@ -407,7 +414,7 @@ const char *http_attach(lua_State *L, engine *e, int spec, transfer *t) {
   CURLMcode mc;
   t->easy = take_easy(e, &fresh);
   if (t->easy == NULL) return "curl_easy_init failed";
-  t->eng = e;
+  t->eng = t->owner = e;
   t->prev = NULL;
   t->next = e->running;
   if (e->running) e->running->prev = t;
@@ -509,6 +516,8 @@ int http_push_reply(lua_State *L, transfer *t) {
   lua_createtable(L, 0, 5);
   lua_pushinteger(L, (lua_Integer)t->status);
   lua_setfield(L, -2, "status");
+  lua_pushinteger(L, 1); /* one transfer; the Lua side counts retries */
+  lua_setfield(L, -2, "attempts");
   lua_pushlstring(L, t->head.p ? t->head.p : "", t->head.n);
   lua_setfield(L, -2, "_raw_headers");
   lua_pushlstring(L, t->body.p ? t->body.p : "", t->body.n);
@@ -517,9 +526,10 @@ int http_push_reply(lua_State *L, transfer *t) {
     lua_pushstring(L, t->redirect_url);
     lua_setfield(L, -2, "redirect_url");
   }
-  lua_getfield(L, LUA_REGISTRYINDEX, RESPONSE_MT_KEY);
-  if (lua_istable(L, -1)) lua_setmetatable(L, -2);
-  else lua_pop(L, 1);
+  if (t->owner != NULL && t->owner->mt_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->owner->mt_ref);
+    lua_setmetatable(L, -2);
+  }
   http_release_buffers(t, 1);
   return 1;
 }
@@ -572,10 +582,16 @@ static int parse_headers(lua_State *L) {
   return 1;
 }
 
+/* core.set_response_metatable(mt): the metatable of every reply of this
+ * state's engine. */
 static int set_response_metatable(lua_State *L) {
+  engine *e;
   luaL_checktype(L, 1, LUA_TTABLE);
+  engine_get(L);
+  e = (engine *)lua_touserdata(L, -1);
+  luaL_unref(L, LUA_REGISTRYINDEX, e->mt_ref);
   lua_pushvalue(L, 1);
-  lua_setfield(L, LUA_REGISTRYINDEX, RESPONSE_MT_KEY);
+  e->mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }
 
@@ -722,13 +738,6 @@ void http_open(lua_State *L) {
   compat_newclass(L, ENGINE_MT, engine_methods, engine_meta);
   compat_newclass(L, SLIST_MT, NULL, slist_meta);
   compat_newclass(L, BATCH_MT, NULL, batch_meta);
-  /* the header list cache: weak keys (the lines tables) */
-  lua_newtable(L);
-  lua_newtable(L);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, LUA_REGISTRYINDEX, SLIST_CACHE_KEY);
   luaL_setfuncs(L, funcs, 0);
   http_async_open(L);
 }

@@ -25,7 +25,8 @@ enum tstate { T_IDLE, T_RUNNING, T_DONE, T_CANCELLED, T_CLOSED };
 /* One request on the engine. Blocking requests use the engine's own
  * transfer, connkit.all a block of them, req:start() a userdata each. */
 typedef struct transfer {
-  struct engine *eng; /* set while the easy handle is in the multi */
+  struct engine *eng;   /* set while the easy handle is in the multi */
+  struct engine *owner; /* the engine it last ran on (for its registry refs) */
   CURL *easy;
   struct curl_slist *headers;
   int owns_headers; /* 0: the list belongs to the header cache */
@@ -51,6 +52,8 @@ typedef struct engine {
   transfer *running;
   int nrunning;
   int closed;
+  int slist_ref; /* registry refs: the header list cache, the reply metatable */
+  int mt_ref;
   transfer sync; /* the transfer of blocking requests, buffers kept */
 } engine;
 

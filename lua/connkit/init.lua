@@ -31,6 +31,7 @@ connkit.store = setmetatable({}, {
 })
 
 local Account = account.Account
+local send = request.send -- called directly: a request's __index is a function
 
 --- Builds a request without sending it (API.md section 3).
 function Account:prepare(opts)
@@ -52,9 +53,9 @@ for _, m in ipairs({ "get", "post", "put", "patch", "delete", "head" }) do
       -- no options: the request for a URL without placeholders is prepared
       -- once and reused (send re-applies the account's lines when its token
       -- changes); at most 64 URLs per method and account are kept
-      local cache = rawget(self, CACHE)
+      local cache = self[CACHE] -- (Account's __index is a table: no call)
       local req = cache and cache[url]
-      if req then return req:send() end
+      if req then return send(req) end
       if type(url) == "string" and not url:find("{", 1, true) then
         local err
         req, err = request.prepare(self, { method = M, url = url })

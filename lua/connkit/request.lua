@@ -11,6 +11,7 @@ local cjson = require "cjson.safe"
 
 local find, sub, upper, concat = string.find, string.sub, string.upper, table.concat
 local engine = core.engine()
+local perform = engine.perform
 
 local M = {}
 
@@ -305,6 +306,9 @@ function M.prepare(acct, opts)
   if opts.max_body then req.max_body = opts.max_body end
   local rules = opts.retry == nil and acct.integration.retry or retry.rules(acct, opts.retry)
   if rules then req._retry = rules end
+  -- nothing to follow or retry: send() can take its short path (a field that
+  -- is always there: reading it never reaches the __index function)
+  req._plain = not follow and not rules
   if opts.headers or ctype then
     -- "Name:" with no value makes curl leave out a header it would add itself
     -- (a form Content-Type for any body, "Expect: 100-continue" for big ones)
@@ -425,15 +429,11 @@ end
 --- Sends the request and waits for the reply, retrying per the retry rules.
 -- @return response, or nil and an error (both carry `attempts`)
 function Request:send()
-  local acct = rawget(self, "_account")
-  if not acct._ensure_token and rawget(self, "_src_lines") == acct._lines
-      and not rawget(self, "follow") and not rawget(self, "_retry") then
+  local acct = self._account
+  if self._plain and self._src_lines == acct._lines and not acct._ensure_token then
     -- the common case, kept short: static auth, nothing to follow or retry
-    local res, code, msg = engine:perform(self)
-    if res then
-      res.attempts = 1
-      return res
-    end
+    local res, code, msg = perform(engine, self)
+    if res then return res end -- (attempts = 1 comes from the engine)
     local _, err = fail(self, code, msg)
     err.attempts = 1
     return nil, err
@@ -443,5 +443,6 @@ function Request:send()
 end
 
 M.engine = engine
+M.send = Request.send
 M.fail = fail
 return M
