@@ -46,6 +46,7 @@ build = {
     ["connkit.login"] = "lua/connkit/login.lua",
     ["connkit.oauth2"] = "lua/connkit/oauth2.lua",
     ["connkit.request"] = "lua/connkit/request.lua",
+    ["connkit.response"] = "lua/connkit/response.lua",
     ["connkit.retry"] = "lua/connkit/retry.lua",
     ["connkit.sftp"] = "lua/connkit/sftp.lua",
     ["connkit.sftp_file"] = "lua/connkit/sftp_file.lua",
@@ -56,6 +57,7 @@ build = {
     ["connkit.store.memory"] = "lua/connkit/store/memory.lua",
     ["connkit.token_endpoint"] = "lua/connkit/token_endpoint.lua",
     ["connkit.tokens"] = "lua/connkit/tokens.lua",
+    ["connkit.url"] = "lua/connkit/url.lua",
   },
 }
 test = {

@@ -7,7 +7,7 @@ local check = require "connkit.check"
 local errors = require "connkit.errors"
 local endpoint = require "connkit.token_endpoint"
 local tokens = require "connkit.tokens"
-local request = require "connkit.request"
+local urls = require "connkit.url"
 
 local M = {}
 local Account = require("connkit.account").Account
@@ -165,7 +165,7 @@ function Account:authorize_url(opts)
   end
   self._pending[state] = pending
   local url = fill(self, o.authorize_url, "url")
-  return url .. (url:find("?", 1, true) and "&" or "?") .. request.encode_pairs(q, "query", "authorize")
+  return url .. (url:find("?", 1, true) and "&" or "?") .. urls.encode_pairs(q, "query", "authorize")
 end
 
 --- Completes the authorization code grant from the redirect (a full URL or

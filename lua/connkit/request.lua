@@ -1,6 +1,7 @@
 --- Requests: prepare (templates, auth, request parameters, body), send on
--- the shared transfer engine, follow redirects when asked, and the response
--- object. Also the non-blocking side: req:start(), connkit.poll, connkit.all.
+-- the shared transfer engine, refresh and retry on on_status, follow
+-- redirects when asked. (Replies: connkit.response; non-blocking requests:
+-- connkit.async.)
 -- @module connkit.request
 local core = require "connkit.core"
 local errors = require "connkit.errors"
@@ -8,128 +9,14 @@ local check = require "connkit.check"
 local retry = require "connkit.retry"
 
 local cjson = require "cjson.safe"
+local urls = require "connkit.url"
+require "connkit.response" -- the metatable of every reply
 
 local find, sub, upper, concat = string.find, string.sub, string.upper, table.concat
 local engine = core.engine()
 local perform = engine.perform
 
 local M = {}
-
----------------------------------------------------------------------------
--- Responses
----------------------------------------------------------------------------
-
-local Response = {}
-Response.__name = "connkit.response"
-
--- res.headers is parsed from the raw header block on first use: most
--- callers read only status and body.
-function Response.__index(res, k)
-  if k == "headers" then
-    local h = core.parse_headers(rawget(res, "_raw_headers") or "")
-    rawset(res, "headers", h)
-    return h
-  end
-  return Response[k]
-end
-
---- The body decoded as JSON, or nil and an error (code "json").
-function Response:json()
-  local v, err = cjson.decode(self.body)
-  if v == nil and err then
-    return nil, errors.new("json", "the response body is not JSON: " .. tostring(err), { status = self.status })
-  end
-  return v
-end
-
-function Response:__tostring()
-  return ("connkit.response %d (%d bytes)"):format(self.status, #self.body)
-end
-
-core.set_response_metatable(Response)
-M.Response = Response
-
----------------------------------------------------------------------------
--- URLs
----------------------------------------------------------------------------
-
-local function is_absolute(url)
-  return find(url, "^%a[%w+.-]*://") ~= nil
-end
-
--- base_url and a relative URL joined by one "/" (not RFC 3986 resolution:
--- "/contacts" keeps the base's path, which is what an API client means).
-local function join(base, url)
-  if url == "" then return base end
-  local c = sub(url, 1, 1)
-  if c == "?" or c == "#" then return base .. url end
-  local slash_end = sub(base, -1) == "/"
-  if c == "/" then
-    return slash_end and (base .. sub(url, 2)) or (base .. url)
-  end
-  return slash_end and (base .. url) or (base .. "/" .. url)
-end
-
-local function add_query(url, q)
-  if q == "" then return url end
-  local frag = ""
-  local h = find(url, "#", 1, true)
-  if h then url, frag = sub(url, 1, h - 1), sub(url, h) end
-  local last = sub(url, -1)
-  if find(url, "?", 1, true) then
-    if last ~= "?" and last ~= "&" then url = url .. "&" end
-  else
-    url = url .. "?"
-  end
-  return url .. q .. frag
-end
-
---- scheme://host:port of a URL, lower-cased, with the default port filled in.
-function M.origin(url)
-  local scheme, auth = url:match("^(%a[%w+.-]*)://([^/?#]*)")
-  if not scheme then return nil end
-  scheme = scheme:lower()
-  auth = auth:gsub("^.*@", ""):lower()
-  if not auth:find(":%d+$") then
-    auth = auth .. (scheme == "https" and ":443" or scheme == "http" and ":80" or "")
-  end
-  return scheme .. "://" .. auth
-end
-
--- A URL fit for an error message: origin and path, no query or userinfo.
-local function safe_url(url)
-  local o = M.origin(url)
-  if not o then return "(relative URL)" end
-  local path = url:match("^%a[%w+.-]*://[^/?#]*([^?#]*)") or ""
-  return o .. path
-end
-
--- k=v&k=v, keys sorted; a list value repeats its key.
-local function encode_pairs(t, how, field)
-  local keys = {}
-  for k in pairs(t) do
-    if type(k) ~= "string" then error(("request: %s keys must be strings"):format(field), 4) end
-    keys[#keys + 1] = k
-  end
-  table.sort(keys)
-  local out = {}
-  local function add(k, v)
-    local tv = type(v)
-    if tv == "boolean" or tv == "number" then v = tostring(v)
-    elseif tv ~= "string" then error(("request: %s.%s must be a string, number or boolean"):format(field, k), 5) end
-    out[#out + 1] = core.escape(k, how) .. "=" .. core.escape(v, how)
-  end
-  for _, k in ipairs(keys) do
-    local v = t[k]
-    if type(v) == "table" then
-      for _, x in ipairs(v) do add(k, x) end
-    else
-      add(k, v)
-    end
-  end
-  return concat(out, "&")
-end
-M.encode_pairs = encode_pairs
 
 ---------------------------------------------------------------------------
 -- Requests
@@ -211,7 +98,7 @@ end
 local function finalize(req, acct)
   req._src_lines = acct._lines
   req._token = acct._values.token
-  req.url = add_query(req._url_noauth, acct._query)
+  req.url = urls.add_query(req._url_noauth, acct._query)
   local own = req._own_lines
   if own then
     local drop, lines = req._drop, {}
@@ -253,9 +140,9 @@ function M.prepare(acct, opts)
   local full = abs[url]
   if full then
     url = full
-  elseif not is_absolute(url) then
+  elseif not urls.is_absolute(url) then
     if not acct._base then error("request: url '" .. url .. "' is relative and the integration has no base_url", 3) end
-    full = join(acct._base, url)
+    full = urls.join(acct._base, url)
     if abs[0] >= 256 then abs = { [0] = 0 }; acct._abs_urls = abs end
     abs[url] = full
     abs[0] = abs[0] + 1
@@ -263,7 +150,7 @@ function M.prepare(acct, opts)
   end
   if opts.query ~= nil then
     if type(opts.query) ~= "table" then error("request: query must be a table", 3) end
-    url = add_query(url, encode_pairs(opts.query, "query", "query"))
+    url = urls.add_query(url, urls.encode_pairs(opts.query, "query", "query"))
   end
 
   local body, ctype = nil, nil
@@ -276,7 +163,7 @@ function M.prepare(acct, opts)
     ctype = "Content-Type: application/json"
   elseif opts.form ~= nil then
     if type(opts.form) ~= "table" then error("request: form must be a table", 3) end
-    body = encode_pairs(opts.form, "form", "form")
+    body = urls.encode_pairs(opts.form, "form", "form")
     ctype = "Content-Type: application/x-www-form-urlencoded"
   elseif opts.body ~= nil then
     if type(opts.body) ~= "string" then error("request: body must be a string", 3) end
@@ -329,7 +216,7 @@ local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308]
 -- secrets.
 local function fail(req, code, msg, extra)
   local acct = rawget(req, "_account")
-  return nil, errors.new(code, acct:_redact(("%s %s: %s"):format(req.method, safe_url(req.url), msg)), extra)
+  return nil, errors.new(code, acct:_redact(("%s %s: %s"):format(req.method, urls.safe_url(req.url), msg)), extra)
 end
 
 -- A stand-in request for the error of one redirect hop.
@@ -343,7 +230,7 @@ end
 local function follow_redirects(req, res)
   local hops, max = 0, req.follow
   local spec = req
-  local origin = M.origin(req.url)
+  local origin = urls.origin(req.url)
   local cross = false
   while REDIRECT[res.status] and res.redirect_url do
     if hops >= max then
@@ -351,7 +238,7 @@ local function follow_redirects(req, res)
     end
     hops = hops + 1
     local url = res.redirect_url
-    if M.origin(url) ~= origin then cross = true end
+    if urls.origin(url) ~= origin then cross = true end
     local method, body = spec.method, spec.body
     if res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST") then
       method, body = (method == "HEAD" and "HEAD" or "GET"), nil

@@ -6,6 +6,7 @@
 local core = require "connkit.core"
 local errors = require "connkit.errors"
 local request = require "connkit.request"
+local urls = require "connkit.url"
 local cjson = require "cjson.safe"
 
 local M = {}
@@ -86,7 +87,7 @@ function M.call(acct, url, method, params, headers, what, format)
     connect_timeout = acct._connect_timeout, ca_file = acct._ca_file,
   }
   if method == "GET" then
-    local q = request.encode_pairs(params, "query", "params")
+    local q = urls.encode_pairs(params, "query", "params")
     spec.url = q ~= "" and (url .. (url:find("?", 1, true) and "&" or "?") .. q) or url
   else
     spec.url = url
@@ -94,13 +95,13 @@ function M.call(acct, url, method, params, headers, what, format)
       spec.body = cjson.encode(params)
       headers[#headers + 1] = "Content-Type: application/json"
     else
-      spec.body = request.encode_pairs(params, "form", "params")
+      spec.body = urls.encode_pairs(params, "form", "params")
       headers[#headers + 1] = "Content-Type: application/x-www-form-urlencoded"
     end
   end
   local res, code, msg = request.engine:perform(spec)
   if not res then
-    return nil, errors.new(code, acct:_redact(("%s %s: %s"):format(what, request.origin(url) or url, msg)))
+    return nil, errors.new(code, acct:_redact(("%s %s: %s"):format(what, urls.origin(url) or url, msg)))
   end
   return M.parse_reply(acct, res, what)
 end

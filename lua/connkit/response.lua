@@ -1,0 +1,38 @@
+--- Responses: status, body, headers (lower-case names, parsed on first
+-- use), attempts, and res:json().
+-- @module connkit.response
+local core = require "connkit.core"
+local errors = require "connkit.errors"
+local cjson = require "cjson.safe"
+
+
+local Response = {}
+Response.__name = "connkit.response"
+
+-- res.headers is parsed from the raw header block on first use: most
+-- callers read only status and body.
+function Response.__index(res, k)
+  if k == "headers" then
+    local h = core.parse_headers(rawget(res, "_raw_headers") or "")
+    rawset(res, "headers", h)
+    return h
+  end
+  return Response[k]
+end
+
+--- The body decoded as JSON, or nil and an error (code "json").
+function Response:json()
+  local v, err = cjson.decode(self.body)
+  if v == nil and err then
+    return nil, errors.new("json", "the response body is not JSON: " .. tostring(err), { status = self.status })
+  end
+  return v
+end
+
+function Response:__tostring()
+  return ("connkit.response %d (%d bytes)"):format(self.status, #self.body)
+end
+
+core.set_response_metatable(Response)
+
+return Response
