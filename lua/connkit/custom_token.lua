@@ -1,6 +1,7 @@
 --- Custom token endpoints: the `custom_token` block of a definition (a login
 -- URL that answers with a token somewhere in its JSON).
 -- @module connkit.custom_token
+local core = require "connkit.core"
 local check = require "connkit.check"
 local errors = require "connkit.errors"
 local endpoint = require "connkit.token_endpoint"
@@ -99,8 +100,8 @@ function M.fetch_token(acct)
   acct:_add_secret(token)
   local ttl = c.expires_in_path and endpoint.number_of(dig(fields, c.expires_in_path))
   if not ttl or ttl <= 0 then ttl = c.ttl or acct.integration.refresh.default_ttl end
-  local now = os.time()
-  return { access_token = token, token_type = "bearer", issued_at = now, expires_at = now + math.floor(ttl) }
+  local now = core.now()
+  return { access_token = token, token_type = "bearer", issued_at = now, expires_at = now + ttl }
 end
 
 return M

@@ -153,7 +153,7 @@ function M.token_record(acct, f, what)
   if type(f.access_token) ~= "string" or f.access_token == "" then
     return nil, errors.new("token_endpoint", what .. " reply has no access_token")
   end
-  local now = os.time()
+  local now = core.now()
   local rec = {
     access_token = f.access_token,
     refresh_token = type(f.refresh_token) == "string" and f.refresh_token or nil,
@@ -167,9 +167,9 @@ function M.token_record(acct, f, what)
   local ttl = number_of(f.expires_in)
   local at = number_of(f.expires_at)
   if ttl and ttl > 0 then
-    rec.expires_at = now + math.floor(ttl)
+    rec.expires_at = now + ttl
   elseif at and at > now then
-    rec.expires_at = math.floor(at)
+    rec.expires_at = at
   else
     rec.expires_at = now + acct.integration.refresh.default_ttl
   end

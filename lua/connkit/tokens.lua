@@ -13,7 +13,9 @@ local errors = require "connkit.errors"
 
 local M = {}
 
-local now = os.time
+-- wall-clock seconds with a fraction: a 4 s token renewed "at half its life"
+-- must not depend on where in a second it was fetched
+local now = core.now
 
 --- When a token with this record should be renewed (epoch seconds).
 -- Long-lived tokens: `window` seconds before expiry. A token whose lifetime
@@ -98,7 +100,7 @@ local function notify(acct, rec)
   if not acct.on_token then return end
   acct.on_token(acct, {
     expires_at = rec.expires_at,
-    expires_in = rec.expires_at and (rec.expires_at - now()) or nil,
+    expires_in = rec.expires_at and math.floor(rec.expires_at - now() + 0.5) or nil,
     scope = rec.scope, token_type = rec.token_type,
     has_refresh_token = rec.refresh_token ~= nil,
   })
@@ -199,7 +201,7 @@ function M.status(acct)
   return {
     auth = acct.integration.auth,
     authorized = rec.access_token ~= nil or rec.refresh_token ~= nil,
-    expires_in = rec.expires_at and math.max(0, rec.expires_at - now()) or nil,
+    expires_in = rec.expires_at and math.max(0, math.floor(rec.expires_at - now() + 0.5)) or nil,
     scope = rec.scope,
     token_type = rec.token_type,
     has_refresh_token = rec.refresh_token ~= nil,
