@@ -39,11 +39,11 @@ HDRS    := $(wildcard csrc/*.h)
 SO      := $(BUILD)/connkit/core.so
 
 .PHONY: all deps test test-asan demo bench clean format rock
-all: connkit/core.so
-
-connkit/core.so: $(SO)
+# connkit/core.so is the module of the last LUA built (copied every time, so
+# switching LUA never leaves another version's module there)
+all: $(SO)
 	@mkdir -p connkit
-	cp $(SO) $@
+	@cp $(SO) connkit/core.so
 
 $(SO): $(OBJS)
 	@mkdir -p $(dir $@)
