@@ -53,6 +53,7 @@ build = {
     ["connkit.sftp_schema"] = "lua/connkit/sftp_schema.lua",
     ["connkit.sftp_transfer"] = "lua/connkit/sftp_transfer.lua",
     ["connkit.store"] = "lua/connkit/store/init.lua",
+    ["connkit.store.common"] = "lua/connkit/store/common.lua",
     ["connkit.store.file"] = "lua/connkit/store/file.lua",
     ["connkit.store.memory"] = "lua/connkit/store/memory.lua",
     ["connkit.token_endpoint"] = "lua/connkit/token_endpoint.lua",

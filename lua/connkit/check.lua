@@ -8,11 +8,7 @@ local check = {}
 --- Built-in placeholder names, filled from the account's credentials/token.
 check.BUILTINS = { token = true, username = true, password = true }
 
-local function describe(v)
-  local t = type(v)
-  if t == "string" or t == "number" or t == "boolean" then return t end
-  return t
-end
+local describe = type
 
 --- A checker bound to a subject ("integration 'acmecrm'"): `fail(field, msg)`
 -- raises "<subject>: <field> <msg>".

@@ -14,7 +14,7 @@
 local core = require "connkit.core"
 local cjson = require "cjson"
 local errors = require "connkit.errors"
-local memory = require "connkit.store.memory"
+local common = require "connkit.store.common"
 
 local M = {}
 
@@ -45,7 +45,7 @@ function encode_value(v, path)
   if t == "string" then return cjson.encode(v) end
   if t == "number" then return encode_number(v, path) end
   if t == "boolean" then return tostring(v) end
-  -- tables (memory.copy_record has already refused everything else)
+  -- tables (common.copy_record has already refused everything else)
   local n = #v
   local count = 0
   for _ in pairs(v) do count = count + 1 end
@@ -121,19 +121,8 @@ local function stem(id)
   return readable .. "-" .. core.hex(core.sha256(id)):sub(1, 32)
 end
 
-local function check_id(id, fname)
-  if type(id) ~= "string" or id == "" then
-    error(("connkit.store.file: %s: id must be a non-empty string, got %s")
-      :format(fname, type(id)), 3)
-  end
-end
-
-local function method(store, f)
-  return function(a, ...)
-    if a == store then return f(...) end
-    return f(a, ...)
-  end
-end
+local method = common.method
+local function check_id(id, fname) common.check_id("connkit.store.file", id, fname) end
 
 --- A store keeping one encrypted file per account in `dir`.
 -- @tparam string dir directory (created 0700 with missing parents)
@@ -208,7 +197,7 @@ function M.new(dir, opts)
       end
       return true
     end
-    local copy = memory.copy_record(record, "connkit.store.file: put")
+    local copy = common.copy_record(record, "connkit.store.file: put")
     local okj, json = pcall(encode_value, copy, "record")
     if not okj then error(json, 2) end
     local sealed = MAGIC .. core.seal(key, json, aad(id))
