@@ -505,3 +505,17 @@ describe("account tostring", function()
     assert.is_nil(s:find(require("connkit.core").b64encode("u:" .. PASSWORD), 1, true))
   end)
 end)
+
+describe("oauth2 accounts without a client secret", function()
+  it("are refused when the client authenticates with one, naming the field", function()
+    local connkit = require "connkit"
+    local integ = connkit.integration {
+      name = "S", key = "nosecret", auth = "oauth2",
+      oauth2 = { grant_type = "client_credentials", token_url = "https://idp.test/token", client_id = "abc" },
+    }
+    local ok, err = pcall(integ.account, integ, {})
+    assert.is_false(ok)
+    assert.matches("credentials.client_secret is required", err, 1, true)
+    assert.is_table(integ:account { credentials = { client_secret = "from-the-account" } })
+  end)
+end)

@@ -225,6 +225,10 @@ local function setup_token_auth(self, ctx)
     if self.credentials.client_id == nil and o.client_id == nil then
       ctx.fail("credentials.client_id", "is required: the integration sets no oauth2.client_id")
     end
+    if o.client_auth ~= "none" and self.credentials.client_secret == nil and o.client_secret == nil then
+      ctx.fail("credentials.client_secret", ('is required: oauth2.client_auth is "%s" and the integration sets no client_secret')
+        :format(o.client_auth))
+    end
     if o.client_secret then self:_add_secret(fill_or_fail(self, ctx, "oauth2.client_secret", o.client_secret)) end
     if o.client_id then fill_or_fail(self, ctx, "oauth2.client_id", o.client_id) end
     self._fetch_token = require("connkit.oauth2").fetch_token

@@ -67,10 +67,6 @@ function M.check_definition(b, fail, env)
       table.sort(out[f], function(x, y) return x.name < y.name end)
     end
   end
-  if out.client_auth ~= "none" and out.client_secret == nil and out.grant_type == "client_credentials" then
-    -- the account may still give client_secret in its credentials
-    out.secret_from_account = true
-  end
   return out
 end
 
