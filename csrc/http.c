@@ -32,9 +32,7 @@
 #include "http.h"
 
 #define ENGINE_KEY "connkit.http.engine.instance"
-#define SLIST_MT "connkit.http.slist"
 #define BATCH_MT "connkit.http.batch"
-#define MAX_BODY_DEFAULT (256u * 1024u * 1024u)
 #define KEEP_BUFFER_MAX (1024u * 1024u) /* larger buffers are not kept */
 
 /* ------------------------------------------------------------------ */
@@ -101,27 +99,33 @@ engine *http_check_engine(lua_State *L, int i) {
   return e;
 }
 
-/* An easy handle from the free list (or a new one); *fresh says whether it
- * has no options set, so the constant ones must be set again. */
-static CURL *take_easy(engine *e, int *fresh) {
+/* Takes an easy handle (with its state) from the free list, or a new one. */
+static int take_easy(engine *e, easy_state *es) {
   if (e->nfree > 0) {
-    e->nfree--;
-    *fresh = e->free_fresh[e->nfree];
-    return e->free_easy[e->nfree];
+    *es = e->free_easy[--e->nfree];
+    return 1;
   }
-  *fresh = 1;
-  return curl_easy_init();
+  memset(es, 0, sizeof *es);
+  es->fresh = 1;
+  es->easy = curl_easy_init();
+  return es->easy != NULL;
 }
 
-/* Gives an easy handle back. Connections stay in the multi's pool. */
-static void give_easy(engine *e, CURL *easy, int dirty) {
+/* Gives an easy handle back; after a request beyond a plain GET it is reset,
+ * so what a plain GET leaves unset is at its default. Connections stay in
+ * the multi's pool. */
+static void give_easy(engine *e, easy_state *es, int dirty) {
   if (e->nfree < FREE_MAX && !e->closed) {
-    if (dirty) curl_easy_reset(easy);
-    e->free_fresh[e->nfree] = (unsigned char)dirty;
-    e->free_easy[e->nfree++] = easy;
+    if (dirty) {
+      curl_easy_reset(es->easy);
+      es->fresh = 1;
+    }
+    e->free_easy[e->nfree++] = *es;
   } else {
-    curl_easy_cleanup(easy);
+    curl_easy_cleanup(es->easy);
+    free(es->url);
   }
+  memset(es, 0, sizeof *es);
 }
 
 static void list_remove(engine *e, transfer *t) {
@@ -138,12 +142,9 @@ void http_detach(transfer *t) {
   if (e == NULL) return;
   if (t->easy) {
     curl_multi_remove_handle(e->multi, t->easy);
-    give_easy(e, t->easy, t->dirty);
+    give_easy(e, &t->es, t->dirty);
     t->easy = NULL;
   }
-  if (t->owns_headers) curl_slist_free_all(t->headers);
-  t->headers = NULL;
-  t->owns_headers = 0;
   list_remove(e, t);
   t->eng = NULL;
 }
@@ -206,16 +207,9 @@ static int engine_get(lua_State *L) {
   luaL_setmetatable(L, ENGINE_MT);
   lua_newtable(L);
   lua_setiuservalue(L, -2, UV_RUNNING);
-  e->slist_ref = e->mt_ref = LUA_NOREF;
+  e->mt_ref = LUA_NOREF;
   e->multi = curl_multi_init();
   if (e->multi == NULL) return luaL_error(L, "curl_multi_init failed");
-  /* the header list cache: weak keys (the lines tables) */
-  lua_newtable(L);
-  lua_newtable(L);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  e->slist_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, 64L);
   e->closed = 0;
   lua_pushvalue(L, -1);
@@ -235,7 +229,10 @@ static int engine_gc(lua_State *L) {
     http_detach(t);
   }
   http_release_buffers(&e->sync, 0);
-  for (i = 0; i < e->nfree; i++) curl_easy_cleanup(e->free_easy[i]);
+  for (i = 0; i < e->nfree; i++) {
+    curl_easy_cleanup(e->free_easy[i].easy);
+    free(e->free_easy[i].url);
+  }
   e->nfree = 0;
   curl_multi_cleanup(e->multi);
   e->multi = NULL;
@@ -246,174 +243,88 @@ static int engine_gc(lua_State *L) {
 /* Request specs -> curl options                                       */
 /* ------------------------------------------------------------------ */
 
-/* Spec fields are read raw: a request object's metamethods are for users. */
-static void raw_field(lua_State *L, int spec, const char *k) {
-  lua_pushstring(L, k);
-  lua_rawget(L, spec);
-}
-
-static const char *opt_string(lua_State *L, int spec, const char *k,
-                              size_t *len) {
-  const char *s;
-  raw_field(L, spec, k);
-  s = lua_isnil(L, -1) ? NULL : lua_tolstring(L, -1, len);
-  lua_pop(L, 1); /* the spec table still holds the string */
-  return s;
-}
-
-static long opt_ms(lua_State *L, int spec, const char *k) {
-  long ms = 0;
-  raw_field(L, spec, k);
-  if (lua_type(L, -1) == LUA_TNUMBER) ms = (long)(lua_tonumber(L, -1) * 1000.0);
-  lua_pop(L, 1);
-  return ms;
-}
-
-static int header_line_ok(const char *s, size_t n) {
-  size_t i;
-  for (i = 0; i < n; i++)
-    if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return 0;
-  return 1;
-}
-
-typedef struct {
-  struct curl_slist *list;
-} slist_box;
-
-static int slist_gc(lua_State *L) {
-  slist_box *b = (slist_box *)luaL_checkudata(L, 1, SLIST_MT);
-  curl_slist_free_all(b->list);
-  b->list = NULL;
-  return 0;
-}
-
-/* Sets t->headers from the spec's header_lines. An account sends the same
- * lines table with every request until its token changes, so the curl list
- * built from a table is cached in a weak-keyed table (the lines tables are
- * never changed once built). Returns NULL, "header" for a line with CR, LF
- * or NUL, or another message. */
-static const char *set_headers(lua_State *L, int spec, transfer *t) {
-  int lines, i, n;
-  slist_box *box;
-  raw_field(L, spec, "header_lines");
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    return NULL;
-  }
-  lines = lua_gettop(L);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->owner->slist_ref);
-  lua_pushvalue(L, lines);
-  lua_rawget(L, -2);
-  box = (slist_box *)lua_touserdata(L, -1);
-  if (box != NULL) {
-    t->headers = box->list;
-    t->owns_headers = 0;
-    lua_pop(L, 3);
-    return NULL;
-  }
-  lua_pop(L, 1);
-  box = (slist_box *)lua_newuserdatauv(L, sizeof *box, 0);
-  box->list = NULL;
-  luaL_setmetatable(L, SLIST_MT);
-  n = (int)lua_rawlen(L, lines);
-  for (i = 1; i <= n; i++) {
-    size_t hl;
-    const char *line;
-    struct curl_slist *nl;
-    lua_rawgeti(L, lines, i);
-    line = lua_tolstring(L, -1, &hl);
-    if (line == NULL || !header_line_ok(line, hl)) {
-      lua_pop(L, 4);
-      return "header";
-    }
-    nl = curl_slist_append(box->list, line);
-    lua_pop(L, 1);
-    if (nl == NULL) {
-      lua_pop(L, 3);
-      return "out of memory";
-    }
-    box->list = nl;
-  }
-  /* cache[lines] = box */
-  lua_pushvalue(L, lines);
-  lua_pushvalue(L, -2);
-  lua_rawset(L, -4);
-  t->headers = box->list;
-  t->owns_headers = 0;
-  lua_pop(L, 3);
-  return NULL;
-}
-
-/* Sets the options of the spec at index spec on t->easy; options that never
- * change are set only on a fresh handle. Returns NULL or what is wrong. */
-static const char *setup(lua_State *L, int spec, transfer *t, int fresh) {
-  CURL *h = t->easy;
-  size_t blen = 0;
-  const char *url = opt_string(L, spec, "url", NULL);
-  const char *method = opt_string(L, spec, "method", NULL);
-  const char *body = opt_string(L, spec, "body", &blen);
-  const char *ca = opt_string(L, spec, "ca_file", NULL);
-  long timeout = opt_ms(L, spec, "timeout");
-  long ctimeout = opt_ms(L, spec, "connect_timeout");
-  const char *bad;
-
-  if (url == NULL) return "spec.url is missing";
-  if (method == NULL) method = "GET";
-  raw_field(L, spec, "max_body");
-  t->max_body = lua_isnumber(L, -1) && lua_tointeger(L, -1) > 0
-                    ? (size_t)lua_tointeger(L, -1)
-                    : MAX_BODY_DEFAULT;
-  lua_pop(L, 1);
-  bad = set_headers(L, spec, t);
-  if (bad != NULL) return bad;
-
-  if (fresh) {
+/* Sets the options of spec s on t's easy handle, skipping those the handle
+ * already has. Returns NULL or what is wrong. */
+static const char *setup(const http_spec *s, transfer *t) {
+  easy_state *es = &t->es;
+  CURL *h = es->easy;
+  if (es->fresh) {
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    es->fresh = 0;
+    es->bound = NULL;
+    es->url_len = 0;
+    es->headers_serial = 0;
+    es->timeout_ms = es->connect_timeout_ms = 0;
   }
-  curl_easy_setopt(h, CURLOPT_PRIVATE, (char *)t);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t->errbuf);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, (void *)t);
-  curl_easy_setopt(h, CURLOPT_HEADERDATA, (void *)t);
-  curl_easy_setopt(h, CURLOPT_URL, url);
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, t->headers); /* NULL clears it */
+  if (es->bound != t) {
+    curl_easy_setopt(h, CURLOPT_PRIVATE, (char *)t);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t->errbuf);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, (void *)t);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, (void *)t);
+    es->bound = t;
+  }
+  if (es->url_len != s->url_len || es->url_len == 0 ||
+      memcmp(es->url, s->url, s->url_len) != 0) {
+    if (curl_easy_setopt(h, CURLOPT_URL, s->url) != CURLE_OK)
+      return "out of memory";
+    if (es->url_cap < s->url_len) {
+      char *p = (char *)realloc(es->url, s->url_len);
+      if (p == NULL) {
+        es->url_len = 0; /* unknown: set it next time */
+        return NULL;
+      }
+      es->url = p;
+      es->url_cap = s->url_len;
+    }
+    memcpy(es->url, s->url, s->url_len);
+    es->url_len = s->url_len;
+  }
+  if (es->headers_serial != s->headers_serial) {
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, s->headers); /* NULL clears it */
+    es->headers_serial = s->headers_serial;
+  }
   /* always set (0 = none), so a reused handle never keeps an old value */
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout > 0 ? timeout : 0L);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, ctimeout > 0 ? ctimeout : 0L);
-  t->dirty = ca != NULL || body != NULL || strcmp(method, "GET") != 0;
-  if (ca != NULL) {
+  if (es->timeout_ms != s->timeout_ms) {
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, s->timeout_ms);
+    es->timeout_ms = s->timeout_ms;
+  }
+  if (es->connect_timeout_ms != s->connect_timeout_ms) {
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms);
+    es->connect_timeout_ms = s->connect_timeout_ms;
+  }
+  t->max_body = s->max_body;
+  /* a handle given back after anything but a plain GET is reset, so a GET
+   * needs no method option */
+  t->dirty = s->ca_file != NULL || s->kind != SPEC_GET;
+  if (s->ca_file != NULL) {
     /* a CA file replaces the default store; dropping the default CA path
      * saves re-reading it on every new TLS connection */
-    curl_easy_setopt(h, CURLOPT_CAINFO, ca);
+    curl_easy_setopt(h, CURLOPT_CAINFO, s->ca_file);
     curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
   }
-  if (strcmp(method, "GET") == 0 && body == NULL) {
-    curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-  } else if (strcmp(method, "HEAD") == 0) {
+  if (s->kind == SPEC_HEAD) {
     curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-  } else {
-    if (strcmp(method, "POST") != 0)
-      curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-    if (body != NULL || strcmp(method, "POST") == 0) {
-      curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
-      curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
+  } else if (s->kind != SPEC_GET) {
+    if (s->kind != SPEC_POST) curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, s->method);
+    if (s->body != NULL || s->kind == SPEC_POST) {
+      curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->body_len);
+      curl_easy_setopt(h, CURLOPT_POSTFIELDS, s->body ? s->body : "");
     }
   }
   return NULL;
 }
 
-/* Starts t (its buffers empty) for the spec at index spec: takes an easy
- * handle, sets it up, adds it to the multi. Returns NULL, or what went
- * wrong with t detached again ("header" for a bad header line). The spec
- * (and its body string) must stay alive until t is done. */
-const char *http_attach(lua_State *L, engine *e, int spec, transfer *t) {
+/* Starts t (its buffers empty) for spec s: takes an easy handle, sets it
+ * up, adds it to the multi. Returns NULL, or what went wrong with t
+ * detached again. The spec must stay alive until t is done. */
+const char *http_attach(engine *e, const http_spec *s, transfer *t) {
   const char *bad;
-  int fresh;
   CURLMcode mc;
-  t->easy = take_easy(e, &fresh);
-  if (t->easy == NULL) return "curl_easy_init failed";
+  if (!take_easy(e, &t->es)) return "curl_easy_init failed";
+  t->easy = t->es.easy;
   t->eng = t->owner = e;
   t->prev = NULL;
   t->next = e->running;
@@ -424,7 +335,7 @@ const char *http_attach(lua_State *L, engine *e, int spec, transfer *t) {
   t->errbuf[0] = '\0';
   t->result = CURLE_OK;
   t->status = 0;
-  bad = setup(L, spec, t, fresh);
+  bad = setup(s, t);
   if (bad == NULL) {
     mc = curl_multi_add_handle(e->multi, t->easy);
     if (mc != CURLM_OK) bad = curl_multi_strerror(mc);
@@ -445,8 +356,6 @@ int http_fail_attach(lua_State *L, const char *bad) {
   if (strcmp(bad, "header") == 0)
     return ck_fail(L, "header",
                    "a header value holds CR, LF or NUL; request not sent");
-  if (strcmp(bad, "spec.url is missing") == 0)
-    return luaL_error(L, "connkit: bad request spec: %s", bad);
   return ck_fail(L, "internal", "%s", bad);
 }
 
@@ -511,13 +420,11 @@ int http_push_reply(lua_State *L, transfer *t) {
     http_release_buffers(t, 1);
     return n;
   }
-  /* status, _raw_headers, body, and the attempts the Lua side adds: sized
-   * for five, so adding it does not rehash */
-  lua_createtable(L, 0, 5);
+  /* status, _raw_headers, body and room for redirect_url; attempts is 1
+   * unless the Lua side sets it (the metatable gives the 1) */
+  lua_createtable(L, 0, 4);
   lua_pushinteger(L, (lua_Integer)t->status);
   lua_setfield(L, -2, "status");
-  lua_pushinteger(L, 1); /* one transfer; the Lua side counts retries */
-  lua_setfield(L, -2, "attempts");
   lua_pushlstring(L, t->head.p ? t->head.p : "", t->head.n);
   lua_setfield(L, -2, "_raw_headers");
   lua_pushlstring(L, t->body.p ? t->body.p : "", t->body.n);
@@ -606,9 +513,10 @@ static int engine_perform(lua_State *L) {
   engine *e = http_check_engine(L, 1);
   transfer *t = &e->sync;
   const char *bad;
-  luaL_checktype(L, 2, LUA_TTABLE);
+  const http_spec *s = http_to_spec(L, 2, &bad);
+  if (s == NULL) return http_fail_attach(L, bad);
   if (t->state == T_RUNNING) return luaL_error(L, "connkit: perform re-entered");
-  bad = http_attach(L, e, 2, t);
+  bad = http_attach(e, s, t);
   if (bad != NULL) return http_fail_attach(L, bad);
   while (t->state == T_RUNNING && !e->closed) http_step(L, 1, e, 1000);
   return http_push_reply(L, t);
@@ -651,9 +559,9 @@ static void store_outcome(lua_State *L, int ri, transfer *t) {
   t->state = T_IDLE;
 }
 
-/* engine:run(specs, n) -> results: runs every spec with up to n in flight
- * and returns their outcomes in input order. The specs table keeps every
- * spec (and body) alive while its transfer runs. */
+/* engine:run(specs, n) -> results: runs every spec (or spec table) with up
+ * to n in flight and returns their outcomes in input order. The specs table
+ * keeps every spec alive while its transfer runs. */
 static int engine_run(lua_State *L) {
   engine *e = http_check_engine(L, 1);
   int total, n, next = 1, inflight = 0, i, ri, bi;
@@ -674,12 +582,21 @@ static int engine_run(lua_State *L) {
     for (i = 0; i < n && next <= total; i++) {
       transfer *t = &b->slots[i];
       const char *bad;
+      const http_spec *s;
       if (t->state != T_IDLE) continue;
       lua_rawgeti(L, 2, next);
-      if (!lua_istable(L, -1)) return luaL_error(L, "run: item %d is not a request", next);
+      if (!lua_istable(L, -1) && !luaL_testudata(L, -1, SPEC_MT))
+        return luaL_error(L, "run: item %d is not a request", next);
+      /* the specs table keeps a spec alive; one made from a table here is
+       * kept in its result slot until the outcome replaces it */
+      s = http_to_spec(L, -1, &bad);
+      if (s != NULL && lua_gettop(L) > bi + 1) {
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, ri, next);
+      }
       t->index = next++;
-      bad = http_attach(L, e, lua_gettop(L), t);
-      lua_pop(L, 1);
+      if (s != NULL) bad = http_attach(e, s, t);
+      lua_settop(L, bi);
       if (bad == NULL) {
         inflight++;
       } else {
@@ -703,7 +620,6 @@ static int engine_run(lua_State *L) {
     }
   }
   lua_pushvalue(L, ri);
-  (void)bi;
   return 1;
 }
 
@@ -728,7 +644,6 @@ void http_open(lua_State *L) {
                                             {"pending", engine_pending},
                                             {NULL, NULL}};
   static const luaL_Reg engine_meta[] = {{"__gc", engine_gc}, {NULL, NULL}};
-  static const luaL_Reg slist_meta[] = {{"__gc", slist_gc}, {NULL, NULL}};
   static const luaL_Reg batch_meta[] = {{"__gc", batch_gc}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
       {"engine", engine_get},
@@ -736,8 +651,8 @@ void http_open(lua_State *L) {
       {"parse_headers", parse_headers},
       {NULL, NULL}};
   compat_newclass(L, ENGINE_MT, engine_methods, engine_meta);
-  compat_newclass(L, SLIST_MT, NULL, slist_meta);
   compat_newclass(L, BATCH_MT, NULL, batch_meta);
   luaL_setfuncs(L, funcs, 0);
+  http_spec_open(L);
   http_async_open(L);
 }

@@ -5,12 +5,15 @@
 #ifndef CONNKIT_HTTP_H
 #define CONNKIT_HTTP_H
 
+#include <stdint.h>
+
 #include <curl/curl.h>
 
 #include "connkit.h"
 
 #define ENGINE_MT "connkit.http.engine"
 #define TRANSFER_MT "connkit.http.transfer"
+#define SPEC_MT "connkit.http.spec"
 #define FREE_MAX 32
 
 typedef struct {
@@ -19,6 +22,32 @@ typedef struct {
 } buffer;
 
 struct engine;
+struct transfer;
+
+enum spec_kind { SPEC_GET, SPEC_HEAD, SPEC_POST, SPEC_OTHER };
+
+/* A request as curl needs it (http_spec.c). Immutable once made; the
+ * strings and the header list live as long as the spec. */
+typedef struct http_spec {
+  const char *url, *method, *body, *ca_file; /* body, ca_file: NULL if none */
+  size_t url_len, body_len, max_body;
+  long timeout_ms, connect_timeout_ms; /* 0: none */
+  struct curl_slist *headers;
+  uint64_t headers_serial; /* 0: no header list */
+  enum spec_kind kind;     /* SPEC_GET: a GET without a body */
+} http_spec;
+
+/* An easy handle and what is set on it, so a handle that ran the same kind
+ * of request before needs only the options that differ. */
+typedef struct {
+  CURL *easy;
+  struct transfer *bound; /* the transfer its data pointers point to */
+  char *url;              /* a copy of the URL set, url_len bytes */
+  size_t url_len, url_cap;
+  uint64_t headers_serial;
+  long timeout_ms, connect_timeout_ms;
+  int fresh; /* no options set (new, or reset after a non-plain request) */
+} easy_state;
 
 enum tstate { T_IDLE, T_RUNNING, T_DONE, T_CANCELLED, T_CLOSED };
 
@@ -28,8 +57,7 @@ typedef struct transfer {
   struct engine *eng;   /* set while the easy handle is in the multi */
   struct engine *owner; /* the engine it last ran on (for its registry refs) */
   CURL *easy;
-  struct curl_slist *headers;
-  int owns_headers; /* 0: the list belongs to the header cache */
+  easy_state es; /* the handle's state while the transfer holds it */
   buffer body, head;
   size_t max_body;
   int too_big;
@@ -46,14 +74,12 @@ typedef struct transfer {
 
 typedef struct engine {
   CURLM *multi;
-  CURL *free_easy[FREE_MAX];
-  unsigned char free_fresh[FREE_MAX]; /* reset since its last transfer */
+  easy_state free_easy[FREE_MAX]; /* idle handles, most recent last */
   int nfree;
   transfer *running;
   int nrunning;
   int closed;
-  int slist_ref; /* registry refs: the header list cache, the reply metatable */
-  int mt_ref;
+  int mt_ref; /* registry ref: the reply metatable */
   transfer sync; /* the transfer of blocking requests, buffers kept */
 } engine;
 
@@ -61,8 +87,11 @@ typedef struct engine {
 #define UV_RUNNING 1
 
 CK_HIDDEN engine *http_check_engine(lua_State *L, int i);
-CK_HIDDEN const char *http_attach(lua_State *L, engine *e, int spec,
+CK_HIDDEN const char *http_attach(engine *e, const http_spec *s,
                                   transfer *t);
+CK_HIDDEN const char *http_push_spec(lua_State *L, int t);
+CK_HIDDEN http_spec *http_to_spec(lua_State *L, int i, const char **bad);
+CK_HIDDEN void http_spec_open(lua_State *L);
 CK_HIDDEN void http_detach(transfer *t);
 CK_HIDDEN int http_step(lua_State *L, int ei, engine *e, int timeout_ms);
 CK_HIDDEN int http_push_reply(lua_State *L, transfer *t);

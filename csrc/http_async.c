@@ -34,21 +34,24 @@ static void set_anchor(lua_State *L, int ei, transfer *t, int ti) {
   t->anchored = ti != 0;
 }
 
-/* engine:start(spec) */
+/* engine:start(spec | spec table) */
 static int engine_start(lua_State *L) {
   engine *e = http_check_engine(L, 1);
   transfer *t;
   const char *bad;
-  luaL_checktype(L, 2, LUA_TTABLE);
+  int top = lua_gettop(L), si;
+  const http_spec *s = http_to_spec(L, 2, &bad);
+  if (s == NULL) return http_fail_attach(L, bad);
+  si = lua_gettop(L) > top ? lua_gettop(L) : 2; /* made from a table: pushed */
   t = (transfer *)lua_newuserdatauv(L, sizeof *t, 3);
   memset(t, 0, sizeof *t);
   t->state = T_IDLE;
   luaL_setmetatable(L, TRANSFER_MT);
-  lua_pushvalue(L, 2);
+  lua_pushvalue(L, si);
   lua_setiuservalue(L, -2, UV_SPEC);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, UV_ENGINE);
-  bad = http_attach(L, e, 2, t);
+  bad = http_attach(e, s, t);
   if (bad != NULL) return http_fail_attach(L, bad);
   set_anchor(L, 1, t, lua_gettop(L));
   return 1;

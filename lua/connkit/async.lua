@@ -21,7 +21,11 @@ M.Handle = Handle
 
 -- Ends the handle with a result; `attempts` says how many were made.
 local function finish(h, res, err)
-  if res then res.attempts = h._attempt elseif err then err.attempts = h._attempt end
+  if res then
+    if h._attempt ~= 1 then res.attempts = h._attempt end -- (else 1 from the metatable)
+  elseif err then
+    err.attempts = h._attempt
+  end
   h._res, h._err, h._final = res, err, true
 end
 
@@ -40,7 +44,7 @@ local function attempt(h)
   h._attempt = h._attempt + 1
   local ok, err = request.ready(h.request)
   if not ok then return finish(h, nil, err) end
-  local xfer, code, msg = engine:start(h.request)
+  local xfer, code, msg = engine:start(rawget(h.request, "_wire"))
   if xfer then
     h._xfer = xfer
   else
@@ -119,37 +123,46 @@ function M.all(reqs, opts)
   local n = opts.concurrency or 8
   if type(n) ~= "number" or n < 1 then error("all: concurrency must be a positive number", 2) end
   local total = #reqs
-  local specs, map, failed = reqs, nil, nil
+  local wires, map, failed = {}, nil, nil
   for i = 1, total do
     local req = reqs[i]
-    if getmetatable(req) == nil or rawget(req, "_account") == nil then
+    local acct = type(req) == "table" and rawget(req, "_account")
+    if getmetatable(req) == nil or not acct then
       error("all: item " .. i .. " is not a prepared request", 2)
     end
-    local ok, err = request.ready(req) -- fetches or refreshes a due token once
-    if not ok then
+    local ok, err = true, nil
+    if acct._ensure_token or rawget(req, "_src_lines") ~= acct._lines then
+      ok, err = request.ready(req) -- fetches or refreshes a due token once
+    end
+    if ok then
+      wires[#wires + 1] = rawget(req, "_wire")
+      if map then map[#wires] = i end
+    else
+      if not map then
+        map = {}
+        for j = 1, #wires do map[j] = j end
+      end
       failed = failed or {}
       failed[i] = err
     end
   end
-  if failed then
-    specs, map = {}, {}
-    for i = 1, total do
-      if not failed[i] then specs[#specs + 1] = reqs[i]; map[#specs] = i end
-    end
-  end
-  local out = engine:run(specs, math.floor(n))
-  local results = failed and {} or out
-  for j = 1, #specs do
+  local out = engine:run(wires, math.floor(n))
+  local results = map and {} or out
+  for j = 1, #wires do
     local i = map and map[j] or j
     local req, r = reqs[i], out[j]
-    local res, err = r.res, nil
-    if res then
-      if rawget(req, "_account")._ensure_token or rawget(req, "follow") then res, err = request.complete(req, res) end
-    else
-      res, err = request.fail(req, r.code, r.message)
+    local res = r.res
+    -- a plain request (static auth, nothing to follow or retry) is done
+    if not (res and rawget(req, "_plain") and not rawget(req, "_account")._ensure_token) then
+      local err
+      if res then
+        if rawget(req, "_account")._ensure_token or rawget(req, "follow") then res, err = request.complete(req, res) end
+      else
+        res, err = request.fail(req, r.code, r.message)
+      end
+      res, err = request.settle(req, res, err, 1)
+      r.res, r.err, r.code, r.message = res, err, nil, nil
     end
-    res, err = request.settle(req, res, err, 1)
-    r.res, r.err, r.code, r.message = res, err, nil, nil
     results[i] = r
   end
   if failed then

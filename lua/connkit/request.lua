@@ -15,6 +15,7 @@ require "connkit.response" -- the metatable of every reply
 local find, sub, upper, concat = string.find, string.sub, string.upper, table.concat
 local engine = core.engine()
 local perform = engine.perform
+local wire = core.wire
 
 local M = {}
 
@@ -94,7 +95,9 @@ local function request_headers(user, extra)
 end
 
 -- Fills in the parts that come from the account now (auth line, query), so a
--- request prepared before a token refresh goes out with the new token.
+-- request prepared before a token refresh goes out with the new token, and
+-- makes the wire spec the engine sends (core.wire reads the request once).
+-- Returns true, or nil and an error (a header line with CR, LF or NUL).
 local function finalize(req, acct)
   req._src_lines = acct._lines
   req._token = acct._values.token
@@ -110,6 +113,10 @@ local function finalize(req, acct)
   else
     req.header_lines = acct._lines
   end
+  local w, code, msg = wire(req)
+  req._wire = w or false
+  if not w then return M.fail(req, code, msg) end
+  return true
 end
 
 --- Builds the final request (see API.md section 3) without sending it.
@@ -185,7 +192,7 @@ function M.prepare(acct, opts)
   local req = {
     method = method, _account = acct, _url_noauth = url,
     timeout = timeout or acct._timeout, connect_timeout = acct._connect_timeout,
-    url = url, header_lines = false, _src_lines = false, _token = false,
+    url = url, header_lines = false, _src_lines = false, _token = false, _wire = false,
   }
   if body then req.body = body end
   if acct._ca_file then req.ca_file = acct._ca_file end
@@ -206,18 +213,21 @@ function M.prepare(acct, opts)
     if not own then return nil, drop end
     req._own_lines, req._drop = own, drop
   end
-  finalize(req, acct)
-  return setmetatable(req, RequestMT)
+  setmetatable(req, RequestMT)
+  local ok, err = finalize(req, acct)
+  if not ok then return nil, err end
+  return req
 end
 
 local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
 
 -- Wraps a failure of the engine into an error naming the request, not its
 -- secrets.
-local function fail(req, code, msg, extra)
+function M.fail(req, code, msg, extra)
   local acct = rawget(req, "_account")
   return nil, errors.new(code, acct:_redact(("%s %s: %s"):format(req.method, urls.safe_url(req.url), msg)), extra)
 end
+local fail = M.fail
 
 -- A stand-in request for the error of one redirect hop.
 local function spec_for_error(req, spec)
@@ -265,9 +275,10 @@ function M.complete(req, res)
   if acct._ensure_token and acct.integration.refresh.on_status[res.status] then
     local ok, err = require("connkit.tokens").renew(acct, true, rawget(req, "_token"))
     if not ok then return nil, err end
-    finalize(req, acct)
+    ok, err = finalize(req, acct)
+    if not ok then return nil, err end
     local code, msg
-    res, code, msg = engine:perform(req)
+    res, code, msg = engine:perform(rawget(req, "_wire"))
     if not res then return fail(req, code, msg) end
   end
   if rawget(req, "follow") and REDIRECT[res.status] then return follow_redirects(req, res) end
@@ -282,7 +293,7 @@ function M.ready(req)
     local ok, err = acct:_ensure_token()
     if not ok then return nil, err end
   end
-  if rawget(req, "_src_lines") ~= acct._lines then finalize(req, acct) end
+  if rawget(req, "_src_lines") ~= acct._lines then return finalize(req, acct) end
   return true
 end
 
@@ -291,7 +302,7 @@ end
 function M.attempt(req)
   local ok, err = M.ready(req)
   if not ok then return nil, err end
-  local res, code, msg = engine:perform(req)
+  local res, code, msg = engine:perform(rawget(req, "_wire"))
   if not res then return fail(req, code, msg) end
   if rawget(req, "_account")._ensure_token or rawget(req, "follow") then return M.complete(req, res) end
   return res
@@ -309,7 +320,12 @@ function M.settle(req, res, err, attempt)
     attempt = attempt + 1
     res, err = M.attempt(req)
   end
-  if res then res.attempts = attempt elseif err then err.attempts = attempt end
+  -- (a response says 1 through its metatable: setting it would grow the table)
+  if res then
+    if attempt ~= 1 then res.attempts = attempt end
+  elseif err then
+    err.attempts = attempt
+  end
   return res, err
 end
 
@@ -319,8 +335,8 @@ function Request:send()
   local acct = self._account
   if self._plain and self._src_lines == acct._lines and not acct._ensure_token then
     -- the common case, kept short: static auth, nothing to follow or retry
-    local res, code, msg = perform(engine, self)
-    if res then return res end -- (attempts = 1 comes from the engine)
+    local res, code, msg = perform(engine, self._wire)
+    if res then return res end -- (attempts = 1 comes from the metatable)
     local _, err = fail(self, code, msg)
     err.attempts = 1
     return nil, err
@@ -331,5 +347,4 @@ end
 
 M.engine = engine
 M.send = Request.send
-M.fail = fail
 return M

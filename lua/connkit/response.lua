@@ -8,6 +8,9 @@ local cjson = require "cjson.safe"
 
 local Response = {}
 Response.__name = "connkit.response"
+-- one transfer unless the retry rules made more (then the response has its
+-- own field)
+Response.attempts = 1
 
 -- res.headers is parsed from the raw header block on first use: most
 -- callers read only status and body.

@@ -1,0 +1,210 @@
+/*
+ * http_spec.c - wire specs: a request read once into C, ready to hand to
+ * curl.
+ *
+ *   core.wire(t) -> spec | nil, "header", message
+ *
+ * t: { url = s, method = s, header_lines = { "Name: value", ... }, body = s,
+ *      timeout = seconds, connect_timeout = seconds, ca_file = path,
+ *      max_body = bytes }  (read raw: a request object's metamethods are for
+ *      users)
+ *
+ * A spec never changes once made: the Lua side makes a new one whenever a
+ * request's URL or header lines change (a token refresh), so the engine
+ * reads no Lua table on the request path. The strings it points into and
+ * the curl header list are kept alive by its user values.
+ *
+ * Header lists are cached per lines table (weak keys): an account sends the
+ * same lines table with every request until its token changes, so the list
+ * is built once, and each gets a serial number that tells an easy handle it
+ * already has that list set.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "http.h"
+
+#define SLIST_MT "connkit.http.slist"
+#define SLIST_CACHE_KEY "connkit.http.slist_cache"
+#define MAX_BODY_DEFAULT (256u * 1024u * 1024u)
+
+enum { UV_URL = 1, UV_METHOD, UV_BODY, UV_CA, UV_HEADERS, UV_COUNT = UV_HEADERS };
+
+typedef struct {
+  struct curl_slist *list;
+  uint64_t serial;
+} slist_box;
+
+/* Unique across every lua_State of the process: 0 means "no list". */
+static uint64_t next_serial(void) {
+  static uint64_t counter;
+  return __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+}
+
+static int slist_gc(lua_State *L) {
+  slist_box *b = (slist_box *)luaL_checkudata(L, 1, SLIST_MT);
+  curl_slist_free_all(b->list);
+  b->list = NULL;
+  return 0;
+}
+
+static int header_line_ok(const char *s, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++)
+    if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return 0;
+  return 1;
+}
+
+/* Pushes the header list box for the lines table at index lines (from the
+ * cache, or built now). Returns NULL, or a message with nothing pushed. */
+static const char *push_headers(lua_State *L, int lines) {
+  int i, n, cache;
+  slist_box *box;
+  lua_getfield(L, LUA_REGISTRYINDEX, SLIST_CACHE_KEY);
+  cache = lua_gettop(L);
+  lua_pushvalue(L, lines);
+  lua_rawget(L, cache);
+  if (lua_touserdata(L, -1) != NULL) {
+    lua_remove(L, cache);
+    return NULL;
+  }
+  lua_pop(L, 1);
+  box = (slist_box *)lua_newuserdatauv(L, sizeof *box, 0);
+  box->list = NULL;
+  box->serial = next_serial();
+  luaL_setmetatable(L, SLIST_MT);
+  n = (int)lua_rawlen(L, lines);
+  for (i = 1; i <= n; i++) {
+    size_t len;
+    const char *line;
+    struct curl_slist *nl;
+    lua_rawgeti(L, lines, i);
+    line = lua_tolstring(L, -1, &len);
+    if (line == NULL || !header_line_ok(line, len)) {
+      lua_pop(L, 3);
+      return "header";
+    }
+    nl = curl_slist_append(box->list, line);
+    lua_pop(L, 1);
+    if (nl == NULL) {
+      lua_pop(L, 2);
+      return "out of memory";
+    }
+    box->list = nl;
+  }
+  lua_pushvalue(L, lines);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, cache); /* cache[lines] = box */
+  lua_remove(L, cache);
+  return NULL;
+}
+
+/* Reads string field k of the table at t into user value uv of the spec at
+ * s; returns the string (NULL when absent). */
+static const char *keep_string(lua_State *L, int t, int s, const char *k,
+                               int uv, size_t *len) {
+  const char *v = NULL;
+  lua_pushstring(L, k);
+  lua_rawget(L, t);
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    v = lua_tolstring(L, -1, len);
+    lua_setiuservalue(L, s, uv);
+  } else {
+    lua_pop(L, 1);
+  }
+  return v;
+}
+
+static long field_ms(lua_State *L, int t, const char *k) {
+  long ms = 0;
+  lua_pushstring(L, k);
+  lua_rawget(L, t);
+  if (lua_type(L, -1) == LUA_TNUMBER) {
+    lua_Number v = lua_tonumber(L, -1) * 1000.0;
+    ms = v > 0 && v < 2147483647.0 ? (long)v : 0;
+  }
+  lua_pop(L, 1);
+  return ms;
+}
+
+/* Pushes a spec made from the table at index t. Returns NULL, or what is
+ * wrong ("header" for a header line with CR, LF or NUL) with nothing
+ * pushed. Raises for a table the Lua side should never build. */
+const char *http_push_spec(lua_State *L, int t) {
+  http_spec *s;
+  int si;
+  const char *bad;
+  t = lua_absindex(L, t);
+  s = (http_spec *)lua_newuserdatauv(L, sizeof *s, UV_COUNT);
+  memset(s, 0, sizeof *s);
+  luaL_setmetatable(L, SPEC_MT);
+  si = lua_gettop(L);
+  s->url = keep_string(L, t, si, "url", UV_URL, &s->url_len);
+  if (s->url == NULL) luaL_error(L, "connkit: bad request spec: url is missing");
+  s->method = keep_string(L, t, si, "method", UV_METHOD, NULL);
+  s->body = keep_string(L, t, si, "body", UV_BODY, &s->body_len);
+  s->ca_file = keep_string(L, t, si, "ca_file", UV_CA, NULL);
+  if (s->method == NULL) s->method = "GET";
+  s->timeout_ms = field_ms(L, t, "timeout");
+  s->connect_timeout_ms = field_ms(L, t, "connect_timeout");
+  lua_pushliteral(L, "max_body");
+  lua_rawget(L, t);
+  s->max_body = lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) >= 1
+                    ? (size_t)lua_tonumber(L, -1)
+                    : MAX_BODY_DEFAULT;
+  lua_pop(L, 1);
+  if (strcmp(s->method, "GET") == 0 && s->body == NULL) s->kind = SPEC_GET;
+  else if (strcmp(s->method, "HEAD") == 0) s->kind = SPEC_HEAD;
+  else if (strcmp(s->method, "POST") == 0) s->kind = SPEC_POST;
+  else s->kind = SPEC_OTHER;
+  lua_pushliteral(L, "header_lines");
+  lua_rawget(L, t);
+  if (lua_istable(L, -1)) {
+    bad = push_headers(L, lua_gettop(L));
+    if (bad != NULL) {
+      lua_pop(L, 2);
+      return bad;
+    }
+    s->headers = ((slist_box *)lua_touserdata(L, -1))->list;
+    s->headers_serial = ((slist_box *)lua_touserdata(L, -1))->serial;
+    lua_setiuservalue(L, si, UV_HEADERS);
+  }
+  lua_pop(L, 1);
+  return NULL;
+}
+
+/* The spec at index i: as is, or made from a table (pushed, so it stays
+ * alive on the stack). Returns NULL and sets *bad when it cannot be made. */
+http_spec *http_to_spec(lua_State *L, int i, const char **bad) {
+  http_spec *s = (http_spec *)luaL_testudata(L, i, SPEC_MT);
+  *bad = NULL;
+  if (s != NULL) return s;
+  luaL_checktype(L, i, LUA_TTABLE);
+  *bad = http_push_spec(L, i);
+  return *bad ? NULL : (http_spec *)lua_touserdata(L, -1);
+}
+
+/* core.wire(t) -> spec | nil, "header", message */
+static int wire(lua_State *L) {
+  const char *bad;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  bad = http_push_spec(L, 1);
+  if (bad != NULL) return http_fail_attach(L, bad);
+  return 1;
+}
+
+void http_spec_open(lua_State *L) {
+  static const luaL_Reg slist_meta[] = {{"__gc", slist_gc}, {NULL, NULL}};
+  static const luaL_Reg spec_meta[] = {{NULL, NULL}};
+  compat_newclass(L, SLIST_MT, NULL, slist_meta);
+  compat_newclass(L, SPEC_MT, NULL, spec_meta);
+  /* the header list cache: weak keys (the lines tables) */
+  lua_newtable(L);
+  lua_newtable(L);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, SLIST_CACHE_KEY);
+  lua_pushcfunction(L, wire);
+  lua_setfield(L, -2, "wire");
+}
