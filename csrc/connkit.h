@@ -35,6 +35,10 @@ CK_HIDDEN int ck_fail(lua_State *L, const char *code, const char *fmt, ...)
 #endif
     ;
 
+/* curl_global_init with connkit's memory functions (curl_mem.c); returns a
+ * CURLcode. */
+CK_HIDDEN int ck_curl_global_init(void);
+
 /* Overwrites a buffer that held a secret before it is freed. */
 CK_HIDDEN void ck_cleanse(void *p, size_t n);
 

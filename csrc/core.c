@@ -18,7 +18,7 @@ static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_status; /* written once under init_once, then only read */
 
 static void global_init(void) {
-  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+  if (ck_curl_global_init() != CURLE_OK) {
     init_status = 1;
     return;
   }
