@@ -541,8 +541,9 @@ static int batch_gc(lua_State *L) {
 }
 
 /* Stores the outcome of slot t into results[t->index] (at index ri) as
- * { res = response } or { code = c, message = m }. */
-static void store_outcome(lua_State *L, int ri, transfer *t) {
+ * { res = response } or { code = c, message = m }; returns 1 for a
+ * failure. */
+static int store_outcome(lua_State *L, int ri, transfer *t) {
   int n = http_push_reply(L, t);
   if (n == 1) {
     lua_createtable(L, 0, 1);
@@ -557,14 +558,16 @@ static void store_outcome(lua_State *L, int ri, transfer *t) {
   }
   lua_rawseti(L, ri, t->index);
   t->state = T_IDLE;
+  return n != 1;
 }
 
-/* engine:run(specs, n) -> results: runs every spec (or spec table) with up
- * to n in flight and returns their outcomes in input order. The specs table
- * keeps every spec alive while its transfer runs. */
+/* engine:run(items, n) -> results, failures: runs every item (a request
+ * with its wire spec, a spec, or a spec table) with up to n in flight and
+ * returns their outcomes in input order and how many are failures. The
+ * items table keeps every spec alive while its transfer runs. */
 static int engine_run(lua_State *L) {
   engine *e = http_check_engine(L, 1);
-  int total, n, next = 1, inflight = 0, i, ri, bi;
+  int total, n, next = 1, inflight = 0, i, ri, bi, failures = 0;
   batch *b;
   luaL_checktype(L, 2, LUA_TTABLE);
   n = (int)luaL_optinteger(L, 3, 8);
@@ -585,8 +588,14 @@ static int engine_run(lua_State *L) {
       const http_spec *s;
       if (t->state != T_IDLE) continue;
       lua_rawgeti(L, 2, next);
-      if (!lua_istable(L, -1) && !luaL_testudata(L, -1, SPEC_MT))
+      if (lua_istable(L, -1)) { /* a request: its wire spec, if it has one */
+        lua_pushliteral(L, "_wire");
+        lua_rawget(L, -2);
+        if (luaL_testudata(L, -1, SPEC_MT)) lua_replace(L, -2);
+        else lua_pop(L, 1);
+      } else if (!luaL_testudata(L, -1, SPEC_MT)) {
         return luaL_error(L, "run: item %d is not a request", next);
+      }
       /* the specs table keeps a spec alive; one made from a table here is
        * kept in its result slot until the outcome replaces it */
       s = http_to_spec(L, -1, &bad);
@@ -601,6 +610,7 @@ static int engine_run(lua_State *L) {
         inflight++;
       } else {
         http_fail_attach(L, bad);
+        failures++;
         lua_createtable(L, 0, 2);
         lua_insert(L, -3);
         lua_setfield(L, -3, "message");
@@ -614,13 +624,14 @@ static int engine_run(lua_State *L) {
     for (i = 0; i < n; i++) {
       transfer *t = &b->slots[i];
       if (t->state == T_DONE || t->state == T_CANCELLED) {
-        store_outcome(L, ri, t);
+        failures += store_outcome(L, ri, t);
         inflight--;
       }
     }
   }
   lua_pushvalue(L, ri);
-  return 1;
+  lua_pushinteger(L, failures);
+  return 2;
 }
 
 static int engine_poll(lua_State *L) {

@@ -11,6 +11,7 @@ local retry = require "connkit.retry"
 
 local engine = request.engine
 local Request = request.Request
+local RequestMT = request.RequestMT
 
 local M = {}
 
@@ -123,52 +124,58 @@ function M.all(reqs, opts)
   local n = opts.concurrency or 8
   if type(n) ~= "number" or n < 1 then error("all: concurrency must be a positive number", 2) end
   local total = #reqs
-  local wires, map, failed = {}, nil, nil
+  -- A plain request (static auth, nothing to follow or retry) whose header
+  -- lines are up to date goes to the engine as it is and is done with its
+  -- reply; any other is brought up to date first (a due token fetched or
+  -- refreshed once) and finished after its transfer.
+  local slow, failed = false, nil
   for i = 1, total do
     local req = reqs[i]
-    local acct = type(req) == "table" and rawget(req, "_account")
-    if getmetatable(req) == nil or not acct then
-      error("all: item " .. i .. " is not a prepared request", 2)
-    end
-    local ok, err = true, nil
-    if acct._ensure_token or rawget(req, "_src_lines") ~= acct._lines then
-      ok, err = request.ready(req) -- fetches or refreshes a due token once
-    end
-    if ok then
-      wires[#wires + 1] = rawget(req, "_wire")
-      if map then map[#wires] = i end
-    else
-      if not map then
-        map = {}
-        for j = 1, #wires do map[j] = j end
+    local acct = type(req) == "table" and req._account
+    if not (acct and req._plain and req._src_lines == acct._lines) then
+      if not acct or getmetatable(req) ~= RequestMT then
+        error("all: item " .. i .. " is not a prepared request", 2)
       end
-      failed = failed or {}
-      failed[i] = err
+      slow = true
+      local ok, err = request.ready(req)
+      if not ok then
+        failed = failed or {}
+        failed[i] = err
+      end
     end
   end
-  local out = engine:run(wires, math.floor(n))
-  local results = map and {} or out
-  for j = 1, #wires do
-    local i = map and map[j] or j
-    local req, r = reqs[i], out[j]
-    local res = r.res
-    -- a plain request (static auth, nothing to follow or retry) is done
-    if not (res and rawget(req, "_plain") and not rawget(req, "_account")._ensure_token) then
-      local err
-      if res then
-        if rawget(req, "_account")._ensure_token or rawget(req, "follow") then res, err = request.complete(req, res) end
-      else
-        res, err = request.fail(req, r.code, r.message)
-      end
-      res, err = request.settle(req, res, err, 1)
-      r.res, r.err, r.code, r.message = res, err, nil, nil
+  local list, map = reqs, nil
+  if failed then -- only the ready ones run
+    list, map = {}, {}
+    for i = 1, total do
+      if not failed[i] then list[#list + 1] = reqs[i]; map[#list] = i end
     end
-    results[i] = r
   end
-  if failed then
+  local out, nfailed = engine:run(list, math.floor(n))
+  local results = out
+  if map then
+    results = {}
+    for j = 1, #list do results[map[j]] = out[j] end
     for i, err in pairs(failed) do
       err.attempts = 1
       results[i] = { err = err }
+    end
+  end
+  if slow or nfailed > 0 then
+    for j = 1, #list do
+      local i = map and map[j] or j
+      local req, r = reqs[i], results[i]
+      local res = r.res
+      if not (res and req._plain) then
+        local err
+        if res then
+          res, err = request.complete(req, res)
+        else
+          res, err = request.fail(req, r.code, r.message)
+        end
+        res, err = request.settle(req, res, err, 1)
+        r.res, r.err, r.code, r.message = res, err, nil, nil
+      end
     end
   end
   return results

@@ -26,6 +26,7 @@ local M = {}
 local Request = {}
 M.Request = Request
 local RequestMT = { __name = "connkit.request" }
+M.RequestMT = RequestMT
 
 -- req.headers: the final header lines as a { Name = value } table, made on
 -- demand (the lines themselves are what the engine sends).
@@ -200,9 +201,10 @@ function M.prepare(acct, opts)
   if opts.max_body then req.max_body = opts.max_body end
   local rules = opts.retry == nil and acct.integration.retry or retry.rules(acct, opts.retry)
   if rules then req._retry = rules end
-  -- nothing to follow or retry: send() can take its short path (a field that
-  -- is always there: reading it never reaches the __index function)
-  req._plain = not follow and not rules
+  -- static auth and nothing to follow or retry: send() and all() can take
+  -- their short path (a field that is always there: reading it never
+  -- reaches the __index function)
+  req._plain = not follow and not rules and not acct._ensure_token
   if opts.headers or ctype then
     -- "Name:" with no value makes curl leave out a header it would add itself
     -- (a form Content-Type for any body, "Expect: 100-continue" for big ones)
@@ -333,7 +335,7 @@ end
 -- @return response, or nil and an error (both carry `attempts`)
 function Request:send()
   local acct = self._account
-  if self._plain and self._src_lines == acct._lines and not acct._ensure_token then
+  if self._plain and self._src_lines == acct._lines then
     -- the common case, kept short: static auth, nothing to follow or retry
     local res, code, msg = perform(engine, self._wire)
     if res then return res end -- (attempts = 1 comes from the metatable)
