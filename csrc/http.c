@@ -3,25 +3,27 @@
  *
  * The multi owns the connection pool, DNS cache and TLS sessions, so every
  * account shares them. Easy handles are kept in a free list and reused
- * (reset only after a transfer that set more than a plain GET's options). A
- * blocking request is one transfer on the engine, waited on with
+ * (reset only after a transfer that set more than a plain GET's options);
+ * each remembers what is set on it, so a repeat request sets only what
+ * differs. A blocking request is one transfer on the engine, waited on with
  * curl_multi_poll; connkit.all and req:start() are the same engine with more
  * transfers in flight, so there is one code path for all of them.
  *
  *   core.engine() -> engine              (one per lua_State, made on first use)
  *   engine:perform(spec) -> response | nil, code, message
- *   engine:run(specs, n) -> { {res = response} | {code =, message =}, ... }
+ *   core.performer() -> perform(spec), the same bound to the engine
+ *   engine:run(items, n) -> { {res = response} | {code =, message =}, ... },
+ *                           number of failures
  *   engine:start(spec) -> transfer       (http_async.c)
  *   engine:poll(seconds) -> number of transfers that finished
  *   engine:pending() -> number of transfers in flight
  *   core.set_response_metatable(mt), core.parse_headers(raw)
  *
- * spec: { url = s, method = s, header_lines = { "Name: value", ... },
- *         body = s, timeout = seconds, connect_timeout = seconds,
- *         ca_file = path, max_body = bytes }   (read raw: no metamethods)
- * response: { status = n, body = s, _raw_headers = s, attempts = 1,
- *             redirect_url = s|nil }
- *           (res.headers is parsed from _raw_headers on first use, in Lua)
+ * spec: a wire spec (core.wire, http_spec.c), or a table it is made from.
+ * response: { status = n, body = s, _raw_headers = s, redirect_url = s|nil }
+ *           (_raw_headers: the final reply's "Name: value" lines; res.headers
+ *           is parsed from them on first use, in Lua; attempts is 1 through
+ *           the metatable unless the Lua side sets it)
  *
  * No Lua code runs inside curl callbacks: they only append to C buffers.
  */
@@ -80,12 +82,17 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   return buffer_add(&t->body, p, len) ? len : 0;
 }
 
-/* Header lines arrive one per call; a new status line (an interim 1xx reply
- * before the final one) starts the set again. */
+/* Header lines arrive one per call. Only "Name: value" lines are kept: a
+ * status line (an interim 1xx reply before the final one, or the final
+ * one) starts the set again, and the blank line that ends it is dropped. */
 static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   transfer *t = (transfer *)ud;
   size_t len = size * n;
-  if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) t->head.n = 0;
+  if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+    t->head.n = 0;
+    return len;
+  }
+  if (len == 0 || (len <= 2 && (p[0] == '\r' || p[0] == '\n'))) return len;
   return buffer_add(&t->head, p, len) ? len : 0;
 }
 
@@ -509,17 +516,47 @@ static int set_response_metatable(lua_State *L) {
 /* engine:perform(spec) -> response | nil, code, message.
  * Uses the engine's own transfer: no Lua runs while it is in flight, so one
  * is enough, and its buffers serve the next request. */
-static int engine_perform(lua_State *L) {
-  engine *e = http_check_engine(L, 1);
+static int perform_on(lua_State *L, int ei, engine *e, int si,
+                      const http_spec *s) {
   transfer *t = &e->sync;
-  const char *bad;
-  const http_spec *s = http_to_spec(L, 2, &bad);
+  const char *bad = NULL;
+  if (s == NULL) s = http_to_spec(L, si, &bad);
   if (s == NULL) return http_fail_attach(L, bad);
   if (t->state == T_RUNNING) return luaL_error(L, "connkit: perform re-entered");
   bad = http_attach(e, s, t);
   if (bad != NULL) return http_fail_attach(L, bad);
-  while (t->state == T_RUNNING && !e->closed) http_step(L, 1, e, 1000);
+  while (t->state == T_RUNNING && !e->closed) http_step(L, ei, e, 1000);
   return http_push_reply(L, t);
+}
+
+static int engine_perform(lua_State *L) {
+  engine *e = http_check_engine(L, 1);
+  return perform_on(L, 1, e, 2, NULL);
+}
+
+/* The same as a closure over this state's engine and the spec metatable,
+ * for the request path: perform(spec) checks its argument against the
+ * upvalue instead of looking the metatable up by name. */
+static int bound_perform(lua_State *L) {
+  engine *e = (engine *)lua_touserdata(L, lua_upvalueindex(1));
+  const http_spec *s = NULL;
+  if (e->closed) return luaL_error(L, "attempt to use a closed connkit engine");
+  lua_settop(L, 1);
+  if (lua_getmetatable(L, 1)) {
+    if (lua_rawequal(L, -1, lua_upvalueindex(2)))
+      s = (const http_spec *)lua_touserdata(L, 1);
+    lua_pop(L, 1);
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));
+  return perform_on(L, 2, e, 1, s);
+}
+
+/* core.performer() -> perform(spec): engine:perform bound to the engine. */
+static int performer(lua_State *L) {
+  engine_get(L);
+  luaL_getmetatable(L, SPEC_MT);
+  lua_pushcclosure(L, bound_perform, 2);
+  return 1;
 }
 
 typedef struct {
@@ -561,18 +598,30 @@ static int store_outcome(lua_State *L, int ri, transfer *t) {
   return n != 1;
 }
 
+/* Whether the value at i is a spec (mti: the index of the spec metatable);
+ * cheaper than luaL_testudata, which looks the metatable up by name. */
+static int is_spec(lua_State *L, int i, int mti) {
+  int yes;
+  if (lua_type(L, i) != LUA_TUSERDATA || !lua_getmetatable(L, i)) return 0;
+  yes = lua_rawequal(L, -1, mti);
+  lua_pop(L, 1);
+  return yes;
+}
+
 /* engine:run(items, n) -> results, failures: runs every item (a request
  * with its wire spec, a spec, or a spec table) with up to n in flight and
  * returns their outcomes in input order and how many are failures. The
  * items table keeps every spec alive while its transfer runs. */
 static int engine_run(lua_State *L) {
   engine *e = http_check_engine(L, 1);
-  int total, n, next = 1, inflight = 0, i, ri, bi, failures = 0;
+  int total, n, next = 1, inflight = 0, i, ri, bi, mti, failures = 0;
   batch *b;
   luaL_checktype(L, 2, LUA_TTABLE);
   n = (int)luaL_optinteger(L, 3, 8);
   luaL_argcheck(L, n >= 1 && n <= 1024, 3, "concurrency must be 1-1024");
   total = (int)lua_rawlen(L, 2);
+  luaL_getmetatable(L, SPEC_MT);
+  mti = lua_gettop(L);
   lua_createtable(L, total, 0);
   ri = lua_gettop(L);
   b = (batch *)lua_newuserdatauv(L, sizeof(batch) + sizeof(transfer) * (size_t)(n - 1), 0);
@@ -588,20 +637,25 @@ static int engine_run(lua_State *L) {
       const http_spec *s;
       if (t->state != T_IDLE) continue;
       lua_rawgeti(L, 2, next);
+      s = NULL;
+      bad = NULL;
       if (lua_istable(L, -1)) { /* a request: its wire spec, if it has one */
         lua_pushliteral(L, "_wire");
         lua_rawget(L, -2);
-        if (luaL_testudata(L, -1, SPEC_MT)) lua_replace(L, -2);
+        if (is_spec(L, -1, mti)) s = (const http_spec *)lua_touserdata(L, -1);
         else lua_pop(L, 1);
-      } else if (!luaL_testudata(L, -1, SPEC_MT)) {
+      } else if (is_spec(L, -1, mti)) {
+        s = (const http_spec *)lua_touserdata(L, -1);
+      } else {
         return luaL_error(L, "run: item %d is not a request", next);
       }
-      /* the specs table keeps a spec alive; one made from a table here is
-       * kept in its result slot until the outcome replaces it */
-      s = http_to_spec(L, -1, &bad);
-      if (s != NULL && lua_gettop(L) > bi + 1) {
-        lua_pushvalue(L, -1);
-        lua_rawseti(L, ri, next);
+      if (s == NULL) { /* a spec table: the spec made from it is kept in its
+                        * result slot until the outcome replaces it */
+        s = http_to_spec(L, -1, &bad);
+        if (s != NULL) {
+          lua_pushvalue(L, -1);
+          lua_rawseti(L, ri, next);
+        }
       }
       t->index = next++;
       if (s != NULL) bad = http_attach(e, s, t);
@@ -658,6 +712,7 @@ void http_open(lua_State *L) {
   static const luaL_Reg batch_meta[] = {{"__gc", batch_gc}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
       {"engine", engine_get},
+      {"performer", performer},
       {"set_response_metatable", set_response_metatable},
       {"parse_headers", parse_headers},
       {NULL, NULL}};

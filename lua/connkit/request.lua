@@ -14,7 +14,7 @@ require "connkit.response" -- the metatable of every reply
 
 local find, sub, upper, concat = string.find, string.sub, string.upper, table.concat
 local engine = core.engine()
-local perform = engine.perform
+local perform = core.performer() -- perform(spec): engine:perform, bound
 local wire = core.wire
 
 local M = {}
@@ -337,7 +337,7 @@ function Request:send()
   local acct = self._account
   if self._plain and self._src_lines == acct._lines then
     -- the common case, kept short: static auth, nothing to follow or retry
-    local res, code, msg = perform(engine, self._wire)
+    local res, code, msg = perform(self._wire)
     if res then return res end -- (attempts = 1 comes from the metatable)
     local _, err = fail(self, code, msg)
     err.attempts = 1
