@@ -1,0 +1,90 @@
+-- The transfer engine reuses easy handles and skips the options a handle
+-- already has: nothing of one request may leak into the next. Asserted on
+-- what the peers received.
+local helpers = require "helpers"
+local connkit = require "connkit"
+
+describe("the transfer engine", function()
+  local hb, ng, acct
+
+  setup(function()
+    hb = helpers.peer("httpbin")
+    ng = helpers.peer("nginx")
+    local api = connkit.integration {
+      name = "Echo", key = "echo", auth = "api_token", base_url = "{base}",
+      parameters = { base = { required = true } },
+      request_parameters = { headers = { ["X-Region"] = "eu" } },
+    }
+    acct = api:account { parameters = { base = hb.url }, credentials = { token = "t-1" } }
+  end)
+
+  it("sends each request as asked after other methods ran on the same handle", function()
+    local steps = {
+      { opts = { method = "POST", url = "/anything/a", json = { n = 1 }, headers = { ["X-Once"] = "yes" } },
+        method = "POST", path = "/anything/a", data = '{"n":1}', once = "yes", ctype = "application/json" },
+      { opts = { method = "GET", url = "/anything/b" }, method = "GET", path = "/anything/b", data = "" },
+      { opts = { method = "PUT", url = "/anything/c", form = { k = "v" } },
+        method = "PUT", path = "/anything/c", form = "v", ctype = "application/x-www-form-urlencoded" },
+      { opts = { method = "GET", url = "/anything/b", query = { q = "1" } }, method = "GET", path = "/anything/b", data = "" },
+      { opts = { method = "DELETE", url = "/anything/d" }, method = "DELETE", path = "/anything/d", data = "" },
+      { opts = { method = "GET", url = "/anything/b" }, method = "GET", path = "/anything/b", data = "" },
+    }
+    for i, step in ipairs(steps) do
+      local res = assert(acct:request(step.opts))
+      assert.equal(200, res.status)
+      local got = res:json()
+      assert.equal(step.method, got.method, "step " .. i)
+      assert.equal(hb.url .. step.path, got.url:match("^[^?]*"), "step " .. i)
+      assert.equal("Bearer t-1", got.headers.Authorization, "step " .. i)
+      assert.equal("eu", got.headers["X-Region"], "step " .. i)
+      assert.equal(step.once, got.headers["X-Once"], "step " .. i)
+      assert.equal(step.ctype, got.headers["Content-Type"], "step " .. i)
+      if step.form then assert.equal(step.form, got.form.k, "step " .. i)
+      else assert.equal(step.data, got.data, "step " .. i) end
+      if step.opts.query then assert.equal("1", got.args.q) else assert.is_nil(got.args.q, "step " .. i) end
+    end
+    -- a HEAD leaves no "no body" behind: the next GET has its body
+    local head = assert(acct:head("/anything/h"))
+    assert.equal(200, head.status)
+    assert.equal("", head.body)
+    local after = assert(acct:get("/anything/after-head"))
+    assert.equal("GET", after:json().method)
+  end)
+
+  it("never keeps a timeout from an earlier request", function()
+    assert(acct:request { url = "/delay/0", timeout = 0.5 })
+    local res, err = acct:request { url = "/delay/1", timeout = 5 }
+    assert.is_nil(err)
+    assert.equal(200, res.status)
+    local _, err2 = acct:request { url = "/delay/2", timeout = 0.5 }
+    assert.equal("timeout", err2 and err2.code)
+  end)
+
+  it("runs more transfers at once than it recycles download buffers for", function()
+    local echo = connkit.integration {
+      name = "Echo2", key = "echo2", auth = "api_token", base_url = "{base}",
+      parameters = { base = { required = true } },
+    }:account { parameters = { base = ng.url }, credentials = { token = "t-2" } }
+    local reqs = {}
+    for i = 1, 200 do reqs[i] = echo:prepare { url = "/echo/n" .. i } end
+    local results = connkit.all(reqs, { concurrency = 80 })
+    assert.equal(200, #results)
+    for i = 1, 200 do
+      local res = assert(results[i].res, tostring(results[i].err))
+      assert.equal(1, res.attempts)
+      local line = res.body:match("^[^\n]*")
+      assert.equal("GET /echo/n" .. i, line)
+      assert.truthy(res.body:find("authorization=Bearer t-2", 1, true))
+      assert.equal("text/plain", res.headers["content-type"])
+    end
+  end)
+
+  it("reads reply headers without the status line", function()
+    local res = assert(acct:get("/response-headers?X-Test=1"))
+    assert.equal("1", res.headers["x-test"])
+    for name in pairs(res.headers) do
+      assert.falsy(name:find("^http/"), name)
+      assert.falsy(name:find("%s"), name)
+    end
+  end)
+end)
