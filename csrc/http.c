@@ -202,6 +202,21 @@ int http_step(lua_State *L, int ei, engine *e, int timeout_ms) {
   return done;
 }
 
+/* Whether any of libcurl's proxy variables is set. Without one, handles get
+ * an explicit "no proxy", which spares libcurl reading the environment on
+ * every transfer; so, as in Go's net/http, the variables are read once:
+ * when the engine is made (the first request of a lua_State). */
+static int proxy_in_env(void) {
+  static const char *const names[] = {"http_proxy", "HTTP_PROXY", "https_proxy",
+                                      "HTTPS_PROXY", "all_proxy", "ALL_PROXY"};
+  size_t i;
+  for (i = 0; i < sizeof names / sizeof names[0]; i++) {
+    const char *v = getenv(names[i]);
+    if (v != NULL && v[0] != '\0') return 1;
+  }
+  return 0;
+}
+
 /* core.engine() -> the engine of this lua_State, created on first use. */
 static int engine_get(lua_State *L) {
   engine *e;
@@ -215,6 +230,7 @@ static int engine_get(lua_State *L) {
   lua_newtable(L);
   lua_setiuservalue(L, -2, UV_RUNNING);
   e->mt_ref = LUA_NOREF;
+  e->env_proxy = proxy_in_env();
   e->multi = curl_multi_init();
   if (e->multi == NULL) return luaL_error(L, "curl_multi_init failed");
   curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, 64L);
@@ -260,6 +276,7 @@ static const char *setup(const http_spec *s, transfer *t) {
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    if (!t->eng->env_proxy) curl_easy_setopt(h, CURLOPT_PROXY, "");
     es->fresh = 0;
     es->bound = NULL;
     es->url_len = 0;

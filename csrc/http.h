@@ -79,7 +79,8 @@ typedef struct engine {
   transfer *running;
   int nrunning;
   int closed;
-  int mt_ref; /* registry ref: the reply metatable */
+  int mt_ref;    /* registry ref: the reply metatable */
+  int env_proxy; /* a proxy variable was set when the engine was made */
   transfer sync; /* the transfer of blocking requests, buffers kept */
 } engine;
 

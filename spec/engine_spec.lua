@@ -87,4 +87,24 @@ describe("the transfer engine", function()
       assert.falsy(name:find("%s"), name)
     end
   end)
+
+  it("honours libcurl's proxy variables, read when the engine starts", function()
+    -- a child process, so the variable is there before its engine is made;
+    -- the proxy is the nginx peer: a .invalid host is never resolved, so
+    -- only through the proxy does the request reach nginx and get echoed
+    local path = helpers.tmpdir("proxy") .. "/child.lua"
+    helpers.write_file(path, [[
+      local connkit = require "connkit"
+      local acct = connkit.integration { name = "Via", key = "via", auth = "none" }:account {}
+      local res, err = acct:get("http://proxied.invalid/echo/via-proxy")
+      io.write(res and res.body:match("^[^\n]*") or ("error " .. tostring(err and err.code)))
+    ]])
+    local env = { "env" }
+    for k, v in pairs(helpers.child_env { http_proxy = ng.url } ) do
+      env[#env + 1] = k .. "=" .. helpers.shell_quote(v)
+    end
+    local ok, out = helpers.run(table.concat(env, " ") .. " " .. helpers.lua .. " " .. helpers.shell_quote(path))
+    assert.is_true(ok, out)
+    assert.equal("GET /echo/via-proxy", out)
+  end)
 end)
