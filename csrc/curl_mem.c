@@ -1,7 +1,7 @@
 /*
  * curl_mem.c - the memory functions connkit gives libcurl at global init.
  *
- * libcurl before 8.6 mallocs a 16 KiB download buffer at the start of every
+ * libcurl 7.x (and early 8.x) mallocs a 16 KiB download buffer at the start of every
  * transfer and frees it at the end. In a Lua process the heap grows between
  * the two (each reply is a few Lua objects), so glibc keeps consolidating
  * its free lists for that large request and trimming the freed buffer off
@@ -92,15 +92,8 @@ static void *mem_realloc(void *p, size_t n) {
   return np;
 }
 
-static char *mem_strdup(const char *s) {
-  return strdup(s);
-}
-
-static void *mem_calloc(size_t n, size_t size) {
-  return calloc(n, size);
-}
-
 int ck_curl_global_init(void) {
+  /* strdup and calloc never see a block: the C library's own will do */
   return (int)curl_global_init_mem(CURL_GLOBAL_DEFAULT, mem_malloc, mem_free,
-                              mem_realloc, mem_strdup, mem_calloc);
+                                   mem_realloc, strdup, calloc);
 }
