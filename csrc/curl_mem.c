@@ -1,12 +1,12 @@
 /*
  * curl_mem.c - the memory functions connkit gives libcurl at global init.
  *
- * libcurl 7.x (and early 8.x) mallocs a 16 KiB download buffer at the start of every
- * transfer and frees it at the end. In a Lua process the heap grows between
- * the two (each reply is a few Lua objects), so glibc keeps consolidating
- * its free lists for that large request and trimming the freed buffer off
- * the top of the heap, and the pages come back with page faults on the next
- * transfer. Here those buffers are recycled instead: up to MAX_BLOCKS of
+ * libcurl 7.x (and early 8.x) mallocs a 16 KiB download buffer at the start
+ * of every transfer and frees it at the end. In a Lua process the heap grows
+ * between the two (each reply is a few Lua objects), so glibc keeps
+ * consolidating its free lists for that large request and trimming the
+ * freed buffer off the top of the heap, and the pages come back with page
+ * faults on the next transfer. Here those buffers are recycled instead: up to MAX_BLOCKS of
  * them, page-aligned so that free() can tell them apart from any other
  * pointer with one test in the common case. Everything else goes straight
  * to malloc and free. Used only when connkit is the first to initialise
