@@ -31,7 +31,7 @@ endif
 PKGS    := libcurl openssl libssh2
 CFLAGS_ALL  = $(OPT) $(WARN) $(SAN) -std=c99 -D_GNU_SOURCE -fPIC -fvisibility=hidden \
               $(shell pkg-config --cflags $(LUA_PC) $(PKGS) 2>/dev/null) $(CFLAGS)
-LDFLAGS_ALL = -shared $(SAN) $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread $(LDFLAGS)
+LDFLAGS_ALL = -shared $(SAN) $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -ldl $(LDFLAGS)
 
 SRCS    := $(wildcard csrc/*.c)
 OBJS    := $(patsubst csrc/%.c,$(BUILD)/%.o,$(SRCS))

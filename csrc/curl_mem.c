@@ -6,12 +6,17 @@
  * between the two (each reply is a few Lua objects), so glibc keeps
  * consolidating its free lists for that large request and trimming the
  * freed buffer off the top of the heap, and the pages come back with page
- * faults on the next transfer. Here those buffers are recycled instead: up to MAX_BLOCKS of
- * them, page-aligned so that free() can tell them apart from any other
- * pointer with one test in the common case. Everything else goes straight
+ * faults on the next transfer. Here those buffers are recycled instead: up
+ * to MAX_BLOCKS of them, page-aligned so that free() can tell them apart
+ * from any other pointer with one test in the common case. Everything else goes straight
  * to malloc and free. Used only when connkit is the first to initialise
  * libcurl in the process (curl_global_init_mem does nothing otherwise).
+ *
+ * libcurl keeps these function pointers for the life of the process, so the
+ * module pins itself in memory: lua_close unloads the C modules it loaded,
+ * and libcurl must never call into an unmapped library.
  */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -92,7 +97,17 @@ static void *mem_realloc(void *p, size_t n) {
   return np;
 }
 
+/* Loads this module once more with RTLD_NODELETE: it then stays mapped
+ * after lua_close's dlclose. */
+static void pin_module(void) {
+  static const char anchor = 0;
+  Dl_info info;
+  if (dladdr(&anchor, &info) != 0 && info.dli_fname != NULL)
+    (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
+}
+
 int ck_curl_global_init(void) {
+  pin_module();
   /* strdup and calloc never see a block: the C library's own will do */
   return (int)curl_global_init_mem(CURL_GLOBAL_DEFAULT, mem_malloc, mem_free,
                                    mem_realloc, strdup, calloc);

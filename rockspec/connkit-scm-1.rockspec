@@ -31,7 +31,7 @@ build = {
         "csrc/core.c", "csrc/template.c", "csrc/http.c", "csrc/http_async.c", "csrc/http_spec.c", "csrc/curl_mem.c", "csrc/crypto.c",
         "csrc/lock.c", "csrc/loopback.c", "csrc/sftp.c", "csrc/sftp_fs.c",
       },
-      libraries = { "curl", "ssl", "crypto", "ssh2", "pthread" },
+      libraries = { "curl", "ssl", "crypto", "ssh2", "pthread", "dl" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)", "$(LIBSSH2_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(LIBSSH2_LIBDIR)" },
       defines = { "_GNU_SOURCE" },
