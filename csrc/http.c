@@ -310,7 +310,7 @@ static const char *setup(const http_spec *s, transfer *t) {
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, s->headers); /* NULL clears it */
     es->headers_serial = s->headers_serial;
   }
-  /* always set (0 = none), so a reused handle never keeps an old value */
+  /* 0 = none; the handle's values are known, so only a change is set */
   if (es->timeout_ms != s->timeout_ms) {
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, s->timeout_ms);
     es->timeout_ms = s->timeout_ms;

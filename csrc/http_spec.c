@@ -149,9 +149,11 @@ const char *http_push_spec(lua_State *L, int t) {
   s->connect_timeout_ms = field_ms(L, t, "connect_timeout");
   lua_pushliteral(L, "max_body");
   lua_rawget(L, t);
-  s->max_body = lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) >= 1
-                    ? (size_t)lua_tonumber(L, -1)
-                    : MAX_BODY_DEFAULT;
+  s->max_body = MAX_BODY_DEFAULT;
+  if (lua_type(L, -1) == LUA_TNUMBER) {
+    lua_Number v = lua_tonumber(L, -1);
+    if (v >= 1 && v < 9007199254740992.0) s->max_body = (size_t)v; /* < 2^53 */
+  }
   lua_pop(L, 1);
   if (strcmp(s->method, "GET") == 0 && s->body == NULL) s->kind = SPEC_GET;
   else if (strcmp(s->method, "HEAD") == 0) s->kind = SPEC_HEAD;
