@@ -280,6 +280,7 @@ static const char *setup(const http_spec *s, transfer *t) {
     es->fresh = 0;
     es->bound = NULL;
     es->url_len = 0;
+    es->url_serial = 0;
     es->headers_serial = 0;
     es->timeout_ms = es->connect_timeout_ms = 0;
   }
@@ -290,21 +291,35 @@ static const char *setup(const http_spec *s, transfer *t) {
     curl_easy_setopt(h, CURLOPT_HEADERDATA, (void *)t);
     es->bound = t;
   }
-  if (es->url_len != s->url_len || es->url_len == 0 ||
-      memcmp(es->url, s->url, s->url_len) != 0) {
-    if (curl_easy_setopt(h, CURLOPT_URL, s->url) != CURLE_OK)
-      return "out of memory";
-    if (es->url_cap < s->url_len) {
-      char *p = (char *)realloc(es->url, s->url_len);
-      if (p == NULL) {
-        es->url_len = 0; /* unknown: set it next time */
-        return NULL;
-      }
-      es->url = p;
-      es->url_cap = s->url_len;
+  if (s->curlu != NULL) {
+    /* a parsed URL: libcurl copies it instead of parsing the string again */
+    if (es->url_serial != s->url_serial) {
+      curl_easy_setopt(h, CURLOPT_CURLU, s->curlu);
+      es->url_serial = s->url_serial;
+      es->url_len = 0;
     }
-    memcpy(es->url, s->url, s->url_len);
-    es->url_len = s->url_len;
+  } else {
+    if (es->url_serial != 0) {
+      curl_easy_setopt(h, CURLOPT_CURLU, NULL);
+      es->url_serial = 0;
+      es->url_len = 0;
+    }
+    if (es->url_len != s->url_len || es->url_len == 0 ||
+        memcmp(es->url, s->url, s->url_len) != 0) {
+      if (curl_easy_setopt(h, CURLOPT_URL, s->url) != CURLE_OK)
+        return "out of memory";
+      if (es->url_cap < s->url_len) {
+        char *p = (char *)realloc(es->url, s->url_len);
+        if (p == NULL) {
+          es->url_len = 0; /* unknown: set it next time */
+          return NULL;
+        }
+        es->url = p;
+        es->url_cap = s->url_len;
+      }
+      memcpy(es->url, s->url, s->url_len);
+      es->url_len = s->url_len;
+    }
   }
   if (es->headers_serial != s->headers_serial) {
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, s->headers); /* NULL clears it */

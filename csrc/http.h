@@ -34,6 +34,8 @@ typedef struct http_spec {
   long timeout_ms, connect_timeout_ms; /* 0: none */
   struct curl_slist *headers;
   uint64_t headers_serial; /* 0: no header list */
+  CURLU *curlu;            /* the URL parsed once, or NULL: send url */
+  uint64_t url_serial;     /* of curlu; 0 without one */
   enum spec_kind kind;     /* SPEC_GET: a GET without a body */
 } http_spec;
 
@@ -42,8 +44,9 @@ typedef struct http_spec {
 typedef struct {
   CURL *easy;
   struct transfer *bound; /* the transfer its data pointers point to */
-  char *url;              /* a copy of the URL set, url_len bytes */
+  char *url;              /* a copy of the URL string set, url_len bytes */
   size_t url_len, url_cap;
+  uint64_t url_serial;    /* the parsed URL set instead (CURLOPT_CURLU) */
   uint64_t headers_serial;
   long timeout_ms, connect_timeout_ms;
   int fresh; /* no options set (new, or reset after a non-plain request) */

@@ -16,8 +16,11 @@
  *
  * Header lists are cached per lines table (weak keys): an account sends the
  * same lines table with every request until its token changes, so the list
- * is built once, and each gets a serial number that tells an easy handle it
- * already has that list set.
+ * is built once. URLs are parsed once per URL string (curl_url, weak
+ * values) and handed to libcurl parsed (CURLOPT_CURLU), which spares it
+ * parsing and re-assembling the string on every transfer. Each list and
+ * parsed URL has a serial number that tells an easy handle it already has
+ * it set.
  */
 #include <stdint.h>
 #include <string.h>
@@ -26,9 +29,11 @@
 
 #define SLIST_MT "connkit.http.slist"
 #define SLIST_CACHE_KEY "connkit.http.slist_cache"
+#define CURLU_MT "connkit.http.curlu"
+#define CURLU_CACHE_KEY "connkit.http.curlu_cache"
 #define MAX_BODY_DEFAULT (256u * 1024u * 1024u)
 
-enum { UV_URL = 1, UV_METHOD, UV_BODY, UV_CA, UV_HEADERS, UV_COUNT = UV_HEADERS };
+enum { UV_URL = 1, UV_METHOD, UV_BODY, UV_CA, UV_HEADERS, UV_CURLU, UV_COUNT = UV_CURLU };
 
 typedef struct {
   struct curl_slist *list;
@@ -39,6 +44,57 @@ typedef struct {
 static uint64_t next_serial(void) {
   static uint64_t counter;
   return __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+}
+
+/* A URL parsed once (curl_url), shared by the specs with that URL. */
+typedef struct {
+  CURLU *u;
+  uint64_t serial;
+} curlu_box;
+
+static int curlu_gc(lua_State *L) {
+  curlu_box *b = (curlu_box *)luaL_checkudata(L, 1, CURLU_MT);
+  curl_url_cleanup(b->u);
+  b->u = NULL;
+  return 0;
+}
+
+/* Pushes the parsed-URL box for the URL string at index url (from the cache,
+ * or parsed now) and returns it; NULL, with nothing pushed, for a URL
+ * libcurl's parser refuses: that one goes as a string and fails (or not)
+ * in the transfer, as before. */
+static curlu_box *push_curlu(lua_State *L, int url) {
+  curlu_box *box;
+  CURLU *u;
+  int cache;
+  lua_getfield(L, LUA_REGISTRYINDEX, CURLU_CACHE_KEY);
+  cache = lua_gettop(L);
+  lua_pushvalue(L, url);
+  lua_rawget(L, cache);
+  box = (curlu_box *)lua_touserdata(L, -1);
+  if (box != NULL) {
+    lua_remove(L, cache);
+    return box;
+  }
+  lua_pop(L, 2);
+  u = curl_url();
+  if (u == NULL) return NULL;
+  /* the flags libcurl itself parses a CURLOPT_URL with, but for guessing a
+   * scheme: the Lua side only sends absolute URLs */
+  if (curl_url_set(u, CURLUPART_URL, lua_tostring(L, url), CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) {
+    curl_url_cleanup(u);
+    return NULL;
+  }
+  box = (curlu_box *)lua_newuserdatauv(L, sizeof *box, 0);
+  box->u = u;
+  box->serial = next_serial();
+  luaL_setmetatable(L, CURLU_MT);
+  lua_getfield(L, LUA_REGISTRYINDEX, CURLU_CACHE_KEY);
+  lua_pushvalue(L, url);
+  lua_pushvalue(L, -3);
+  lua_rawset(L, -3); /* cache[url] = box */
+  lua_pop(L, 1);
+  return box;
 }
 
 static int slist_gc(lua_State *L) {
@@ -141,6 +197,17 @@ const char *http_push_spec(lua_State *L, int t) {
   si = lua_gettop(L);
   s->url = keep_string(L, t, si, "url", UV_URL, &s->url_len);
   if (s->url == NULL) luaL_error(L, "connkit: bad request spec: url is missing");
+  if (strlen(s->url) == s->url_len) { /* (a NUL inside is libcurl's to refuse) */
+    curlu_box *box;
+    lua_getiuservalue(L, si, UV_URL);
+    box = push_curlu(L, lua_gettop(L));
+    if (box != NULL) {
+      s->curlu = box->u;
+      s->url_serial = box->serial;
+      lua_setiuservalue(L, si, UV_CURLU);
+    }
+    lua_pop(L, 1);
+  }
   s->method = keep_string(L, t, si, "method", UV_METHOD, NULL);
   s->body = keep_string(L, t, si, "body", UV_BODY, &s->body_len);
   s->ca_file = keep_string(L, t, si, "ca_file", UV_CA, NULL);
@@ -198,7 +265,16 @@ static int wire(lua_State *L) {
 void http_spec_open(lua_State *L) {
   static const luaL_Reg slist_meta[] = {{"__gc", slist_gc}, {NULL, NULL}};
   static const luaL_Reg spec_meta[] = {{NULL, NULL}};
+  static const luaL_Reg curlu_meta[] = {{"__gc", curlu_gc}, {NULL, NULL}};
   compat_newclass(L, SLIST_MT, NULL, slist_meta);
+  compat_newclass(L, CURLU_MT, NULL, curlu_meta);
+  /* the parsed-URL cache: weak values (a URL no spec uses is dropped) */
+  lua_newtable(L);
+  lua_newtable(L);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, CURLU_CACHE_KEY);
   compat_newclass(L, SPEC_MT, NULL, spec_meta);
   /* the header list cache: weak keys (the lines tables) */
   lua_newtable(L);

@@ -107,4 +107,18 @@ describe("the transfer engine", function()
     assert.is_true(ok, out)
     assert.equal("GET /echo/via-proxy", out)
   end)
+
+  it("sends a URL parsed once exactly as libcurl sends the string", function()
+    local plain = connkit.integration { name = "Plain", key = "plain", auth = "none" }:account {}
+    -- dot segments are resolved, the query is kept as given
+    local res = assert(plain:get(ng.url .. "/echo/a/../b?x=%41&y"))
+    assert.equal("GET /echo/b?x=%41&y", res.body:match("^[^\n]*"))
+    -- the same URL again reuses the parsed one: same request target
+    assert.equal("GET /echo/b?x=%41&y", assert(plain:get(ng.url .. "/echo/a/../b?x=%41&y")).body:match("^[^\n]*"))
+    -- what libcurl's parser refuses fails in the transfer, as a string would
+    local _, err = plain:get(ng.url .. "/echo/a b")
+    assert.equal("url", err and err.code)
+    local _, err2 = plain:get((ng.url:gsub("^http:", "ftp:")) .. "/echo/x")
+    assert.equal("url", err2 and err2.code)
+  end)
 end)
