@@ -205,7 +205,7 @@ int http_step(lua_State *L, int ei, engine *e, int timeout_ms) {
 /* Whether any of libcurl's proxy variables is set. Without one, handles get
  * an explicit "no proxy", which spares libcurl reading the environment on
  * every transfer; so, as in Go's net/http, the variables are read once:
- * when the engine is made (the first request of a lua_State). */
+ * when the engine is made (require "connkit" makes it). */
 static int proxy_in_env(void) {
   static const char *const names[] = {"http_proxy", "HTTP_PROXY", "https_proxy",
                                       "HTTPS_PROXY", "all_proxy", "ALL_PROXY"};
