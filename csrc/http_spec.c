@@ -262,27 +262,24 @@ static int wire(lua_State *L) {
   return 1;
 }
 
+/* registry[key] = a new table with weak keys or values (mode "k" or "v") */
+static void new_cache(lua_State *L, const char *key, const char *mode) {
+  lua_newtable(L);
+  lua_newtable(L);
+  lua_pushstring(L, mode);
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, key);
+}
+
 void http_spec_open(lua_State *L) {
   static const luaL_Reg slist_meta[] = {{"__gc", slist_gc}, {NULL, NULL}};
-  static const luaL_Reg spec_meta[] = {{NULL, NULL}};
   static const luaL_Reg curlu_meta[] = {{"__gc", curlu_gc}, {NULL, NULL}};
   compat_newclass(L, SLIST_MT, NULL, slist_meta);
   compat_newclass(L, CURLU_MT, NULL, curlu_meta);
-  /* the parsed-URL cache: weak values (a URL no spec uses is dropped) */
-  lua_newtable(L);
-  lua_newtable(L);
-  lua_pushliteral(L, "v");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, LUA_REGISTRYINDEX, CURLU_CACHE_KEY);
-  compat_newclass(L, SPEC_MT, NULL, spec_meta);
-  /* the header list cache: weak keys (the lines tables) */
-  lua_newtable(L);
-  lua_newtable(L);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, LUA_REGISTRYINDEX, SLIST_CACHE_KEY);
+  compat_newclass(L, SPEC_MT, NULL, NULL);
+  new_cache(L, SLIST_CACHE_KEY, "k"); /* keyed by the lines tables */
+  new_cache(L, CURLU_CACHE_KEY, "v"); /* a URL no spec uses is dropped */
   lua_pushcfunction(L, wire);
   lua_setfield(L, -2, "wire");
 }
