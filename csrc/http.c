@@ -566,6 +566,16 @@ static int engine_perform(lua_State *L) {
   return perform_on(L, 1, e, 2, NULL);
 }
 
+/* Whether the value at i is a spec (mti: the index of the spec metatable);
+ * cheaper than luaL_testudata, which looks the metatable up by name. */
+static int is_spec(lua_State *L, int i, int mti) {
+  int yes;
+  if (lua_type(L, i) != LUA_TUSERDATA || !lua_getmetatable(L, i)) return 0;
+  yes = lua_rawequal(L, -1, mti);
+  lua_pop(L, 1);
+  return yes;
+}
+
 /* The same as a closure over this state's engine and the spec metatable,
  * for the request path: perform(spec) checks its argument against the
  * upvalue instead of looking the metatable up by name. */
@@ -574,11 +584,7 @@ static int bound_perform(lua_State *L) {
   const http_spec *s = NULL;
   if (e->closed) return luaL_error(L, "attempt to use a closed connkit engine");
   lua_settop(L, 1);
-  if (lua_getmetatable(L, 1)) {
-    if (lua_rawequal(L, -1, lua_upvalueindex(2)))
-      s = (const http_spec *)lua_touserdata(L, 1);
-    lua_pop(L, 1);
-  }
+  if (is_spec(L, 1, lua_upvalueindex(2))) s = (const http_spec *)lua_touserdata(L, 1);
   lua_pushvalue(L, lua_upvalueindex(1));
   return perform_on(L, 2, e, 1, s);
 }
@@ -609,6 +615,15 @@ static int batch_gc(lua_State *L) {
   return 0;
 }
 
+/* Replaces the nil, code, message on top with { code =, message = }. */
+static void to_failure(lua_State *L) {
+  lua_createtable(L, 0, 2);
+  lua_insert(L, -3);
+  lua_setfield(L, -3, "message");
+  lua_setfield(L, -2, "code");
+  lua_remove(L, -2); /* the nil */
+}
+
 /* Stores the outcome of slot t into results[t->index] (at index ri) as
  * { res = response } or { code = c, message = m }; returns 1 for a
  * failure. */
@@ -619,25 +634,11 @@ static int store_outcome(lua_State *L, int ri, transfer *t) {
     lua_insert(L, -2);
     lua_setfield(L, -2, "res");
   } else {
-    lua_createtable(L, 0, 2);
-    lua_insert(L, -3);
-    lua_setfield(L, -3, "message");
-    lua_setfield(L, -2, "code");
-    lua_remove(L, -2); /* the nil */
+    to_failure(L);
   }
   lua_rawseti(L, ri, t->index);
   t->state = T_IDLE;
   return n != 1;
-}
-
-/* Whether the value at i is a spec (mti: the index of the spec metatable);
- * cheaper than luaL_testudata, which looks the metatable up by name. */
-static int is_spec(lua_State *L, int i, int mti) {
-  int yes;
-  if (lua_type(L, i) != LUA_TUSERDATA || !lua_getmetatable(L, i)) return 0;
-  yes = lua_rawequal(L, -1, mti);
-  lua_pop(L, 1);
-  return yes;
 }
 
 /* engine:run(items, n) -> results, failures: runs every item (a request
@@ -697,11 +698,7 @@ static int engine_run(lua_State *L) {
       } else {
         http_fail_attach(L, bad);
         failures++;
-        lua_createtable(L, 0, 2);
-        lua_insert(L, -3);
-        lua_setfield(L, -3, "message");
-        lua_setfield(L, -2, "code");
-        lua_remove(L, -2);
+        to_failure(L);
         lua_rawseti(L, ri, t->index);
       }
     }

@@ -46,6 +46,28 @@ static uint64_t next_serial(void) {
   return __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
 }
 
+/* Pushes registry[cache][value at index k] and returns it when it is a
+ * box; otherwise pushes nothing and returns NULL. */
+static void *cache_get(lua_State *L, const char *cache, int k) {
+  void *box;
+  lua_getfield(L, LUA_REGISTRYINDEX, cache);
+  lua_pushvalue(L, k);
+  lua_rawget(L, -2);
+  box = lua_touserdata(L, -1);
+  if (box != NULL) lua_remove(L, -2);
+  else lua_pop(L, 2);
+  return box;
+}
+
+/* registry[cache][value at index k] = the value on top (left there). */
+static void cache_put(lua_State *L, const char *cache, int k) {
+  lua_getfield(L, LUA_REGISTRYINDEX, cache);
+  lua_pushvalue(L, k);
+  lua_pushvalue(L, -3);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
 /* A URL parsed once (curl_url), shared by the specs with that URL. */
 typedef struct {
   CURLU *u;
@@ -64,19 +86,9 @@ static int curlu_gc(lua_State *L) {
  * libcurl's parser refuses: that one goes as a string and fails (or not)
  * in the transfer, as before. */
 static curlu_box *push_curlu(lua_State *L, int url) {
-  curlu_box *box;
+  curlu_box *box = (curlu_box *)cache_get(L, CURLU_CACHE_KEY, url);
   CURLU *u;
-  int cache;
-  lua_getfield(L, LUA_REGISTRYINDEX, CURLU_CACHE_KEY);
-  cache = lua_gettop(L);
-  lua_pushvalue(L, url);
-  lua_rawget(L, cache);
-  box = (curlu_box *)lua_touserdata(L, -1);
-  if (box != NULL) {
-    lua_remove(L, cache);
-    return box;
-  }
-  lua_pop(L, 2);
+  if (box != NULL) return box;
   u = curl_url();
   if (u == NULL) return NULL;
   /* the flags libcurl itself parses a CURLOPT_URL with, but for guessing a
@@ -89,11 +101,7 @@ static curlu_box *push_curlu(lua_State *L, int url) {
   box->u = u;
   box->serial = next_serial();
   luaL_setmetatable(L, CURLU_MT);
-  lua_getfield(L, LUA_REGISTRYINDEX, CURLU_CACHE_KEY);
-  lua_pushvalue(L, url);
-  lua_pushvalue(L, -3);
-  lua_rawset(L, -3); /* cache[url] = box */
-  lua_pop(L, 1);
+  cache_put(L, CURLU_CACHE_KEY, url);
   return box;
 }
 
@@ -114,17 +122,9 @@ static int header_line_ok(const char *s, size_t n) {
 /* Pushes the header list box for the lines table at index lines (from the
  * cache, or built now). Returns NULL, or a message with nothing pushed. */
 static const char *push_headers(lua_State *L, int lines) {
-  int i, n, cache;
+  int i, n;
   slist_box *box;
-  lua_getfield(L, LUA_REGISTRYINDEX, SLIST_CACHE_KEY);
-  cache = lua_gettop(L);
-  lua_pushvalue(L, lines);
-  lua_rawget(L, cache);
-  if (lua_touserdata(L, -1) != NULL) {
-    lua_remove(L, cache);
-    return NULL;
-  }
-  lua_pop(L, 1);
+  if (cache_get(L, SLIST_CACHE_KEY, lines) != NULL) return NULL;
   box = (slist_box *)lua_newuserdatauv(L, sizeof *box, 0);
   box->list = NULL;
   box->serial = next_serial();
@@ -137,21 +137,18 @@ static const char *push_headers(lua_State *L, int lines) {
     lua_rawgeti(L, lines, i);
     line = lua_tolstring(L, -1, &len);
     if (line == NULL || !header_line_ok(line, len)) {
-      lua_pop(L, 3);
+      lua_pop(L, 2); /* the line, the box */
       return "header";
     }
     nl = curl_slist_append(box->list, line);
     lua_pop(L, 1);
     if (nl == NULL) {
-      lua_pop(L, 2);
+      lua_pop(L, 1);
       return "out of memory";
     }
     box->list = nl;
   }
-  lua_pushvalue(L, lines);
-  lua_pushvalue(L, -2);
-  lua_rawset(L, cache); /* cache[lines] = box */
-  lua_remove(L, cache);
+  cache_put(L, SLIST_CACHE_KEY, lines);
   return NULL;
 }
 

@@ -79,13 +79,24 @@ describe("the transfer engine", function()
     end
   end)
 
-  it("reads reply headers without the status line", function()
+  it("keeps only the final reply's header lines", function()
     local res = assert(acct:get("/response-headers?X-Test=1"))
-    assert.equal("1", res.headers["x-test"])
-    for name in pairs(res.headers) do
-      assert.falsy(name:find("^http/"), name)
-      assert.falsy(name:find("%s"), name)
+    local raw = rawget(res, "_raw_headers")
+    assert.falsy(raw:find("HTTP/1", 1, true)) -- no status line
+    for line in raw:gmatch("[^\n]+") do
+      assert.truthy(line:find("^[%w%-]+: .*\r$"), line) -- no blank line either
     end
+    assert.equal("1", res.headers["x-test"])
+  end)
+
+  it("refuses a header line with CR, LF or NUL when the request is read into C", function()
+    local core = require "connkit.core"
+    for _, bad in ipairs { "X-A: 1\r\nX-B: 2", "X-A: 1\n", "X-A: \0" } do
+      local w, code = core.wire { url = hb.url .. "/get", header_lines = { "X-Ok: 1", bad } }
+      assert.is_nil(w)
+      assert.equal("header", code)
+    end
+    assert.truthy(core.wire { url = hb.url .. "/get", header_lines = { "X-Ok: 1" } })
   end)
 
   it("honours libcurl's proxy variables, read when the engine starts", function()
