@@ -11,19 +11,7 @@ local socket = require "socket"   -- lua-socket: a wall clock with sub-ms resolu
 local port, count = tonumber(arg[1]), tonumber(arg[2])
 assert(port and count, "usage: http.lua PORT COUNT")
 
-local api = connkit.integration {
-  name = "Bench API",
-  key = "benchapi",
-  auth = "api_token",
-  base_url = "http://127.0.0.1:{port}",
-  parameters = { port = { required = true }, region = { default = "us" } },
-  auth_token = { type = "header", name = "Authorization", value = "Bearer {token}" },
-  request_parameters = { headers = { ["X-Region"] = "{region}" } },
-}
-local acct = api:account {
-  parameters = { port = tostring(port) },
-  credentials = { token = "bench-token" },
-}
+local acct = dofile((os.getenv("CONNKIT_ROOT") or ".") .. "/bench/bench_account.lua")(port)
 
 local function check(res, err)
   if res and res.status == 200 and #res.body > 0 then return true end

@@ -25,19 +25,7 @@ if connkit.all == nil then
   os.exit(0)
 end
 
-local api = connkit.integration {
-  name = "Bench API",
-  key = "benchapi",
-  auth = "api_token",
-  base_url = "http://127.0.0.1:{port}",
-  parameters = { port = { required = true }, region = { default = "us" } },
-  auth_token = { type = "header", name = "Authorization", value = "Bearer {token}" },
-  request_parameters = { headers = { ["X-Region"] = "{region}" } },
-}
-local acct = api:account {
-  parameters = { port = tostring(port) },
-  credentials = { token = "bench-token" },
-}
+local acct = dofile((os.getenv("CONNKIT_ROOT") or ".") .. "/bench/bench_account.lua")(port)
 
 -- Prepares n requests and runs them; returns failures, the first one, the
 -- wall time spent preparing, and the wall and CPU time of connkit.all.

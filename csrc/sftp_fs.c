@@ -83,26 +83,25 @@ static int fs_mkdir(lua_State *L) {
   return 1;
 }
 
-/* session:rmdir(path) -> true | nil, code, message */
-static int fs_rmdir(lua_State *L) {
+/* An operation on one path: true | nil, code, message. */
+static int path_op(lua_State *L, const char *what,
+                   int (*op)(LIBSSH2_SFTP *, const char *, unsigned int)) {
   ck_session *s = sftp_check_session(L, 1, 1);
   size_t len;
   const char *path = luaL_checklstring(L, 2, &len);
-  if (libssh2_sftp_rmdir_ex(s->sftp, path, (unsigned int)len) != 0)
-    return sftp_fail(L, s, "rmdir", path);
+  if (op(s->sftp, path, (unsigned int)len) != 0) return sftp_fail(L, s, what, path);
   lua_pushboolean(L, 1);
   return 1;
 }
 
+/* session:rmdir(path) -> true | nil, code, message */
+static int fs_rmdir(lua_State *L) {
+  return path_op(L, "rmdir", libssh2_sftp_rmdir_ex);
+}
+
 /* session:remove(path) -> true | nil, code, message */
 static int fs_remove(lua_State *L) {
-  ck_session *s = sftp_check_session(L, 1, 1);
-  size_t len;
-  const char *path = luaL_checklstring(L, 2, &len);
-  if (libssh2_sftp_unlink_ex(s->sftp, path, (unsigned int)len) != 0)
-    return sftp_fail(L, s, "remove", path);
-  lua_pushboolean(L, 1);
-  return 1;
+  return path_op(L, "remove", libssh2_sftp_unlink_ex);
 }
 
 /* session:rename(from, to) -> true | nil, code, message. SFTP v3 (OpenSSH)
