@@ -27,7 +27,6 @@
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/pem.h>
 
 #include "sftp.h"
 
@@ -35,7 +34,7 @@
 /* Errors                                                                    */
 
 static const char *const fx_names[] = {
-    "ok",           "eof",          "no_such_file",      "permission_denied",
+    "failure",      "failure",      "no_such_file",      "permission_denied",
     "failure",      "bad_message",  "connection",        "connection",
     "unsupported",  "invalid_handle", "no_such_file",    "file_exists",
     "permission_denied", "failure", "no_space",          "no_space",
@@ -54,7 +53,7 @@ int sftp_fail(lua_State *L, ck_session *s, const char *what, const char *path) {
   char *m = NULL;
   int rc = s->ssh ? libssh2_session_last_error(s->ssh, &m, NULL, 0) : 0;
   const char *msg = m ? m : "unknown error";
-  const char *code = "ssh";
+  const char *code = "protocol"; /* any other libssh2 failure */
   const char *sep = path ? " " : "";
   if (path == NULL) path = "";
   if (rc == LIBSSH2_ERROR_SFTP_PROTOCOL && s->sftp != NULL) {
@@ -90,8 +89,9 @@ int sftp_fail(lua_State *L, ck_session *s, const char *what, const char *path) {
     case LIBSSH2_ERROR_PASSWORD_EXPIRED:
       code = "auth";
       break;
-    case LIBSSH2_ERROR_FILE:
-      code = "key";
+    case LIBSSH2_ERROR_FILE: /* sftp_login.lua names the real cause */
+    case LIBSSH2_ERROR_KEYFILE_AUTH_FAILED:
+      code = "key_format";
       break;
     default:
       break;
@@ -380,7 +380,7 @@ static int ssh_connect(lua_State *L) {
   s->sock = fd;
 
   s->ssh = libssh2_session_init_ex(NULL, NULL, NULL, s);
-  if (s->ssh == NULL) return ck_fail(L, "ssh", "cannot create an SSH session");
+  if (s->ssh == NULL) return ck_fail(L, "protocol", "cannot create an SSH session");
   libssh2_session_set_blocking(s->ssh, 1);
   libssh2_session_set_timeout(s->ssh, s->timeout_ms);
   libssh2_session_flag(s->ssh, LIBSSH2_FLAG_COMPRESS, 0);
@@ -457,7 +457,7 @@ static int session_hostkey(lua_State *L) {
   const char *key = libssh2_session_hostkey(s->ssh, &len, &type);
   if (key == NULL) return sftp_fail(L, s, "read the host key", NULL);
   if (!EVP_Digest(key, len, md, &mdlen, EVP_sha256(), NULL))
-    return ck_fail(L, "ssh", "hash the host key: OpenSSL failed");
+    return ck_fail(L, "protocol", "hash the host key: OpenSSL failed");
   lua_pushstring(L, hostkey_type_name(type));
   push_base64(L, (const unsigned char *)key, len, 0);
   lua_pushliteral(L, "SHA256:");
@@ -467,7 +467,7 @@ static int session_hostkey(lua_State *L) {
 }
 
 /* Decodes base64 into out (size >= 3/4 of len); returns bytes or -1. */
-static int base64_decode(const char *in, size_t len, unsigned char *out) {
+int sftp_base64_decode(const char *in, size_t len, unsigned char *out) {
   int n, pad = 0;
   if (len == 0 || len % 4 != 0) return -1;
   n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
@@ -503,8 +503,8 @@ static int hosts_match(const char *f, size_t len, const char *name) {
     int sl, hl;
     if (bar == NULL || (size_t)(bar - salt) > 160 || (size_t)(f + len - bar - 1) > 160)
       return 0;
-    sl = base64_decode(salt, (size_t)(bar - salt), sbuf);
-    hl = base64_decode(bar + 1, (size_t)(f + len - bar - 1), hbuf);
+    sl = sftp_base64_decode(salt, (size_t)(bar - salt), sbuf);
+    hl = sftp_base64_decode(bar + 1, (size_t)(f + len - bar - 1), hbuf);
     if (sl <= 0 || hl <= 0) return 0;
     if (HMAC(EVP_sha1(), sbuf, sl, (const unsigned char *)name, strlen(name),
              mac, &maclen) == NULL)
@@ -692,144 +692,20 @@ static int session_auth_key(lua_State *L) {
     rc = libssh2_userauth_publickey_frommemory(s->ssh, user, ul, NULL, 0, data,
                                                dl, pass);
   if (__lsan_enable) __lsan_enable();
-  if (rc != 0) return sftp_fail(L, s, "public key login", NULL);
+  if (rc != 0) {
+    /* a key libssh2 could not parse (seen with keys in memory); the server's
+     * refusal and transport failures have their own codes */
+    int e = libssh2_session_last_errno(s->ssh);
+    if (e == LIBSSH2_ERROR_PROTO || e == LIBSSH2_ERROR_METHOD_NOT_SUPPORTED ||
+        e == LIBSSH2_ERROR_INVAL || e == LIBSSH2_ERROR_OUT_OF_BOUNDARY) {
+      char *m = NULL;
+      libssh2_session_last_error(s->ssh, &m, NULL, 0);
+      return ck_fail(L, "key_format", "public key login: %s",
+                     m ? m : "the key cannot be used");
+    }
+    return sftp_fail(L, s, "public key login", NULL);
+  }
   lua_pushboolean(L, 1);
-  return 1;
-}
-
-/* Reads a whole file into a malloc'd buffer (cleanse before free). */
-static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  char *buf = NULL;
-  size_t cap = 0, n = 0;
-  if (f == NULL) return NULL;
-  for (;;) {
-    size_t r;
-    if (n == cap) {
-      char *nb;
-      if (cap >= (1u << 20)) break; /* no key file is this big */
-      nb = (char *)malloc(cap ? cap * 2 : 4096);
-      if (nb == NULL) break;
-      if (buf) {
-        memcpy(nb, buf, n);
-        ck_cleanse(buf, cap);
-        free(buf);
-      }
-      buf = nb;
-      cap = cap ? cap * 2 : 4096;
-    }
-    r = fread(buf + n, 1, cap - n, f);
-    n += r;
-    if (r == 0) break;
-  }
-  fclose(f);
-  if (buf != NULL && n < cap) buf[n] = '\0';
-  else if (buf != NULL) { /* keep a terminator */
-    ck_cleanse(buf, cap);
-    free(buf);
-    return NULL;
-  }
-  *len = n;
-  return buf;
-}
-
-static int pem_pass(char *buf, int size, int rw, void *u) {
-  size_t len = u ? strlen((const char *)u) : 0;
-  (void)rw;
-  if (len == 0 || (int)len > size) return 0;
-  memcpy(buf, u, len);
-  return (int)len;
-}
-
-/* The key type of a private key in OpenSSH or PEM (PKCS#1, SEC1, PKCS#8)
- * form: "rsa", "ecdsa", "ed25519", "dsa" or "unknown". */
-static const char *key_type_of(const char *data, size_t len, const char *pass) {
-  const char *b = strstr(data, "-----BEGIN ");
-  if (b == NULL) return "unknown";
-  if (strncmp(b, "-----BEGIN RSA ", 15) == 0) return "rsa";
-  if (strncmp(b, "-----BEGIN EC ", 14) == 0) return "ecdsa";
-  if (strncmp(b, "-----BEGIN DSA ", 15) == 0) return "dsa";
-  if (strncmp(b, "-----BEGIN OPENSSH PRIVATE KEY-----", 35) == 0) {
-    /* the first public key blob is in clear: its type string names the key */
-    const char *p = b + 35, *end = strstr(p, "-----END");
-    char b64[1024];
-    unsigned char raw[800];
-    size_t k = 0, off;
-    int n;
-    uint32_t l;
-    if (end == NULL) return "unknown";
-    for (; p < end && k < sizeof b64 - 4; p++)
-      if (isalnum((unsigned char)*p) || *p == '+' || *p == '/' || *p == '=')
-        b64[k++] = *p;
-    k -= k % 4;
-    n = base64_decode(b64, k, raw);
-    ck_cleanse(b64, sizeof b64);
-    if (n < 15 + 4 || memcmp(raw, "openssh-key-v1", 15) != 0) goto unknown;
-    off = 15;
-    for (int i = 0; i < 3; i++) { /* cipher, kdf, kdf options */
-      if (off + 4 > (size_t)n) goto unknown;
-      l = (uint32_t)raw[off] << 24 | (uint32_t)raw[off + 1] << 16 |
-          (uint32_t)raw[off + 2] << 8 | raw[off + 3];
-      off += 4 + l;
-    }
-    off += 4 + 4; /* number of keys, length of the first public key */
-    if (off + 4 > (size_t)n) goto unknown;
-    l = (uint32_t)raw[off] << 24 | (uint32_t)raw[off + 1] << 16 |
-        (uint32_t)raw[off + 2] << 8 | raw[off + 3];
-    off += 4;
-    if (off + l > (size_t)n) goto unknown;
-    {
-      const char *t = "unknown";
-      if (l == 7 && memcmp(raw + off, "ssh-rsa", 7) == 0) t = "rsa";
-      else if (l == 11 && memcmp(raw + off, "ssh-ed25519", 11) == 0) t = "ed25519";
-      else if (l > 6 && memcmp(raw + off, "ecdsa-", 6) == 0) t = "ecdsa";
-      else if (l == 7 && memcmp(raw + off, "ssh-dss", 7) == 0) t = "dsa";
-      ck_cleanse(raw, sizeof raw);
-      return t;
-    }
-  unknown:
-    ck_cleanse(raw, sizeof raw);
-    return "unknown";
-  }
-  {
-    BIO *bio = BIO_new_mem_buf(data, (int)len);
-    EVP_PKEY *pk = bio ? PEM_read_bio_PrivateKey(bio, NULL, pem_pass, (void *)(uintptr_t)pass) : NULL;
-    const char *t = "unknown";
-    if (pk != NULL) {
-      switch (EVP_PKEY_base_id(pk)) {
-        case EVP_PKEY_RSA: t = "rsa"; break;
-        case EVP_PKEY_EC: t = "ecdsa"; break;
-        case EVP_PKEY_ED25519: t = "ed25519"; break;
-        case EVP_PKEY_DSA: t = "dsa"; break;
-        default: break;
-      }
-      EVP_PKEY_free(pk);
-    }
-    BIO_free(bio);
-    return t;
-  }
-}
-
-/* core.ssh_key_type(path | nil, data | nil, passphrase | nil) -> type name.
- * Used to explain a refused RSA key; a file that cannot be read is
- * "unknown". The key bytes read here are cleansed. */
-static int ssh_key_type(lua_State *L) {
-  const char *path = luaL_optstring(L, 1, NULL);
-  size_t dl = 0;
-  const char *data = luaL_optlstring(L, 2, NULL, &dl);
-  const char *pass = luaL_optstring(L, 3, NULL);
-  if (path != NULL) {
-    size_t n = 0;
-    char *buf = slurp(path, &n);
-    const char *t = buf ? key_type_of(buf, n, pass) : "unknown";
-    if (buf != NULL) {
-      ck_cleanse(buf, n);
-      free(buf);
-    }
-    lua_pushstring(L, t);
-  } else {
-    lua_pushstring(L, data ? key_type_of(data, dl, pass) : "unknown");
-  }
   return 1;
 }
 
@@ -889,6 +765,6 @@ void sftp_open(lua_State *L) {
   lua_setfield(L, -2, "ssh_connect");
   lua_pushcfunction(L, known_hosts);
   lua_setfield(L, -2, "known_hosts");
-  lua_pushcfunction(L, ssh_key_type);
-  lua_setfield(L, -2, "ssh_key_type");
+  lua_pushcfunction(L, sftp_key_info);
+  lua_setfield(L, -2, "ssh_key_info");
 }

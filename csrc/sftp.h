@@ -53,6 +53,13 @@ CK_HIDDEN int sftp_fail(lua_State *L, ck_session *s, const char *what,
 /* Closes one handle (idempotent) and unlinks it from its session. */
 CK_HIDDEN void sftp_handle_close(ck_handle *fh);
 
+/* Decodes base64 into out (size >= 3/4 of len); returns bytes or -1. */
+CK_HIDDEN int sftp_base64_decode(const char *in, size_t len, unsigned char *out);
+
+/* core.ssh_key_info(path | nil, data | nil, passphrase | nil): what a private
+ * key file holds, without using it (sftp_key.c). */
+CK_HIDDEN int sftp_key_info(lua_State *L);
+
 /* Adds the SFTP methods to the session method table on top of the stack and
  * registers the file and directory classes. */
 CK_HIDDEN void sftp_fs_open(lua_State *L);

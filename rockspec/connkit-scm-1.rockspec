@@ -29,7 +29,7 @@ build = {
     ["connkit.core"] = {
       sources = {
         "csrc/core.c", "csrc/template.c", "csrc/http.c", "csrc/http_async.c", "csrc/http_spec.c", "csrc/curl_mem.c", "csrc/crypto.c",
-        "csrc/lock.c", "csrc/loopback.c", "csrc/sftp.c", "csrc/sftp_fs.c",
+        "csrc/lock.c", "csrc/loopback.c", "csrc/sftp.c", "csrc/sftp_fs.c", "csrc/sftp_key.c",
       },
       libraries = { "curl", "ssl", "crypto", "ssh2", "pthread", "dl" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)", "$(LIBSSH2_INCDIR)" },
@@ -50,6 +50,7 @@ build = {
     ["connkit.retry"] = "lua/connkit/retry.lua",
     ["connkit.sftp"] = "lua/connkit/sftp.lua",
     ["connkit.sftp_file"] = "lua/connkit/sftp_file.lua",
+    ["connkit.sftp_login"] = "lua/connkit/sftp_login.lua",
     ["connkit.sftp_schema"] = "lua/connkit/sftp_schema.lua",
     ["connkit.sftp_transfer"] = "lua/connkit/sftp_transfer.lua",
     ["connkit.store"] = "lua/connkit/store/init.lua",

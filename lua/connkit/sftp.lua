@@ -10,12 +10,14 @@
 local core = require "connkit.core"
 local errors = require "connkit.errors"
 local File = require "connkit.sftp_file"
+local schema = require "connkit.sftp_schema"
+local sftp_login = require "connkit.sftp_login"
 
 local M = {}
 
-local schema = require "connkit.sftp_schema"
-local CONNECT_OPTS = { timeout = true }
+local CONNECT_OPTS = { timeout = "timeout" }
 local FINGERPRINT = schema.FINGERPRINT
+local whole = schema.whole
 
 --- Validates the `sftp` block of a definition (see connkit.sftp_schema).
 M.check_definition = schema.check_definition
@@ -30,8 +32,15 @@ local function fail_core(account, code, msg)
   return nil, errors.from_core(code, msg)
 end
 
--- Host-key verification: returns true, or nil and an error.
-local function verify_host(s, def, entries, where, kh_path)
+-- The ssh-keyscan command that shows the server's key of type ktype.
+local function keyscan_hint(ktype, host, port)
+  local t = ktype:match("ed25519") and "ed25519" or ktype:match("ecdsa") and "ecdsa" or "rsa"
+  return ("ssh-keyscan -t %s%s %s"):format(t, port == 22 and "" or (" -p " .. tostring(port)), host)
+end
+
+-- Host-key verification: returns true, or nil and an error. `where` is the
+-- known_hosts name ("host" or "[host]:port").
+local function verify_host(s, def, entries, where, kh_path, host, port)
   local ktype, key, fp = s:hostkey()
   if not ktype then return nil, errors.from_core(key, fp) end
   if def.host_key and fp ~= def.host_key then
@@ -58,59 +67,11 @@ local function verify_host(s, def, entries, where, kh_path)
         :format(where, ktype, fp, other.type, kh_path), { fingerprint = fp, key_type = ktype })
     end
     return nil, errors.new("host_key_unknown", ("%s is not in %s; its key is %s %s (check that fingerprint"
-      .. " with the server's owner, then add the key, e.g. ssh-keyscan -t %s%s)")
-      :format(where, kh_path, ktype, fp, ktype:match("ed25519") and "ed25519" or ktype:match("ecdsa") and "ecdsa" or "rsa",
-        where:match("^%[") and (" -p " .. where:match("%]:(%d+)$") .. " " .. where:match("^%[(.*)%]")) or (" " .. where)),
+      .. " with the server's owner, then add the key, e.g. %s)")
+      :format(where, kh_path, ktype, fp, keyscan_hint(ktype, host, port)),
       { fingerprint = fp, key_type = ktype })
   end
   return true
-end
-
-local function has(list, m)
-  return ("," .. list .. ","):find("," .. m .. ",", 1, true) ~= nil
-end
-
--- Logs in with whatever the credentials allow and the server offers.
-local function login(s, creds, where)
-  local user = creds.username
-  local methods, code, msg = s:auth_list(user)
-  if methods == true then return true end
-  if not methods then return nil, errors.from_core(code, msg) end
-  local tried, last = {}, nil
-  local function attempt(name, ok, c, m)
-    tried[#tried + 1] = name
-    if ok then return true end
-    if c ~= "auth" then last = errors.from_core(c, m) end
-    return false
-  end
-  if (creds.private_key or creds.private_key_data) and has(methods, "publickey") then
-    if attempt("publickey", s:auth_key(user, creds.private_key, creds.private_key_data, creds.passphrase)) then
-      return true
-    end
-    if last and last.code ~= "key" then return nil, last end
-  end
-  if creds.password then
-    if has(methods, "password") and s:is_open() then
-      if attempt("password", s:auth_password(user, creds.password)) then return true end
-    end
-    if has(methods, "keyboard-interactive") and s:is_open() then
-      if attempt("keyboard-interactive", s:auth_kbdint(user, creds.password)) then return true end
-    end
-  end
-  if last and last.code ~= "key" then return nil, last end
-  local msg2 = ("login refused for user '%s' on %s (server offers: %s; tried: %s)")
-    :format(user, where, methods, #tried > 0 and table.concat(tried, ", ") or "nothing the credentials allow")
-  if last and last.code == "key" then
-    msg2 = msg2 .. "; the private key could not be used: " .. last.message
-      .. " (wrong passphrase, or a key format this libssh2 cannot read)"
-  end
-  if (creds.private_key or creds.private_key_data) and core.ssh_key_type(creds.private_key, creds.private_key_data,
-      creds.passphrase) == "rsa" then
-    msg2 = msg2 .. "; RSA keys need the rsa-sha2-256/512 signatures that modern servers require, which"
-      .. " libssh2 " .. core.libssh2_version .. " cannot make (it signs only with ssh-rsa/SHA-1):"
-      .. " use an ed25519 or ECDSA key"
-  end
-  return nil, errors.new("auth", msg2, { methods = methods })
 end
 
 local Session = {}
@@ -122,11 +83,7 @@ Session.__name = "connkit.sftp.session"
 -- @tparam[opt] table opts `timeout` (seconds) overrides `sftp.timeout`
 -- @return a session, or nil and an error
 function M.connect(account, opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then error("sftp(): options must be a table", 2) end
-  for k in pairs(opts) do
-    if not CONNECT_OPTS[k] then error("sftp(): unknown option '" .. tostring(k) .. "'", 2) end
-  end
+  opts = schema.check_opts("account:sftp", opts, CONNECT_OPTS, 2) -- Account:sftp tail-calls here
   local integ = account.integration
   local def = integ.sftp or M.check_definition(integ.def.sftp, function(f, m) error(f .. " " .. m, 3) end)
   local function fill(v)
@@ -138,7 +95,7 @@ function M.connect(account, opts)
   local port
   port, err = fill(def.port)
   if not port then return nil, err end
-  port = tonumber(port)
+  port = whole(tonumber(port))
   if not port or port % 1 ~= 0 or port < 1 or port > 65535 then
     return nil, errors.new("template", "sftp.port does not render to a port number")
   end
@@ -166,13 +123,15 @@ function M.connect(account, opts)
     if not e.marker and not seen[e.type] then seen[e.type] = true; types[#types + 1] = e.type end
   end
   local timeout = opts.timeout or def.timeout
-  if type(timeout) ~= "number" or not (timeout > 0) then error("sftp(): timeout must be a number > 0", 2) end
+  -- a key that cannot work is reported before anything goes out
+  local key_info, kerr = sftp_login.check_key(account.credentials)
+  if kerr then return fail_core(account, kerr.code, kerr.message) end
   local s, code, msg = core.ssh_connect(host, port, timeout,
     { legacy = def.legacy_algorithms, hostkeys = table.concat(types, ",") })
   if not s then return fail_core(account, code, msg) end
   local ok
-  ok, err = verify_host(s, { host_key = pin }, entries, where, kh_path)
-  if ok then ok, err = login(s, account.credentials, where) end
+  ok, err = verify_host(s, { host_key = pin }, entries, where, kh_path, host, port)
+  if ok then ok, err = sftp_login.login(s, account.credentials, where, key_info) end
   if ok then
     local c, m
     ok, c, m = s:sftp_init()
@@ -189,6 +148,14 @@ end
 
 -- ---------------------------------------------------------------------------
 -- Session
+
+local MKDIR_OPTS = { parents = "boolean", mode = "mode" }
+local RENAME_OPTS = { overwrite = "boolean" }
+
+-- Raises (at the user's call) unless the path argument is a string.
+local function check_path(what, path, name)
+  return schema.check_string("sftp:" .. what, name or "path", path, 3)
+end
 
 local function wrap(ok, code, msg)
   if ok == nil then return nil, errors.from_core(code, msg) end
@@ -212,7 +179,7 @@ Session.__close = Session.close
 
 --- Sets the time limit (seconds) for each blocking step from now on.
 function Session:set_timeout(seconds)
-  if type(seconds) ~= "number" or not (seconds > 0) then error("set_timeout: seconds must be a number > 0", 2) end
+  schema.check_timeout("sftp:set_timeout", "seconds", seconds, 2)
   self._s:set_timeout(seconds)
   return true
 end
@@ -221,25 +188,26 @@ end
 function Session:is_open() return self._s:is_open() end
 
 --- Attributes of a path (follows links): name-less entry table, or nil, err.
-function Session:stat(path) return wrap(self._s:stat(path, false)) end
+function Session:stat(path) return wrap(self._s:stat(check_path("stat", path), false)) end
 
 --- Attributes of a path itself (does not follow a link), or nil, err.
-function Session:lstat(path) return wrap(self._s:stat(path, true)) end
+function Session:lstat(path) return wrap(self._s:stat(check_path("lstat", path), true)) end
 
 --- The absolute form of a remote path (e.g. "." is the login directory).
-function Session:realpath(path) return wrap(self._s:realpath(path or ".")) end
+function Session:realpath(path) return wrap(self._s:realpath(check_path("realpath", path or "."))) end
 
 --- Removes a file.
-function Session:remove(path) return wrap(self._s:remove(path)) end
+function Session:remove(path) return wrap(self._s:remove(check_path("remove", path))) end
 
 --- Removes an empty directory.
-function Session:rmdir(path) return wrap(self._s:rmdir(path)) end
+function Session:rmdir(path) return wrap(self._s:rmdir(check_path("rmdir", path))) end
 
 --- Creates a directory. opts: `parents = true` creates the missing parents
 -- and accepts an existing directory (like mkdir -p); `mode` (default 0755).
 function Session:mkdir(path, opts)
-  opts = opts or {}
-  local mode = opts.mode or 493
+  check_path("mkdir", path)
+  opts = schema.check_opts("sftp:mkdir", opts, MKDIR_OPTS, 2)
+  local mode = whole(opts.mode or 493)
   if not opts.parents then return wrap(self._s:mkdir(path, mode)) end
   local st = self._s:stat(path, false)
   if st and st.type == "dir" then return true end
@@ -264,9 +232,12 @@ end
 --- Renames a file or directory. opts: `overwrite = true` replaces an
 -- existing file at `to` (SFTP v3 servers refuse that by themselves).
 function Session:rename(from, to, opts)
+  check_path("rename", from, "from")
+  check_path("rename", to, "to")
+  opts = schema.check_opts("sftp:rename", opts, RENAME_OPTS, 2)
   local ok, code, msg = self._s:rename(from, to)
   if ok then return true end
-  if opts and opts.overwrite and code ~= "timeout" and code ~= "connection" then
+  if opts.overwrite and code ~= "timeout" and code ~= "connection" then
     local st = self._s:stat(to, true)
     if st and st.type ~= "dir" and self._s:stat(from, true) then
       local rok, rcode, rmsg = self._s:remove(to)
@@ -285,6 +256,7 @@ end
 -- closing the session) raises. Returns nil, err when the directory cannot
 -- be opened.
 function Session:dir(path)
+  check_path("dir", path)
   local d, code, msg = self._s:opendir(path)
   if not d then return nil, errors.from_core(code, msg) end
   local finished = false
@@ -302,6 +274,7 @@ end
 
 --- All entries of a directory as a list (see dir), or nil, err.
 function Session:list(path)
+  check_path("list", path)
   local iter, err = self:dir(path)
   if not iter then return nil, err end
   local out = {}
@@ -315,9 +288,11 @@ local MODES = { r = "r", w = "wct", a = "wca", ["r+"] = "rw", ["w+"] = "rwct", [
 -- "a+" ("b" is ignored). Returns a file object (read, write, seek, lines,
 -- close, as Lua's io files) or nil, err.
 function Session:open(path, mode)
+  check_path("open", path)
   mode = mode or "r"
+  schema.check_string("sftp:open", "mode", mode, 2)
   local flags = MODES[(mode:gsub("b", ""))]
-  if not flags then error("sftp open: bad mode '" .. tostring(mode) .. "'", 2) end
+  if not flags then error("sftp:open: bad mode '" .. mode .. "' (\"r\", \"w\", \"a\", \"r+\", \"w+\" or \"a+\")", 2) end
   local f, code, msg = self._s:open(path, flags)
   if not f then return nil, errors.from_core(code, msg) end
   return File.new(f, path, flags, self.chunk_size)
@@ -327,12 +302,12 @@ local transfer = require "connkit.sftp_transfer"
 
 --- Downloads `remote` to the local file `localpath`; see connkit.sftp_transfer.
 -- opts: progress(done, total), resume (bool), chunk_size.
--- @return the number of bytes in the file, or nil, err
+-- @return the bytes moved by this call (with resume: what was missing), or nil, err
 function Session:get(remote, localpath, opts) return transfer.get(self, remote, localpath, opts) end
 
 --- Uploads the local file `localpath` to `remote`; see connkit.sftp_transfer.
 -- opts: progress(done, total), resume (bool), chunk_size.
--- @return the number of bytes in the file, or nil, err
+-- @return the bytes moved by this call (with resume: what was missing), or nil, err
 function Session:put(localpath, remote, opts) return transfer.put(self, localpath, remote, opts) end
 
 M.Session = Session

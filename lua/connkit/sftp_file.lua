@@ -4,6 +4,7 @@
 -- the chunk size and sent as one pipelined write.
 -- @module connkit.sftp_file
 local errors = require "connkit.errors"
+local whole = require("connkit.sftp_schema").whole
 
 local File = {}
 File.__index = File
@@ -129,7 +130,13 @@ local function read_number(self)
 end
 
 local function read_one(self, fmt)
-  if type(fmt) == "number" then return read_n(self, fmt) end
+  if type(fmt) == "number" then
+    if fmt % 1 ~= 0 or fmt < 0 then
+      error("bad argument to 'read' (byte count must be a whole number >= 0, not " .. tostring(fmt) .. ")", 3)
+    end
+    return read_n(self, whole(fmt))
+  end
+  if type(fmt) ~= "string" then error("bad argument to 'read' (invalid format, a " .. type(fmt) .. ")", 3) end
   fmt = tostring(fmt):gsub("^%*", "")
   local c = fmt:sub(1, 1)
   if c == "l" then return read_line(self, false) end
@@ -193,6 +200,12 @@ end
 function File:seek(whence, offset)
   check(self)
   whence, offset = whence or "cur", offset or 0
+  if type(whence) ~= "string" then error("bad argument #1 to 'seek' (string expected, got " .. type(whence) .. ")", 2) end
+  if type(offset) ~= "number" or offset % 1 ~= 0 then
+    error("bad argument #2 to 'seek' (whole number expected, got " .. (type(offset) == "number" and tostring(offset)
+      or type(offset)) .. ")", 2)
+  end
+  offset = whole(offset)
   local ok, err = flush(self)
   if not ok then return nil, err end
   local pos

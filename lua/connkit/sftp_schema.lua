@@ -14,6 +14,84 @@ local CRED_FIELDS = {
 M.FINGERPRINT = "^SHA256:[%w+/]+=?$"
 local FINGERPRINT = M.FINGERPRINT
 local MiB = 1024 * 1024
+--- The longest time limit accepted (seconds): more than a day is a mistake.
+M.MAX_TIMEOUT = 86400
+local MAX_TIMEOUT = M.MAX_TIMEOUT
+
+--- A whole number as an integer: JSON decoders (Debian's lua-cjson on Lua
+-- 5.4) give 37535.0 for 37535, which must not reach "[host]:port" strings
+-- or C integer arguments. Numbers that are not whole are returned as is.
+function M.whole(n)
+  if math.tointeger and type(n) == "number" then return math.tointeger(n) or n end
+  return n
+end
+local whole = M.whole
+
+-- Option checkers: each returns nil when v fits, else what it must be.
+local function is_timeout(v)
+  if type(v) ~= "number" or not (v > 0) or v > MAX_TIMEOUT then
+    return "must be a number of seconds > 0 and at most " .. MAX_TIMEOUT
+  end
+end
+local KINDS = {
+  boolean = function(v) if type(v) ~= "boolean" then return "must be true or false" end end,
+  ["function"] = function(v) if type(v) ~= "function" then return "must be a function" end end,
+  timeout = is_timeout,
+  chunk_size = function(v)
+    if type(v) ~= "number" or v % 1 ~= 0 or v < 4096 or v > 16 * MiB then
+      return "must be an integer from 4096 to 16 MiB"
+    end
+  end,
+  mode = function(v)
+    if type(v) ~= "number" or v % 1 ~= 0 or v < 0 or v > 4095 then
+      return "must be an integer permission mode from 0 to 4095 (0777 octal is 511)"
+    end
+  end,
+}
+
+--- Checks the options table of a public SFTP call against `spec` (option
+-- name -> "boolean" | "function" | "timeout" | "chunk_size" | "mode") and
+-- raises naming the call and the option, e.g. "sftp:get: unknown option
+-- 'resum'". Returns the options (an empty table for nil).
+-- @tparam string what the call, e.g. "sftp:get"
+-- @param opts the caller's options
+-- @tparam table spec the options the call takes
+-- @tparam number level the error level of the user's call, seen from here
+function M.check_opts(what, opts, spec, level)
+  if opts == nil then return {} end
+  level = level + 1
+  if type(opts) ~= "table" then error(what .. ": options must be a table, not a " .. type(opts), level) end
+  for k, v in pairs(opts) do
+    local kind = spec[k]
+    if not kind then error(what .. ": unknown option '" .. tostring(k) .. "'", level) end
+    local bad = KINDS[kind](v)
+    if bad then error(("%s: option '%s' %s, not %s"):format(what, k, bad, M.describe(v)), level) end
+  end
+  return opts
+end
+
+--- Raises unless v is a string (a path or mode argument), naming it.
+function M.check_string(what, name, v, level)
+  if type(v) ~= "string" then
+    error(("%s: %s must be a string, not %s"):format(what, name, M.describe(v)), level + 1)
+  end
+  return v
+end
+
+--- Raises unless v is a time limit in seconds (> 0, at most a day).
+function M.check_timeout(what, name, v, level)
+  local bad = is_timeout(v)
+  if bad then error(("%s: %s %s, not %s"):format(what, name, bad, M.describe(v)), level + 1) end
+  return v
+end
+
+--- A short description of a bad value for error messages: its type, and the
+-- value itself only for numbers and booleans (never a string: it could be a
+-- secret in the wrong place).
+function M.describe(v)
+  if type(v) == "number" or type(v) == "boolean" then return type(v) .. " " .. tostring(v) end
+  return "a " .. type(v)
+end
 
 local function template(env, field, v)
   if env and env.template then return (env.template(field, v, "raw")) end
@@ -36,12 +114,12 @@ function M.check_definition(block, fail, env)
   local port = block.port == nil and 22 or block.port
   if type(port) == "number" then
     if port % 1 ~= 0 or port < 1 or port > 65535 then fail("sftp.port", "must be an integer 1-65535") end
-    out.port = port
+    out.port = whole(port)
   elseif type(port) == "string" and port ~= "" then
     if port:find("^%d+$") then
       local n = tonumber(port)
       if n < 1 or n > 65535 then fail("sftp.port", "must be an integer 1-65535") end
-      out.port = n
+      out.port = whole(n)
     else
       out.port = template(env, "sftp.port", port)
     end
@@ -69,7 +147,7 @@ function M.check_definition(block, fail, env)
     end
   end
   local t = block.timeout == nil and 30 or block.timeout
-  if type(t) ~= "number" or not (t > 0) then fail("sftp.timeout", "must be a number of seconds > 0") end
+  if is_timeout(t) then fail("sftp.timeout", is_timeout(t)) end
   out.timeout = t
   if block.legacy_algorithms ~= nil and type(block.legacy_algorithms) ~= "boolean" then
     fail("sftp.legacy_algorithms", "must be true or false")
@@ -79,7 +157,7 @@ function M.check_definition(block, fail, env)
   if type(c) ~= "number" or c % 1 ~= 0 or c < 4096 or c > 16 * MiB then
     fail("sftp.chunk_size", "must be an integer from 4096 to 16 MiB")
   end
-  out.chunk_size = c
+  out.chunk_size = whole(c)
   return out
 end
 
@@ -92,6 +170,10 @@ function M.check_credentials(creds, fail)
   for k, v in pairs(creds) do
     if not CRED_FIELDS[k] then fail("credentials." .. tostring(k), 'is not used by auth = "sftp"') end
     if type(v) ~= "string" then fail("credentials." .. k, "must be a string") end
+    if v == "" then
+      fail("credentials." .. k, k == "passphrase" and "must not be empty (leave it out for a key without one)"
+        or "must not be empty")
+    end
     out[k] = v
   end
   if out.username == nil or out.username == "" then fail("credentials.username", "is required") end

@@ -8,27 +8,23 @@
 -- from its size. A Lua error raised by the progress callback aborts the
 -- transfer (files closed, `.part` kept) and is raised again afterwards;
 -- a callback that returns false aborts with err.code "aborted".
+--
+-- get and put return the bytes moved by this call: the file's size, or with
+-- `resume` what was missing (size minus what the `.part` file held).
 -- @module connkit.sftp_transfer
 local errors = require "connkit.errors"
+local schema = require "connkit.sftp_schema"
 
 local M = {}
 
-local OPTS = { progress = true, resume = true, chunk_size = true }
+local OPTS = { progress = "function", resume = "boolean", chunk_size = "chunk_size" }
 
-local function check_opts(opts, what)
-  opts = opts or {}
-  if type(opts) ~= "table" then error(what .. ": options must be a table", 3) end
-  for k in pairs(opts) do
-    if not OPTS[k] then error(what .. ": unknown option '" .. tostring(k) .. "'", 3) end
-  end
-  if opts.progress ~= nil and type(opts.progress) ~= "function" then
-    error(what .. ": progress must be a function", 3)
-  end
-  local c = opts.chunk_size
-  if c ~= nil and (type(c) ~= "number" or c < 4096 or c % 1 ~= 0) then
-    error(what .. ": chunk_size must be an integer >= 4096", 3)
-  end
-  return opts
+-- Checks the arguments of get/put (raised at the user's call, two levels
+-- up: Session:get tail-calls here).
+local function check_args(what, from, to, opts)
+  schema.check_string(what, "the source path", from, 3)
+  schema.check_string(what, "the target path", to, 3)
+  return schema.check_opts(what, opts, OPTS, 3)
 end
 
 local function local_error(what, path, msg)
@@ -45,10 +41,10 @@ end
 
 --- Downloads `remote` into `localpath`. opts: progress(done, total),
 -- resume (continue `<localpath>.part`), chunk_size.
--- @return bytes in the file, or nil, err (a progress error is re-raised)
+-- @return bytes moved by this call, or nil, err (a progress error is re-raised)
 function M.get(session, remote, localpath, opts)
-  opts = check_opts(opts, "sftp get")
-  local chunk = opts.chunk_size or session.chunk_size
+  opts = check_args("sftp:get", remote, localpath, opts)
+  local chunk = schema.whole(opts.chunk_size or session.chunk_size)
   local cs = session._s
   local tmp = localpath .. ".part"
   local rf, code, msg = cs:open(remote, "r")
@@ -74,15 +70,15 @@ function M.get(session, remote, localpath, opts)
   end
   local rok, rerr = os.rename(tmp, localpath)
   if not rok then return nil, local_error("rename", tmp, rerr) end
-  return done
+  return done - offset
 end
 
 --- Uploads `localpath` to `remote`. opts: progress(done, total), resume
 -- (continue `<remote>.part` on the server), chunk_size.
--- @return bytes in the file, or nil, err (a progress error is re-raised)
+-- @return bytes moved by this call, or nil, err (a progress error is re-raised)
 function M.put(session, localpath, remote, opts)
-  opts = check_opts(opts, "sftp put")
-  local chunk = opts.chunk_size or session.chunk_size
+  opts = check_args("sftp:put", localpath, remote, opts)
+  local chunk = schema.whole(opts.chunk_size or session.chunk_size)
   local cs = session._s
   local tmp = remote .. ".part"
   local inp, ierr = io.open(localpath, "rb")
@@ -104,7 +100,7 @@ function M.put(session, localpath, remote, opts)
   end
   local ok, err = session:rename(tmp, remote, { overwrite = true })
   if not ok then return nil, err end
-  return done
+  return done - offset
 end
 
 return M
