@@ -28,11 +28,19 @@ local function progress_bar(label)
   end
 end
 
+-- An environment variable, or nil when unset or empty (an empty credential
+-- is an error, not "no credential").
+local function env(name)
+  local v = os.getenv(name)
+  if v ~= nil and v ~= "" then return v end
+  return nil
+end
+
 local peer, stop = nil, function() end
 local cfg = {
-  host = os.getenv("SFTP_HOST"), port = tonumber(os.getenv("SFTP_PORT") or "22"),
-  user = os.getenv("SFTP_USER"), key = os.getenv("SFTP_KEY"), passphrase = os.getenv("SFTP_KEY_PASSPHRASE"),
-  host_key = os.getenv("SFTP_HOST_KEY"), dir = os.getenv("SFTP_DIR"),
+  host = env("SFTP_HOST"), port = tonumber(env("SFTP_PORT") or "22"),
+  user = env("SFTP_USER"), key = env("SFTP_KEY"), passphrase = env("SFTP_KEY_PASSPHRASE"),
+  host_key = env("SFTP_HOST_KEY"), dir = env("SFTP_DIR"),
 }
 if not cfg.host then
   local helpers = require "helpers"
@@ -58,6 +66,7 @@ local ok, err = pcall(function()
     credentials = { username = cfg.user, private_key = cfg.key, passphrase = cfg.passphrase },
   }
 
+  -- a bad key gives key_file / key_format / key_passphrase, naming the file
   local s, cerr = acct:sftp()
   if not s then error(("connect failed [%s]: %s"):format(cerr.code, cerr.message), 0) end
   say("connected: %s", tostring(s))
