@@ -45,7 +45,7 @@ function M.check_key(creds)
   local info, code, msg = core.ssh_key_info(path, data, creds.passphrase)
   if not info then return nil, errors.new(code, msg) end
   local name = key_name(creds)
-  local function bad(m) return nil, errors.new("key_format", name .. " " .. m, { key_kind = info.kind }) end
+  local function bad(m) return nil, errors.new("key_format", name .. " " .. m) end
   local kind = info.kind
   if kind == "public" then
     local private = path and path:match("^(.+)%.pub$")
@@ -83,18 +83,17 @@ function M.check_key(creds)
   return info
 end
 
--- The real cause of libssh2's generic "cannot use this key" failure.
-local function key_failure(creds, info)
-  local again, err = M.check_key(creds) -- the file may have changed meanwhile
-  if not again then return err end
-  info = again or info
+-- The real cause of libssh2's generic "cannot use this key" failure,
+-- looked at again: the file may have changed since check_key.
+local function key_failure(creds)
+  local info, err = M.check_key(creds)
+  if not info then return err end
   local name = key_name(creds)
   if info.encrypted then
     return errors.new("key_passphrase", "wrong passphrase for " .. name .. " (libssh2 could not decrypt it)")
   end
   return errors.new("key_format", ("libssh2 %s cannot read %s (a %s key in %s form)%s"):format(
-    core.libssh2_version, name, info.type, FORMATS[info.format] or info.format, rewrite_hint(creds)),
-    { key_kind = info.kind })
+    core.libssh2_version, name, info.type, FORMATS[info.format] or info.format, rewrite_hint(creds)))
 end
 
 local function has(list, m)
@@ -116,7 +115,7 @@ function M.login(s, creds, where, key_info)
   local function attempt(name, ok, c, m)
     tried[#tried + 1] = name
     if ok then return true end
-    if c == "key_format" then return false, key_failure(creds, key_info) end
+    if c == "key_format" then return false, key_failure(creds) end
     if c ~= "auth" then return false, errors.from_core(c, m) end
     return false
   end
