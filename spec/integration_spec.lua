@@ -778,7 +778,7 @@ describe("connkit.load", function()
 
   it("tells JSON from Lua by content when the name has no extension", function()
     assert.equal("none", connkit.load(write("noext1", '{"name": "X", "key": "x1", "auth": "none"}')).auth)
-    assert.equal("basic", connkit.load(write("noext2", 'return { name = "X", key = "x2", auth = "basic" }')).auth)
+    assert.equal("basic", connkit.load(write("noext2", 'return { name = "X", key = "x2", auth = "basic", base_url = "https://x.test" }')).auth)
   end)
 
   it("refuses a missing file and a non-string path", function()
@@ -790,7 +790,7 @@ describe("connkit.load", function()
   end)
 
   it("keeps the JSON secret out of tostring", function()
-    local integ = connkit.load(write("secret.json", [[{"name": "Acme", "key": "acme3", "auth": "oauth2",
+    local integ = connkit.load(write("secret.json", [[{"name": "Acme", "key": "acme3", "auth": "oauth2", "base_url": "https://x.test",
       "oauth2": {"grant_type": "client_credentials", "token_url": "https://x.test/t",
                  "client_id": "abc", "client_secret": "json-secret-5521"}}]]))
     local s = tostring(integ)
