@@ -193,6 +193,17 @@ describe("a token account and the origin rule", function()
     assert.equal("", e.authorization)
     assert.equal(0, fetched)
   end)
+
+  it("does not refresh its token on a 401 from an origin it sent no token to", function()
+    local fetched = 0
+    local acct = account(function() fetched = fetched + 1 end)
+    -- follow = true takes the full path (token brought up to date, then the
+    -- on_status check); httpbin is the token endpoint's origin, not the API's
+    local res = assert(acct:get(hb.url .. "/status/401", { follow = true }))
+    assert.equal(401, res.status)
+    assert.is_true(fetched <= 1, "the 401 of another origin made the account refresh")
+    assert.equal(1, res.attempts)
+  end)
 end)
 
 describe("definitions and the origin rule", function()

@@ -105,7 +105,8 @@ function M.check_definition(ctx, field, src, opts)
   local host_known = authority ~= nil and not find(authority, "[{}]")
   local problem = url_problem(src, opts, host_known and host_of(authority) or nil)
   if problem then ctx.fail(field, problem) end
-  return not host_known and opts.secure and not opts.insecure_ok
+  -- (https:// is fine whatever the host; http:// depends on the host)
+  return opts.secure and not opts.insecure_ok and not host_known and src:match("^(%a+):"):lower() == "http"
 end
 
 --- Checks a URL rendered at account creation; raises naming the field.
