@@ -9,8 +9,9 @@
  *       the authority (host characters only), a path segment, or the query.
  *   template:render(t1 [, t2 [, t3]]) -> string | nil, reason, name
  *       each name is looked up in t1, then t2, then t3; reason is "missing"
- *       (no value) or "invalid" (a value this place cannot hold, e.g. CR/LF in
- *       a header or "/" in a host name). Values are strings or numbers.
+ *       (no value), "invalid" (a value this place cannot hold, e.g. CR/LF in
+ *       a header or "/" in a host name) or "dots" (a path segment would be
+ *       "." or "..": a walk up the path). Values are strings or numbers.
  *   template:names() -> { name, ... } (each once, in order of appearance)
  *   core.escape(value, context) -> string  ("path" | "query" | "form")
  *   core.header_safe(value) -> boolean  (no CR, LF or NUL)
@@ -346,6 +347,71 @@ static void add_escaped(luaL_Buffer *b, int ctx, const char *v, size_t n) {
 }
 
 /* ------------------------------------------------------------------ */
+/* Dot segments                                                        */
+/* ------------------------------------------------------------------ */
+
+/* A path segment that renders to "." or ".." walks the path: libcurl and
+ * servers resolve it, and percent-encoding leaves dots alone. Servers such
+ * as nginx also decode %2F before resolving, so a value is cut at "/" (and
+ * "\", a separator on Windows servers) as well: "../x" is refused too.
+ * A piece tracks the segment being scanned: its length (capped at 3), whether
+ * it is all dots, and whether a path placeholder's value is part of it. */
+typedef struct {
+  int len;
+  int dots;
+  int var;
+} piece;
+
+static int piece_end(piece *p) {
+  int bad = p->var && p->dots && p->len >= 1 && p->len <= 2;
+  p->len = 0;
+  p->dots = 1;
+  p->var = 0;
+  return bad;
+}
+
+static void piece_add(piece *p, char c) {
+  if (p->len < 3) p->len++;
+  if (c != '.') p->dots = 0;
+}
+
+/* Index of the first path placeholder whose value makes a dot segment, or
+ * -1. The values are on the stack from base + 1, one per placeholder. */
+static int find_dot_segment(lua_State *L, const template *t, int base) {
+  piece p = {0, 1, 0};
+  int i, vi = base + 1, last = -1;
+  for (i = 0; i < t->nsegs; i++) {
+    const segment *sg = &t->segs[i];
+    const char *s;
+    size_t k, n;
+    int is_path = sg->is_var && sg->ctx == CTX_PATH;
+    if (sg->is_var) {
+      s = lua_tolstring(L, vi++, &n);
+    } else {
+      s = t->text + sg->off;
+      n = sg->len;
+    }
+    if (is_path) {
+      p.var = 1;
+      last = i;
+    }
+    for (k = 0; k < n; k++) {
+      char c = s[k];
+      int cut = is_path ? (c == '/' || c == '\\')
+                        : (c == '/' || c == '?' || c == '#');
+      if (!cut) {
+        piece_add(&p, c);
+        continue;
+      }
+      if (piece_end(&p)) return last;
+      /* the rest of a path value is still that value */
+      if (is_path) p.var = 1;
+    }
+  }
+  return piece_end(&p) ? last : -1;
+}
+
+/* ------------------------------------------------------------------ */
 /* Rendering                                                           */
 /* ------------------------------------------------------------------ */
 
@@ -396,7 +462,7 @@ static int lookup(lua_State *L, int ntab, const char *name, size_t len) {
  * builds the string, so the buffer's stack use stays balanced. */
 static int template_render(lua_State *L) {
   template *t = check_template(L, 1);
-  int ntab = lua_gettop(L) - 1, i, base;
+  int ntab = lua_gettop(L) - 1, i, base, has_path;
   luaL_Buffer b;
   if (ntab > 3) ntab = 3;
   if (t->nvars == 0) {
@@ -405,6 +471,7 @@ static int template_render(lua_State *L) {
   }
   luaL_checkstack(L, t->nvars + 4, "too many placeholders");
   base = lua_gettop(L);
+  has_path = 0;
   for (i = 0; i < t->nsegs; i++) {
     const segment *sg = &t->segs[i];
     const char *name = t->text + sg->off, *v;
@@ -431,6 +498,14 @@ static int template_render(lua_State *L) {
       lua_pushstring(L, ctx_names[sg->ctx]);
       return 4;
     }
+    if (sg->ctx == CTX_PATH) has_path = 1;
+  }
+  if (has_path && (i = find_dot_segment(L, t, base)) >= 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "dots");
+    lua_pushlstring(L, t->text + t->segs[i].off, t->segs[i].len);
+    lua_pushliteral(L, "path");
+    return 4;
   }
   luaL_buffinit(L, &b);
   {

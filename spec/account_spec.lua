@@ -510,7 +510,7 @@ describe("oauth2 accounts without a client secret", function()
   it("are refused when the client authenticates with one, naming the field", function()
     local connkit = require "connkit"
     local integ = connkit.integration {
-      name = "S", key = "nosecret", auth = "oauth2",
+      name = "S", key = "nosecret", auth = "oauth2", base_url = "https://idp.test",
       oauth2 = { grant_type = "client_credentials", token_url = "https://idp.test/token", client_id = "abc" },
     }
     local ok, err = pcall(integ.account, integ, {})

@@ -778,7 +778,7 @@ describe("connkit.load", function()
 
   it("tells JSON from Lua by content when the name has no extension", function()
     assert.equal("none", connkit.load(write("noext1", '{"name": "X", "key": "x1", "auth": "none"}')).auth)
-    assert.equal("basic", connkit.load(write("noext2", 'return { name = "X", key = "x2", auth = "basic" }')).auth)
+    assert.equal("basic", connkit.load(write("noext2", 'return { name = "X", key = "x2", auth = "basic", base_url = "https://x.test" }')).auth)
   end)
 
   it("refuses a missing file and a non-string path", function()
@@ -790,7 +790,7 @@ describe("connkit.load", function()
   end)
 
   it("keeps the JSON secret out of tostring", function()
-    local integ = connkit.load(write("secret.json", [[{"name": "Acme", "key": "acme3", "auth": "oauth2",
+    local integ = connkit.load(write("secret.json", [[{"name": "Acme", "key": "acme3", "auth": "oauth2", "base_url": "https://x.test",
       "oauth2": {"grant_type": "client_credentials", "token_url": "https://x.test/t",
                  "client_id": "abc", "client_secret": "json-secret-5521"}}]]))
     local s = tostring(integ)
@@ -800,5 +800,113 @@ describe("connkit.load", function()
 
   teardown(function()
     helpers.run("rm -rf " .. helpers.shell_quote(dir))
+  end)
+end)
+
+describe("integration: URLs need a scheme, and endpoints that carry credentials need https", function()
+  -- every URL field that reaches a token, authorization, revocation, device
+  -- or custom login endpoint: field name -> how to set it on a definition
+  local SECURE = {
+    ["oauth2.token_url"] = { "oauth2", function(d, u) d.oauth2.token_url = u end },
+    ["oauth2.authorize_url"] = { "oauth2", function(d, u) d.oauth2.authorize_url = u end },
+    ["oauth2.revoke_url"] = { "oauth2", function(d, u) d.oauth2.revoke_url = u end },
+    ["oauth2.device_authorization_url"] = { "oauth2", function(d, u) d.oauth2.device_authorization_url = u end },
+    ["custom_token.token_url"] = { "custom_token", function(d, u) d.custom_token.token_url = u end },
+  }
+
+  local function with_url(field, url, extra)
+    local s = SECURE[field]
+    return def(s[1], function(d)
+      s[2](d, url)
+      for k, v in pairs(extra or {}) do d[k] = v end
+    end)
+  end
+
+  local CREDS = { api_token = { token = "t1234" }, custom_token = { username = "u", password = "p" } }
+  local function account_of(d, params)
+    local integ = connkit.integration(d)
+    return pcall(integ.account, integ, { parameters = params or { serverName = "eu" }, credentials = CREDS[d.auth] })
+  end
+
+  it("refuses a URL without a scheme in every URL field", function()
+    for field in pairs(SECURE) do
+      refuses(with_url(field, "idp.acme.test/token"), field, "must be an absolute URL starting with https://")
+      refuses(with_url(field, "/token"), field, "must be an absolute URL")
+    end
+    refuses(def(nil, function(d) d.base_url = "acme.test" end), "base_url", "must be an absolute URL")
+    refuses(def(nil, function(d) d.allowed_origins = { "cdn.acme.test" } end), "allowed_origins[1]", "must be an absolute URL")
+    refuses(def(nil, function(d) d.base_url = "ftp://acme.test/" end), "base_url", "not ftp://")
+  end)
+
+  it("refuses http:// to a host that is not loopback in every endpoint field, naming the fix", function()
+    for field in pairs(SECURE) do
+      local err = refuses(with_url(field, "http://idp.acme.test/token"), field, "credentials would travel in clear")
+      assert.matches("allow_insecure_http = true", err, 1, true)
+      -- look-alikes of loopback names are not loopback
+      for _, u in ipairs({ "http://127.0.0.1.evil.test/t", "http://localhost.evil.test/t", "http://128.0.0.1/t",
+        "http://127.0.0.256/t", "http://[::2]/t", "http://evil.test#@127.0.0.1/t", "HTTP://IDP.acme.test/t" }) do
+        refuses(with_url(field, u), field, "in clear")
+      end
+    end
+  end)
+
+  it("takes http:// to loopback hosts: 127.0.0.0/8, ::1 and localhost", function()
+    for field in pairs(SECURE) do
+      for _, u in ipairs({ "http://127.0.0.1:9/token", "http://127.8.9.10/t", "http://localhost:8080/t",
+        "http://LOCALHOST/t", "http://[::1]:8080/t", "http://user@127.0.0.1/t", "http://127.0.0.1:{port}/t" }) do
+        local d = with_url(field, u)
+        d.parameters.port = { default = 8080 }
+        assert.is_table(connkit.integration(d), u)
+      end
+      assert.is_table(connkit.integration(with_url(field, "https://idp.acme.test/t")))
+    end
+  end)
+
+  it("takes any http:// endpoint with allow_insecure_http = true, and checks the flag's type", function()
+    for field in pairs(SECURE) do
+      assert.is_table(connkit.integration(with_url(field, "http://idp.acme.test/t", { allow_insecure_http = true })))
+    end
+    refuses(def(nil, function(d) d.allow_insecure_http = "yes" end), "allow_insecure_http", "must be true or false")
+    -- base_url is an API, not a token endpoint: http:// is the user's choice there
+    assert.is_table(connkit.integration(def(nil, function(d) d.base_url = "http://{serverName}.acme.test" end)))
+  end)
+
+  it("checks a templated http host when the account renders it", function()
+    for field in pairs(SECURE) do
+      local d = with_url(field, "http://{serverName}.acme.test/token")
+      local ok, err = account_of(d)
+      assert.is_false(ok, field)
+      assert.matches(field .. " (http://eu.acme.test:80) uses http://", err, 1, true)
+      d = with_url(field, "http://{idpHost}/token")
+      d.parameters.idpHost = { required = true }
+      for _, host in ipairs({ "127.0.0.1", "localhost:9", "[::1]" }) do
+        assert.is_true((account_of(d, { serverName = "eu", idpHost = host })), field .. " " .. host)
+      end
+      assert.is_false((account_of(d, { serverName = "eu", idpHost = "idp.acme.test" })), field)
+      d = with_url(field, "http://{serverName}.acme.test/token", { allow_insecure_http = true })
+      assert.is_true((account_of(d)), field)
+    end
+  end)
+
+  it("checks a URL that starts with a placeholder when the account renders it", function()
+    for field in pairs(SECURE) do
+      local d = with_url(field, "{idp}/token")
+      d.parameters.idp = { required = true }
+      assert.is_true((account_of(d, { serverName = "eu", idp = "https://idp.acme.test" })), field)
+      assert.is_true((account_of(d, { serverName = "eu", idp = "http://localhost:9" })), field)
+      local ok, err = account_of(d, { serverName = "eu", idp = "http://idp.acme.test" })
+      assert.is_false(ok)
+      assert.matches(field .. " (http://idp.acme.test:80) uses http://", err, 1, true)
+      ok, err = account_of(d, { serverName = "eu", idp = "idp.acme.test" })
+      assert.is_false(ok)
+      assert.matches(field .. " (rendered) must be an absolute URL", err, 1, true)
+    end
+    -- base_url: the scheme is checked on the rendered URL
+    assert.is_table(connkit.integration(def(nil, function(x) x.base_url = "{serverName}.acme.test/api" end)))
+    local d = def(nil, function(x) x.base_url = "{base}/v1"; x.parameters.base = { required = true } end)
+    local ok, err = account_of(d, { serverName = "eu", base = "api.acme.test" })
+    assert.is_false(ok)
+    assert.matches("base_url (rendered) must be an absolute URL", err, 1, true)
+    assert.is_true((account_of(d, { serverName = "eu", base = "http://api.acme.test" })))
   end)
 end)

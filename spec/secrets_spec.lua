@@ -60,7 +60,7 @@ describe("secrets", function()
       keep(bacct:get("/basic-auth/alice/{p}", { vars = { p = SECRETS[2] }, timeout = 0.001 }))
 
       local oauth = connkit.integration {
-        name = "O", key = "o", auth = "oauth2",
+        name = "O", key = "o", auth = "oauth2", base_url = "http://127.0.0.1:1",
         oauth2 = { grant_type = "client_credentials", token_url = "http://127.0.0.1:1/token",
                    client_id = "id", client_secret = SECRETS[4] },
       }

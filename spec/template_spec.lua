@@ -357,6 +357,59 @@ describe("template places that refuse values", function()
   end)
 end)
 
+describe("template path segments of dots", function()
+  -- what each refused value would have done: "/files/.." is "/" once a
+  -- client or server resolves it, and nginx decodes %2F before resolving
+  local function refused(src, values, name)
+    local s, why, got, where = T(src, "url"):render(values)
+    assert.is_nil(s, ("%s with %s was rendered as %s"):format(src, tostring(values.a), tostring(s)))
+    assert.equal("dots", why)
+    assert.equal(name or "a", got)
+    assert.equal("path", where)
+  end
+
+  it("refuses '.' and '..' filling a whole path segment", function()
+    for _, v in ipairs({ ".", ".." }) do
+      refused("/files/{a}", { a = v })
+      refused("/files/{a}/meta", { a = v })
+      refused("/files/{a}?x=1", { a = v })
+      refused("/files/{a}#top", { a = v })
+      refused("https://api.test/v1/{a}", { a = v })
+      refused("{base}/{a}/x", { base = "https://api.test", a = v })
+    end
+  end)
+
+  it("refuses a segment that several placeholders and literals make '.' or '..'", function()
+    refused("/files/{a}{b}", { a = ".", b = "." }, "b")
+    refused("/files/{a}{b}", { a = "..", b = "" }, "b")
+    refused("/files/.{a}", { a = "." })
+    refused("/files/{a}./x", { a = "." })
+  end)
+
+  it("refuses dot pieces of a value cut at / or \\ (escaped, but servers decode %2F)", function()
+    for _, v in ipairs({ "../admin", "x/..", "a/./b", "..\\admin", "x\\.", "/..", "../" }) do
+      refused("/files/{a}", { a = v })
+    end
+  end)
+
+  it("takes dots that make no dot segment, and encoded dots", function()
+    local t = T("/files/{a}", "url")
+    for v, out in pairs({ ["..."] = "/files/...", ["a.b"] = "/files/a.b", [".x"] = "/files/.x",
+      ["x.."] = "/files/x..", [""] = "/files/", ["%2e%2e"] = "/files/%252e%252e",
+      ["a/b"] = "/files/a%2Fb" }) do
+      assert.equal(out, t:render({ a = v }))
+    end
+    assert.equal("/files/..json", T("/files/{a}.json", "url"):render({ a = "." }))
+    assert.equal("/files/x.", T("/files/x{a}", "url"):render({ a = "." }))
+    -- a query value or a host is not a path segment
+    assert.equal("/files?q=..", T("/files?q={a}", "url"):render({ a = ".." }))
+    assert.equal("/files/../x", T("/files/../{a}", "url"):render({ a = "x" })) -- literal text is the author's
+    -- other kinds: a "path" template is one path, "raw" is not a URL
+    assert.is_nil((T("/f/{a}", "path"):render({ a = ".." })))
+    assert.equal("..", T("{a}", "raw"):render({ a = ".." }))
+  end)
+end)
+
 describe("template lookup", function()
   local t = T("{a}-{b}-{c}", "raw")
 

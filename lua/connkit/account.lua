@@ -151,6 +151,10 @@ function Account:fill(tpl, ctx, vars)
   if why == "missing" then
     return nil, errors.new("template", ("no value for {%s}"):format(name))
   end
+  if why == "dots" then
+    return nil, errors.new("template", ("the value of {%s} would make a path segment '.' or '..',"
+      .. " which walks up the path"):format(name))
+  end
   return nil, errors.new("template", ("the value of {%s} cannot be used in a %s"):format(name,
     where == "header" and "header (it holds CR, LF or NUL)" or (where or "template")))
 end
@@ -167,6 +171,9 @@ end
 local function render_static(self, ctx)
   local integ = self.integration
   if integ.base_url then self._base = fill_or_fail(self, ctx, "base_url", integ.base_url) end
+  -- where credentials may go (connkit.url): base_url's origin, allowed_origins
+  self._origins = require("connkit.url").account_origins(self, ctx,
+    function(field, tpl) return fill_or_fail(self, ctx, field, tpl) end)
   local lines, q = {}, {}
   for _, h in ipairs(integ.request_parameters.headers) do
     lines[#lines + 1] = h.name .. ": " .. fill_or_fail(self, ctx, "request_parameters.headers." .. h.name, h.template)

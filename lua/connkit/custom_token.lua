@@ -37,7 +37,7 @@ function M.check_definition(b, fail, env)
   }
   if bad_path(out.token_path) then fail("custom_token.token_path", "must be a dotted path such as data.token") end
   if bad_path(out.expires_in_path) then fail("custom_token.expires_in_path", "must be a dotted path such as data.ttl") end
-  out.token_url = env.template("custom_token.token_url", check.string(ctx, "custom_token.token_url", b.token_url, { required = true }), "url")
+  out.token_url = env.secure_url("custom_token.token_url", b.token_url)
   for _, part in ipairs({ "params", "headers" }) do
     local t = b[part]
     if t ~= nil then

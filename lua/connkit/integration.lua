@@ -3,6 +3,7 @@
 -- the field for anything wrong.
 -- @module connkit.integration
 local check = require "connkit.check"
+local urls = require "connkit.url"
 
 local M = {}
 
@@ -18,11 +19,15 @@ local BLOCK_MODULE = { oauth2 = "connkit.oauth2", custom_token = "connkit.custom
 -- auth types that send a token through auth_token
 local TOKEN_AUTH = { oauth2 = true, api_token = true, custom_token = true }
 
+-- auth types that attach credentials to every request
+local CREDENTIAL_AUTH = { oauth2 = true, api_token = true, custom_token = true, basic = true }
+
 local TOP_FIELDS = {
   name = true, key = true, auth = true, description = true, base_url = true,
   parameters = true, oauth2 = true, custom_token = true, sftp = true,
   auth_token = true, request_parameters = true, retry = true, refresh = true,
-  tls = true, timeout = true, connect_timeout = true,
+  tls = true, timeout = true, connect_timeout = true, allowed_origins = true,
+  allow_insecure_http = true,
 }
 
 M.REFRESH_DEFAULTS = {
@@ -197,8 +202,32 @@ function M.new(def)
   self.parameters, self.secret_parameters = check_parameters(ctx, def.parameters)
   local names = self.parameters
 
-  if def.base_url ~= nil then
-    self.base_url = check.template(ctx, "base_url", def.base_url, "url", names)
+  self.allow_insecure_http = check.boolean(ctx, "allow_insecure_http", def.allow_insecure_http, false)
+  -- URL templates: checked now as far as their literal text goes; what
+  -- placeholders hide is checked on the rendered URL at account creation
+  self.url_checks = {}
+  local function url(field, str, opts)
+    check.string(ctx, field, str, { required = true })
+    local tpl = check.template(ctx, field, str, "url", names)
+    opts.insecure_ok = self.allow_insecure_http
+    if urls.check_definition(ctx, field, str, opts) then
+      self.url_checks[#self.url_checks + 1] = { field = field, template = tpl, secure = opts.secure,
+        origin = opts.origin, insecure_ok = opts.insecure_ok }
+    end
+    return tpl
+  end
+  if def.base_url ~= nil then self.base_url = url("base_url", def.base_url, {}) end
+  self.allowed_origins = {}
+  if def.allowed_origins ~= nil then
+    check.table(ctx, "allowed_origins", def.allowed_origins)
+    for k in pairs(def.allowed_origins) do
+      if type(k) ~= "number" or k < 1 or k > #def.allowed_origins or k % 1 ~= 0 then
+        ctx.fail("allowed_origins", 'must be a list of origins such as { "https://cdn.acme.test" }')
+      end
+    end
+    for i, o in ipairs(def.allowed_origins) do
+      self.allowed_origins[i] = url("allowed_origins[" .. i .. "]", o, { origin = true })
+    end
   end
   for block, mod in pairs(BLOCK_MODULE) do
     if def[block] ~= nil and self.auth ~= block then
@@ -209,6 +238,8 @@ function M.new(def)
       self[block] = require(mod).check_definition(def[block], ctx.fail, {
         ctx = ctx, names = names,
         template = function(field, str, kind, opts) return check.template(ctx, field, str, kind, names, opts) end,
+        -- a token, authorization or revocation endpoint: https:// unless loopback
+        secure_url = function(field, str) return url(field, str, { secure = true }) end,
       })
     end
   end
@@ -219,6 +250,15 @@ function M.new(def)
   self.tls = check_tls(ctx, def.tls, "tls")
   self.timeout = check.number(ctx, "timeout", def.timeout, { default = 60, min = 0.001 })
   self.connect_timeout = check.number(ctx, "connect_timeout", def.connect_timeout, { default = 10, min = 0.001 })
+  -- credentials go only to the origins the integration names (checked last,
+  -- so that a wrong field is reported first)
+  local rp = self.request_parameters
+  self.sends_credentials = CREDENTIAL_AUTH[self.auth] or #rp.headers > 0 or #rp.query > 0
+  if self.sends_credentials and not self.base_url and #self.allowed_origins == 0 then
+    ctx.fail(nil, (CREDENTIAL_AUTH[self.auth] and ('auth = "%s" attaches credentials'):format(self.auth)
+      or "request_parameters are attached") .. " to every request, but no origin is named for them:"
+      .. " set base_url or allowed_origins (requests to other origins go without them)")
+  end
   self.def = def
   return self
 end

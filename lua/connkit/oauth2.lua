@@ -39,15 +39,14 @@ function M.check_definition(b, fail, env)
     if r:find("[{}]") then fail("oauth2.redirect_uri", "cannot hold placeholders") end
     out.redirect_uri = r
   end
-  out.token_url = env.template("oauth2.token_url", check.string(ctx, "oauth2.token_url", b.token_url, { required = true }), "url")
-  if out.grant_type == "authorization_code" then
-    out.authorize_url = env.template("oauth2.authorize_url",
-      check.string(ctx, "oauth2.authorize_url", b.authorize_url, { required = true }), "url")
-  elseif b.authorize_url ~= nil then
-    out.authorize_url = env.template("oauth2.authorize_url", b.authorize_url, "url")
+  -- endpoint URLs: https:// (http:// only to a loopback host, or with
+  -- allow_insecure_http), checked by env.secure_url
+  out.token_url = env.secure_url("oauth2.token_url", b.token_url)
+  if out.grant_type == "authorization_code" or b.authorize_url ~= nil then
+    out.authorize_url = env.secure_url("oauth2.authorize_url", b.authorize_url)
   end
   for _, f in ipairs({ "revoke_url", "device_authorization_url" }) do
-    if b[f] ~= nil then out[f] = env.template("oauth2." .. f, check.string(ctx, "oauth2." .. f, b[f]), "url") end
+    if b[f] ~= nil then out[f] = env.secure_url("oauth2." .. f, b[f]) end
   end
   for _, f in ipairs({ "issuer", "scope", "client_id", "client_secret" }) do
     if b[f] ~= nil then out[f] = env.template("oauth2." .. f, check.string(ctx, "oauth2." .. f, b[f], { empty = f == "scope" }), "raw") end

@@ -55,6 +55,7 @@ end
 local REQUEST_FIELDS = {
   method = true, url = true, vars = true, query = true, headers = true, json = true,
   body = true, form = true, timeout = true, retry = true, follow = true, max_body = true,
+  auth = true,
 }
 
 local METHOD = "^[!#$%%&'*+%-.^_`|~%w]+$"
@@ -95,24 +96,32 @@ local function request_headers(user, extra)
   return own, drop
 end
 
+local NO_LINES = {}
+
 -- Fills in the parts that come from the account now (auth line, query), so a
 -- request prepared before a token refresh goes out with the new token, and
 -- makes the wire spec the engine sends (core.wire reads the request once).
--- Returns true, or nil and an error (a header line with CR, LF or NUL).
+-- A request to an origin the integration does not name (req._bare) gets
+-- neither. Returns true, or nil and an error (a header line with CR, LF or NUL).
 local function finalize(req, acct)
   req._src_lines = acct._lines
   req._token = acct._values.token
-  req.url = urls.add_query(req._url_noauth, acct._query)
+  local acct_lines = acct._lines
+  if req._bare then
+    req.url, acct_lines = req._url_noauth, NO_LINES
+  else
+    req.url = urls.add_query(req._url_noauth, acct._query)
+  end
   local own = req._own_lines
   if own then
     local drop, lines = req._drop, {}
-    for _, l in ipairs(acct._lines) do
+    for _, l in ipairs(acct_lines) do
       if not drop[l:match("^([^:]+)"):lower()] then lines[#lines + 1] = l end
     end
     for _, l in ipairs(own) do lines[#lines + 1] = l end
     req.header_lines = lines
   else
-    req.header_lines = acct._lines
+    req.header_lines = acct_lines
   end
   local w, code, msg = wire(req)
   req._wire = w or false
@@ -141,11 +150,15 @@ function M.prepare(acct, opts)
     if not s then return nil, err end
     url = s
   end
-  -- relative URL -> joined URL, kept for up to 256 URLs per account (the
-  -- count lives at [0], where no URL string can clash with it)
+  -- The URLs that may carry the account's credentials: relative ones
+  -- (joined to base_url) and absolute ones at a named origin. Both are kept
+  -- in _abs_urls (URL -> full URL), other absolute ones in _foreign_urls, up
+  -- to 256 each per account (the count lives at [0], where no URL string
+  -- can clash with it), so a request to a known URL costs one lookup.
   local abs = acct._abs_urls
   if not abs then abs = { [0] = 0 }; acct._abs_urls = abs end
   local full = abs[url]
+  local bare = false
   if full then
     url = full
   elseif not urls.is_absolute(url) then
@@ -155,6 +168,28 @@ function M.prepare(acct, opts)
     abs[url] = full
     abs[0] = abs[0] + 1
     url = full
+  elseif acct._origins then
+    local foreign = acct._foreign_urls
+    if not (foreign and foreign[url]) then
+      if acct._origins[urls.origin(url)] then
+        if abs[0] >= 256 then abs = { [0] = 0 }; acct._abs_urls = abs end
+        abs[url] = url
+        abs[0] = abs[0] + 1
+      else
+        if not foreign or foreign[0] >= 256 then foreign = { [0] = 0 }; acct._foreign_urls = foreign end
+        foreign[url] = true
+        foreign[0] = foreign[0] + 1
+        bare = true
+      end
+    else
+      bare = true
+    end
+  end
+  -- auth = true sends the credentials to any origin; false to none
+  local auth = opts.auth
+  if auth ~= nil then
+    if type(auth) ~= "boolean" then error("request: auth must be true or false", 3) end
+    bare = not auth
   end
   if opts.query ~= nil then
     if type(opts.query) ~= "table" then error("request: query must be a table", 3) end
@@ -194,6 +229,7 @@ function M.prepare(acct, opts)
     method = method, _account = acct, _url_noauth = url,
     timeout = timeout or acct._timeout, connect_timeout = acct._connect_timeout,
     url = url, header_lines = false, _src_lines = false, _token = false, _wire = false,
+    _bare = bare,
   }
   if body then req.body = body end
   if acct._ca_file then req.ca_file = acct._ca_file end
@@ -204,7 +240,8 @@ function M.prepare(acct, opts)
   -- static auth and nothing to follow or retry: send() and all() can take
   -- their short path (a field that is always there: reading it never
   -- reaches the __index function)
-  req._plain = not follow and not rules and not acct._ensure_token
+  -- (a request that carries no credentials needs no token either)
+  req._plain = not follow and not rules and (bare or not acct._ensure_token)
   if opts.headers or ctype then
     -- "Name:" with no value makes curl leave out a header it would add itself
     -- (a form Content-Type for any body, "Expect: 100-continue" for big ones)
@@ -274,7 +311,7 @@ end
 -- send() and by the handles of start()/all().
 function M.complete(req, res)
   local acct = rawget(req, "_account")
-  if acct._ensure_token and acct.integration.refresh.on_status[res.status] then
+  if acct._ensure_token and not rawget(req, "_bare") and acct.integration.refresh.on_status[res.status] then
     local ok, err = require("connkit.tokens").renew(acct, true, rawget(req, "_token"))
     if not ok then return nil, err end
     ok, err = finalize(req, acct)

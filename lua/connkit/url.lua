@@ -1,5 +1,7 @@
 --- URL helpers: joining a relative URL to base_url, adding a query string,
--- origins (for redirects), a URL fit for messages, and k=v&k=v encoding.
+-- origins (where credentials may go; redirects), the checks of a
+-- definition's URLs (scheme, secure token endpoints, allowed_origins), a URL
+-- fit for messages, and k=v&k=v encoding.
 -- @module connkit.url
 local core = require "connkit.core"
 
@@ -51,6 +53,86 @@ function M.origin(url)
     auth = auth .. (scheme == "https" and ":443" or scheme == "http" and ":80" or "")
   end
   return scheme .. "://" .. auth
+end
+
+-- The host of an authority ("user@[::1]:8443" -> "::1"), lower-case.
+local function host_of(authority)
+  local a = authority:gsub("^.*@", ""):lower()
+  local v6 = a:match("^%[([^%]]*)%]")
+  if v6 then return v6 end
+  return (a:gsub(":%d*$", ""))
+end
+
+--- True for a loopback host: localhost, ::1 or an address in 127.0.0.0/8.
+function M.is_loopback(host)
+  if host == "localhost" or host == "::1" then return true end
+  local a, b, c, d = host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  return a == "127" and tonumber(b) <= 255 and tonumber(c) <= 255 and tonumber(d) <= 255
+end
+
+-- "https://host[:port]" with nothing after it but an optional "/"
+local ORIGIN_SHAPE = "^%a[%w+.-]*://[^/?#@]+/?$"
+
+-- What is wrong with a URL of a definition (nil when nothing is). secure:
+-- a credential-bearing endpoint, where http:// needs a loopback host or
+-- allow_insecure_http. host: the host to judge, or nil when not known yet.
+local function url_problem(url, opts, host)
+  local scheme = url:match("^(%a[%w+.-]*)://")
+  if not scheme then return "must be an absolute URL starting with https:// (or http://)" end
+  scheme = scheme:lower()
+  if scheme ~= "https" and scheme ~= "http" then
+    return ("must be an https:// (or http://) URL, not %s://"):format(scheme)
+  end
+  if opts.origin and not url:find(ORIGIN_SHAPE) then
+    return "must be an origin: scheme://host[:port], with no path, query or user name"
+  end
+  if opts.secure and scheme == "http" and not opts.insecure_ok and host and not M.is_loopback(host) then
+    return "uses http:// to a host that is not a loopback address: credentials would travel in clear"
+      .. " (use https://, or set allow_insecure_http = true for a test rig or an internal network)"
+  end
+end
+
+--- Checks the source of a URL template of a definition (field, source,
+-- opts { secure, origin, insecure_ok }) and raises naming the field. What
+-- placeholders hide (a leading "{base}", a host "{serverName}" under http)
+-- cannot be judged yet: then it returns true, and the account checks the
+-- rendered URL (M.check_rendered) when it is created.
+function M.check_definition(ctx, field, src, opts)
+  if find(src, "^{[^{]") then return true end -- a URL prefix placeholder: judged when rendered
+  local authority = src:match("^%a[%w+.-]*://([^/?#]*)")
+  -- (a placeholder for the port alone leaves the host known)
+  if authority then authority = authority:gsub(":{[%w_]+}$", ":0") end
+  local host_known = authority ~= nil and not find(authority, "[{}]")
+  local problem = url_problem(src, opts, host_known and host_of(authority) or nil)
+  if problem then ctx.fail(field, problem) end
+  -- (https:// is fine whatever the host; http:// depends on the host)
+  return opts.secure and not opts.insecure_ok and not host_known and src:match("^(%a+):"):lower() == "http"
+end
+
+--- Checks a URL rendered at account creation; raises naming the field.
+function M.check_rendered(ctx, field, url, opts)
+  local authority = url:match("^%a[%w+.-]*://([^/?#]*)")
+  local problem = url_problem(url, opts, authority and host_of(authority))
+  -- (only the origin is shown: the rest may hold parameter values)
+  if problem then ctx.fail(field, ("(%s) %s"):format(M.origin(url) or "rendered", problem)) end
+end
+
+--- At account creation: renders and checks the URLs the definition could
+-- not judge, and returns the set of origins the account's credentials and
+-- request parameters may go to (base_url's and allowed_origins'), or false
+-- when the integration sends none. fill(field, template) renders or raises.
+function M.account_origins(acct, ctx, fill)
+  local integ = acct.integration
+  for _, c in ipairs(integ.url_checks) do
+    M.check_rendered(ctx, c.field, fill(c.field, c.template), c)
+  end
+  if not integ.sends_credentials then return false end
+  local set = {}
+  if acct._base then set[M.origin(acct._base)] = true end
+  for i, tpl in ipairs(integ.allowed_origins) do
+    set[M.origin(fill("allowed_origins[" .. i .. "]", tpl))] = true
+  end
+  return set
 end
 
 -- A URL fit for an error message: origin and path, no query or userinfo.
