@@ -43,6 +43,7 @@ build = {
     ["connkit.custom_token"] = "lua/connkit/custom_token.lua",
     ["connkit.errors"] = "lua/connkit/errors.lua",
     ["connkit.integration"] = "lua/connkit/integration.lua",
+    ["connkit.json"] = "lua/connkit/json.lua",
     ["connkit.login"] = "lua/connkit/login.lua",
     ["connkit.oauth2"] = "lua/connkit/oauth2.lua",
     ["connkit.request"] = "lua/connkit/request.lua",

@@ -6,6 +6,7 @@ local integration = require "connkit.integration"
 local account = require "connkit.account"
 local request = require "connkit.request"
 local errors = require "connkit.errors"
+local check = require "connkit.check"
 
 local connkit = {
   _VERSION = "connkit 0.1.0",
@@ -69,9 +70,12 @@ for _, m in ipairs({ "get", "post", "put", "patch", "delete", "head" }) do
     end
     local o = { method = M, url = url }
     if opts ~= nil then
-      if type(opts) ~= "table" then error(m .. ": options must be a table", 2) end
+      if type(opts) ~= "table" then check.raise(("%s: options must be a table, not a %s"):format(m, type(opts))) end
       for k, v in pairs(opts) do
-        if k ~= "method" and k ~= "url" then o[k] = v end
+        if k == "method" or k == "url" then
+          check.raise(("%s: option '%s' is given by the call itself: %s(url, opts)"):format(m, k, m))
+        end
+        o[k] = v
       end
     end
     local req, err = request.prepare(self, o)
