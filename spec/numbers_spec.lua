@@ -9,6 +9,7 @@ local core = require "connkit.core"
 local cjson = require "cjson"
 
 local BIG = 123456789012345 -- 15 digits: lua-cjson's "%.14g" would write 1.2345678901234e+14
+local BIG_TEXT = "123456789012345" -- (tostring(BIG) is "%.14g" too on 5.1 and LuaJIT)
 
 describe("numbers", function()
   local hb, acct
@@ -42,11 +43,11 @@ describe("numbers", function()
       headers = { ["X-Id"] = v.id, ["X-Big"] = v.big },
     })):json()
     assert.equal("3", got.args.id)
-    assert.equal(tostring(BIG), got.args.big)
+    assert.equal(BIG_TEXT, got.args.big)
     assert.equal("0.1", got.args.ratio)
     assert.same({ "3", "-7" }, got.args.list)
     assert.equal("3", got.headers["X-Id"])
-    assert.equal(tostring(BIG), got.headers["X-Big"])
+    assert.equal(BIG_TEXT, got.headers["X-Big"])
     assert.matches("/anything/items/3?", got.url, 1, true)
   end)
 
@@ -54,7 +55,7 @@ describe("numbers", function()
     local v = decoded_from_reply()
     local got = assert(acct:post("/anything", { form = { id = v.id, big = v.big, neg = v.neg } })):json()
     assert.equal("3", got.form.id)
-    assert.equal(tostring(BIG), got.form.big)
+    assert.equal(BIG_TEXT, got.form.big)
     assert.equal("-7", got.form.neg)
   end)
 
@@ -64,11 +65,11 @@ describe("numbers", function()
       third = 1 / 3, list = { v.id, 2.5 }, nested = { deep = { v.big } } } })):json()
     local raw = got.data -- the body exactly as it arrived
     assert.matches('"id":3[,}]', raw)
-    assert.matches('"big":' .. BIG .. '[,}]', raw)
+    assert.matches('"big":' .. BIG_TEXT .. '[,}]', raw)
     assert.matches('"ratio":0%.1[,}]', raw)
     assert.matches('"third":0%.3333333333333333[,}]', raw)
     assert.matches('"list":%[3,2%.5%]', raw)
-    assert.matches('"deep":%[' .. BIG .. '%]', raw)
+    assert.matches('"deep":%[' .. BIG_TEXT .. '%]', raw)
     assert.not_matches("e%+", raw)
   end)
 
@@ -124,7 +125,7 @@ describe("connkit.json", function()
 
   it("writes numbers as templates do and everything else as cjson does", function()
     assert.equal("3", json.encode(3.0))
-    assert.equal(tostring(BIG), json.encode(BIG + 0.0))
+    assert.equal(BIG_TEXT, json.encode(BIG + 0.0))
     assert.equal("0.1", json.encode(0.1))
     assert.equal('"a\\/b\\"c"', json.encode('a/b"c'))
     assert.equal("[1,null,3]", json.encode({ 1, cjson.null, 3 }))
