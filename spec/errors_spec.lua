@@ -39,7 +39,9 @@ describe("errors", function()
       error(err)
     ]]
     local port = helpers.free_port()
-    local ok, out = helpers.run(helpers.lua .. " -e " .. helpers.shell_quote(script:gsub("PORT", tostring(port))))
+    local env = "env" -- (under make test-asan the child needs the sanitizer runtimes too)
+    for k, v in pairs(helpers.child_env()) do env = env .. " " .. k .. "=" .. helpers.shell_quote(v) end
+    local ok, out = helpers.run(env .. " " .. helpers.lua .. " -e " .. helpers.shell_quote(script:gsub("PORT", tostring(port))))
     assert.is_false(ok) -- the uncaught error
     local lines = {}
     for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
