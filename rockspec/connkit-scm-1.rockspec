@@ -46,6 +46,7 @@ build = {
     ["connkit.json"] = "lua/connkit/json.lua",
     ["connkit.login"] = "lua/connkit/login.lua",
     ["connkit.oauth2"] = "lua/connkit/oauth2.lua",
+    ["connkit.options"] = "lua/connkit/options.lua",
     ["connkit.request"] = "lua/connkit/request.lua",
     ["connkit.response"] = "lua/connkit/response.lua",
     ["connkit.retry"] = "lua/connkit/retry.lua",
