@@ -82,17 +82,20 @@ describe("numbers", function()
     assert.equal("2", got.headers["X-Page"])
   end)
 
-  it("account parameters and credentials given as numbers are written as integers", function()
+  it("request parameters, account parameters and credentials given as numbers are written as integers", function()
     local integ = connkit.integration {
       name = "Numbers", key = "numbers2", auth = "basic", base_url = "{base}",
       parameters = { base = { required = true }, shard = { required = true } },
-      request_parameters = { headers = { ["X-Shard"] = "{shard}" }, query = { shard = "{shard}" } },
+      request_parameters = { headers = { ["X-Shard"] = "{shard}", ["X-Api"] = cjson.decode("[2]")[1] },
+        query = { shard = "{shard}", api = cjson.decode("[2]")[1] } },
     }
     local a = integ:account { parameters = { base = hb.url, shard = cjson.decode("[4]")[1] },
       credentials = { username = "u", password = cjson.decode("[1234]")[1] } }
     local got = assert(a:get("/anything")):json()
     assert.equal("4", got.headers["X-Shard"])
     assert.equal("4", got.args.shard)
+    assert.equal("2", got.headers["X-Api"])
+    assert.equal("2", got.args.api)
     assert.equal("Basic " .. core.b64encode("u:1234"), got.headers.Authorization)
   end)
 
