@@ -86,6 +86,8 @@ describe("errors", function()
         function() acct:prepare { url = "/x", headers = { ["X-A"] = { 1 } } } end,
         function() acct:request { url = "/x", json = { f = print } } end,
         function() acct:get(42) end,
+        function() acct.get("/x") end,
+        function() acct.prepare { url = "/x" } end,
         function() connkit.all({ {} }) end,
         function() connkit.all({}, { concurrency = "x" }) end,
         function() connkit.poll("soon") end,

@@ -113,6 +113,12 @@ describe("options", function()
     assert.matches("options must be a table", raised(function() connkit.store.memory("x") end), 1, true)
   end)
 
+  it("a request method called with a dot instead of a colon says so", function()
+    assert.matches("account:get(...), with a colon", raised(function() acct.get("/x") end), 1, true)
+    assert.matches("account:prepare(...), with a colon", raised(function() acct.prepare { url = "/x" } end), 1, true)
+    assert.matches("account:request(...), with a colon", raised(function() acct.request { url = "/x" } end), 1, true)
+  end)
+
   it("finish_authorization refuses what is not a callback URL or query", function()
     assert.matches("finish_authorization", raised(function() user:finish_authorization { code = "x" } end), 1, true)
   end)
