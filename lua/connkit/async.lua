@@ -107,9 +107,11 @@ function Handle:cancel()
   finish(self, nil, errors.new("cancelled", "the request was cancelled"))
 end
 
+local POLL_OPTIONS = { timeout = "wait" }
+local ALL_OPTIONS = { concurrency = "count" }
+
 --- Drives every started transfer; waits up to `timeout` seconds for activity
 -- (0: never blocks). Returns how many finished.
-local POLL_OPTIONS = { timeout = "wait" }
 function M.poll(timeout)
   if timeout ~= nil then check.options("connkit.poll", { timeout = timeout }, POLL_OPTIONS) end
   return engine:poll(timeout or 0)
@@ -119,7 +121,6 @@ end
 -- { { res = ..., err = ... }, ... } in the order of the input. The
 -- transfers run in C on the shared engine; what follows a reply (a refresh
 -- on 401/403, redirects, retries) is then done request by request.
-local ALL_OPTIONS = { concurrency = "count" }
 function M.all(reqs, opts)
   if type(reqs) ~= "table" then check.raise("connkit.all: requests must be a list, not a " .. type(reqs)) end
   local n = check.options("connkit.all", opts, ALL_OPTIONS).concurrency or 8

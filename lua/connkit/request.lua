@@ -16,6 +16,7 @@ local find, sub, upper, concat = string.find, string.sub, string.upper, table.co
 local engine = core.engine()
 local perform = core.performer() -- perform(spec): engine:perform, bound
 local wire = core.wire
+local raise = check.raise -- (raises at the caller's line, see connkit.options)
 
 local M = {}
 
@@ -58,15 +59,14 @@ local REQUEST_OPTIONS = {
   json = "any", body = "string", form = "query", timeout = "timeout", retry = "retry",
   follow = "follow", max_body = "bytes",
 }
-M.OPTIONS = REQUEST_OPTIONS
 
 local METHOD = "^[!#$%%&'*+%-.^_`|~%w]+$"
-local raise = check.raise
 local KNOWN_METHOD = { GET = "GET", POST = "POST", PUT = "PUT", PATCH = "PATCH", DELETE = "DELETE", HEAD = "HEAD" }
 
 -- Per-request headers (a { Name = value | false } table, checked by
--- check.options) plus our own extra lines. Returns the lines the request adds and the set of lower-case names
--- they replace or remove among the account's lines, or nil, err.
+-- check.options) plus our own extra lines. Returns the lines the request
+-- adds and the set of lower-case names they replace or remove among the
+-- account's lines, or nil, err.
 local function request_headers(user, extra)
   local own, drop = {}, {}
   if user then
