@@ -21,6 +21,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "connkit.h"
@@ -416,17 +417,25 @@ static int find_dot_segment(lua_State *L, const template *t, int base) {
 /* ------------------------------------------------------------------ */
 
 /* Pushes a number as a template value: whole numbers without ".0" or an
- * exponent (JSON numbers arrive as floats: 8080.0 must read "8080"). */
+ * exponent (JSON numbers arrive as floats: 8080.0 must read "8080"), other
+ * numbers in the fewest digits that read back as the same double ("0.1",
+ * not "0.10000000000000001"). */
 static void push_number(lua_State *L, lua_Number d, int is_int) {
   char buf[64];
+  int prec;
   if (is_int) {
     lua_pushstring(L, lua_tostring(L, -1));
     return;
   }
-  if (d == floor(d) && fabs(d) < 9007199254740992.0)
+  if (d == floor(d) && fabs(d) < 9007199254740992.0) {
     snprintf(buf, sizeof buf, "%.0f", (double)d);
-  else
-    snprintf(buf, sizeof buf, "%.17g", (double)d);
+  } else {
+    for (prec = 15; prec < 17; prec++) {
+      snprintf(buf, sizeof buf, "%.*g", prec, (double)d);
+      if (strtod(buf, NULL) == (double)d) break;
+    }
+    if (prec == 17) snprintf(buf, sizeof buf, "%.17g", (double)d);
+  }
   lua_pushstring(L, buf);
 }
 

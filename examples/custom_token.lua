@@ -4,6 +4,16 @@
 -- Run: API_PASSWORD=... lua examples/custom_token.lua BASE_URL USER
 local connkit = require "connkit"
 
+-- A secret comes from the environment; unset or empty is a clear stop, never "".
+local function need_env(name, what)
+  local v = os.getenv(name)
+  if v == nil or v == "" then
+    io.stderr:write(("%s: set %s (%s) and run again\n"):format(arg and arg[0] or "example", name, what))
+    os.exit(2)
+  end
+  return v
+end
+
 local legacy = connkit.integration {
   name = "Legacy ERP", key = "legacyerp", auth = "custom_token",
   base_url = "{base}",
@@ -21,7 +31,7 @@ local legacy = connkit.integration {
 
 local acct = legacy:account {
   parameters = { base = arg[1] or "http://127.0.0.1:8080" },
-  credentials = { username = arg[2] or "alice", password = os.getenv("API_PASSWORD") or "" },
+  credentials = { username = arg[2] or "alice", password = need_env("API_PASSWORD", "the password of the user") },
 }
 local res, err = acct:get("/resource")
 if not res then error(tostring(err)) end

@@ -4,6 +4,16 @@
 -- with the client secret in CLIENT_SECRET (never on the command line).
 local connkit = require "connkit"
 
+-- A secret comes from the environment; unset or empty is a clear stop, never "".
+local function need_env(name, what)
+  local v = os.getenv(name)
+  if v == nil or v == "" then
+    io.stderr:write(("%s: set %s (%s) and run again\n"):format(arg and arg[0] or "example", name, what))
+    os.exit(2)
+  end
+  return v
+end
+
 local issuer, client_id = arg[1] or "http://127.0.0.1:3000", arg[2] or "cc-client"
 local reports = connkit.integration {
   name = "Reports API", key = "reports", auth = "oauth2",
@@ -13,7 +23,7 @@ local reports = connkit.integration {
     grant_type = "client_credentials",
     token_url = "{issuer}/token",
     client_id = client_id,
-    client_secret = os.getenv("CLIENT_SECRET"),
+    client_secret = need_env("CLIENT_SECRET", "the client secret"),
     scope = "api:read",
     extra_params = { resource = "{issuer}/api" },  -- RFC 8707, sent every time
   },

@@ -3,6 +3,16 @@
 -- Run: CONNKIT_KEY=$(openssl rand -base64 32) lua examples/oauth2_login.lua ISSUER
 local connkit = require "connkit"
 
+-- A secret comes from the environment; unset or empty is a clear stop, never "".
+local function need_env(name, what)
+  local v = os.getenv(name)
+  if v == nil or v == "" then
+    io.stderr:write(("%s: set %s (%s) and run again\n"):format(arg and arg[0] or "example", name, what))
+    os.exit(2)
+  end
+  return v
+end
+
 local issuer = arg[1] or "http://127.0.0.1:3000"
 local idp = connkit.integration {
   name = "Acme CRM", key = "acmecrm", auth = "oauth2",
@@ -23,7 +33,8 @@ local idp = connkit.integration {
 local acct = idp:account {
   id = "me",
   parameters = { issuer = issuer },
-  store = connkit.store.file(os.getenv("HOME") .. "/.local/share/acmecrm", { key = os.getenv("CONNKIT_KEY") }),
+  store = connkit.store.file(need_env("HOME", "your home directory") .. "/.local/share/acmecrm",
+    { key = need_env("CONNKIT_KEY", "the store key: openssl rand -base64 32") }),
 }
 if not acct:status().authorized then
   -- prints the URL; open = true would start the browser too

@@ -104,7 +104,7 @@ describe("the origin rule", function()
   end)
 
   it("refuses an auth option that is not a boolean", function()
-    raises("auth must be true or false", account().get, account(), "/get", { auth = "yes" })
+    raises("option 'auth' must be true or false", account().get, account(), "/get", { auth = "yes" })
   end)
 
   it("sends everything to an allowed origin, written out or templated", function()

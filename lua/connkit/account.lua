@@ -80,10 +80,14 @@ local function check_credentials(self, ctx, creds)
     if spec[k] == nil then
       ctx.fail("credentials." .. tostring(k), ('is not used by auth = "%s"'):format(auth))
     end
-    if type(v) ~= "string" and type(v) ~= "number" then
-      ctx.fail("credentials." .. k, "must be a string")
+    if type(v) == "number" then v = core.format_number(v) end
+    if type(v) ~= "string" then
+      ctx.fail("credentials." .. k, "must be a string, not a " .. type(v))
     end
-    out[k] = tostring(v)
+    if v == "" then
+      ctx.fail("credentials." .. k, "must not be empty (an unset environment variable?)")
+    end
+    out[k] = v
   end
   for k, required in pairs(spec) do
     if required and out[k] == nil then missing[#missing + 1] = k end
@@ -252,9 +256,11 @@ end
 -- unknown options, missing parameters or credentials.
 function M.new(integ, opts)
   if getmetatable(integ) ~= require("connkit.integration").Integration then
-    error("account: call it as integration:account{...}", 3)
+    check.raise("account: call it as integration:account{...}")
   end
-  if type(opts) ~= "table" then error("integration '" .. integ.key .. "': account options must be a table", 3) end
+  if type(opts) ~= "table" then
+    check.raise("integration '" .. integ.key .. "': account options must be a table, not a " .. type(opts))
+  end
   local id = opts.id == nil and integ.key or opts.id
   local ctx = check.context(("account '%s' of integration '%s'"):format(tostring(id), integ.key))
   check.string(ctx, "id", id)
@@ -267,8 +273,7 @@ function M.new(integ, opts)
     if SECRET_CREDENTIALS[k] then self:_add_secret(v) end
     if k == "username" or k == "password" then self._values[k] = v end
   end
-  if opts.on_token ~= nil and type(opts.on_token) ~= "function" then ctx.fail("on_token", "must be a function") end
-  self.on_token = opts.on_token
+  self.on_token = check.field(ctx, "on_token", opts.on_token, "callable")
   self.store = opts.store
   if self.store ~= nil then
     if type(self.store) ~= "table" then ctx.fail("store", "must be a store table") end
@@ -278,7 +283,7 @@ function M.new(integ, opts)
   end
   local tls = require("connkit.integration").check_tls(ctx, opts.tls, "tls")
   self._ca_file = tls.ca_file or integ.tls.ca_file
-  self._timeout = check.number(ctx, "timeout", opts.timeout, { default = integ.timeout, min = 0.001 })
+  self._timeout = check.field(ctx, "timeout", opts.timeout, "timeout", integ.timeout)
   self._connect_timeout = integ.connect_timeout
   render_static(self, ctx)
 
@@ -338,7 +343,7 @@ end
 --- Opens an SFTP session (auth = "sftp"); see connkit.sftp.
 function Account:sftp(opts)
   if self.integration.auth ~= "sftp" then
-    error(("account '%s': sftp() needs auth = \"sftp\""):format(tostring(self.id)), 2)
+    check.raise(("account '%s': sftp() needs auth = \"sftp\""):format(tostring(self.id)))
   end
   return require("connkit.sftp").connect(self, opts)
 end

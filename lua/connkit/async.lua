@@ -8,6 +8,7 @@ local core = require "connkit.core"
 local errors = require "connkit.errors"
 local request = require "connkit.request"
 local retry = require "connkit.retry"
+local check = require "connkit.check"
 
 local engine = request.engine
 local Request = request.Request
@@ -106,10 +107,13 @@ function Handle:cancel()
   finish(self, nil, errors.new("cancelled", "the request was cancelled"))
 end
 
+local POLL_OPTIONS = { timeout = "wait" }
+local ALL_OPTIONS = { concurrency = "count" }
+
 --- Drives every started transfer; waits up to `timeout` seconds for activity
 -- (0: never blocks). Returns how many finished.
 function M.poll(timeout)
-  if timeout ~= nil and type(timeout) ~= "number" then error("poll: timeout must be a number", 2) end
+  if timeout ~= nil then check.options("connkit.poll", { timeout = timeout }, POLL_OPTIONS) end
   return engine:poll(timeout or 0)
 end
 
@@ -118,11 +122,8 @@ end
 -- transfers run in C on the shared engine; what follows a reply (a refresh
 -- on 401/403, redirects, retries) is then done request by request.
 function M.all(reqs, opts)
-  if type(reqs) ~= "table" then error("all: requests must be a list", 2) end
-  opts = opts or {}
-  if type(opts) ~= "table" then error("all: options must be a table", 2) end
-  local n = opts.concurrency or 8
-  if type(n) ~= "number" or n < 1 then error("all: concurrency must be a positive number", 2) end
+  if type(reqs) ~= "table" then check.raise("connkit.all: requests must be a list, not a " .. type(reqs)) end
+  local n = check.options("connkit.all", opts, ALL_OPTIONS).concurrency or 8
   local total = #reqs
   -- A plain request (static auth, nothing to follow or retry) whose header
   -- lines are up to date goes to the engine as it is and is done with its
@@ -134,7 +135,7 @@ function M.all(reqs, opts)
     local acct = type(req) == "table" and req._account
     if not (acct and req._plain and req._src_lines == acct._lines) then
       if not acct or getmetatable(req) ~= RequestMT then
-        error("all: item " .. i .. " is not a prepared request", 2)
+        check.raise("connkit.all: item " .. i .. " is not a prepared request")
       end
       slow = true
       local ok, err = request.ready(req)
@@ -151,7 +152,7 @@ function M.all(reqs, opts)
       if not failed[i] then list[#list + 1] = reqs[i]; map[#list] = i end
     end
   end
-  local out, nfailed = engine:run(list, math.floor(n))
+  local out, nfailed = engine:run(list, n)
   local results = out
   if map then
     results = {}

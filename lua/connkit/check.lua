@@ -2,6 +2,7 @@
 -- the field, and template compilation with placeholder checks.
 -- @module connkit.check
 local core = require "connkit.core"
+local options = require "connkit.options"
 
 local check = {}
 
@@ -9,6 +10,15 @@ local check = {}
 check.BUILTINS = { token = true, username = true, password = true }
 
 local describe = type
+local floor = math.floor
+local tointeger, math_type = math.tointeger, math.type
+
+--- Raises at the user's line (see connkit.options).
+check.raise = options.raise
+--- Checks the options of a public function (see connkit.options).
+check.options = options.check
+--- One definition or account value checked as an option kind, through ctx.fail.
+check.field = options.field
 
 --- A checker bound to a subject ("integration 'acmecrm'"): `fail(field, msg)`
 -- raises "<subject>: <field> <msg>".
@@ -23,13 +33,15 @@ function check.context(subject)
   return ctx
 end
 
+local suggestion = options.suggestion
+
 --- Raises unless every key of `t` is listed in `allowed` (a set).
 function check.known_fields(ctx, t, prefix, allowed)
   for k in pairs(t) do
     if not allowed[k] then
       local name = type(k) == "string" and k or ("[" .. tostring(k) .. "]")
       ctx.fail(prefix and (prefix .. "." .. name) or name,
-        "is not a known field" .. (prefix and (" of " .. prefix) or ""))
+        "is not a known field" .. (prefix and (" of " .. prefix) or "") .. suggestion(k, allowed))
     end
   end
 end
@@ -102,7 +114,7 @@ function check.statuses(ctx, field, v, default)
 end
 
 --- An RFC 7230 header field name.
-check.HEADER_NAME = "^[!#$%%&'*+%-.^_`|~%w]+$"
+check.HEADER_NAME = options.HEADER_NAME
 
 --- Compiles template `str` of `kind` found at `field`; raises when it does not
 -- parse or names a placeholder that is neither in `names` (a set) nor a
@@ -110,7 +122,7 @@ check.HEADER_NAME = "^[!#$%%&'*+%-.^_`|~%w]+$"
 -- name (the caller checks them). Returns the compiled template and its names.
 function check.template(ctx, field, str, kind, names, opts)
   opts = opts or {}
-  if type(str) == "number" then str = tostring(str) end
+  if type(str) == "number" then str = core.format_number(str) end
   if type(str) ~= "string" then ctx.fail(field, "must be a string, not a " .. describe(str)) end
   if kind == "header" and str:find("[\r\n%z]") then ctx.fail(field, "holds CR, LF or NUL") end
   local tpl, err = core.template(str, kind)
@@ -125,6 +137,19 @@ function check.template(ctx, field, str, kind, names, opts)
     end
   end
   return tpl, used
+end
+
+--- Whole-number floats (JSON numbers decoded by lua-cjson on 5.3+) turned
+-- into integers, and JSON null (`null`) removed, through a decoded value.
+function check.from_json(v, null)
+  if type(v) == "table" then
+    for k, x in pairs(v) do
+      if x == null then v[k] = nil else v[k] = check.from_json(x, null) end
+    end
+  elseif tointeger and math_type(v) == "float" and v == floor(v) then
+    return tointeger(v) or v
+  end
+  return v
 end
 
 return check

@@ -8,13 +8,38 @@ local Error = {}
 Error.__index = Error
 Error.__tostring = function(e) return e.message end
 Error.__name = "connkit.error"
+-- "failed: " .. err and err .. "!" work as with a string message
+local function text(v)
+  if getmetatable(v) == Error then return v.message end
+  local t = type(v)
+  if t ~= "string" and t ~= "number" then error("attempt to concatenate a " .. t .. " value", 3) end
+  return v
+end
+Error.__concat = function(a, b) return text(a) .. text(b) end
+
+-- "…/connkit/request.lua:70: " (and csrc/x.c:12: ): where inside connkit a
+-- Lua error was raised, caught and turned into a message; users get no
+-- use from it, so it is cut out
+local POSITION = "[^%s:]*connkit/[%w_/]+%.lua:%d+:%s*"
+local C_POSITION = "[^%s:]*csrc/[%w_]+%.[ch]:%d+:%s*"
+
+--- `message` without positions inside connkit (what pcall adds to an error
+-- raised in connkit's own code).
+function errors.clean(message)
+  if type(message) ~= "string" then return message end
+  if message:find("%.lua:%d+") or message:find("%.[ch]:%d+") then
+    message = message:gsub(POSITION, ""):gsub(C_POSITION, "")
+  end
+  return message
+end
+local clean = errors.clean
 
 --- A new error table.
 -- @tparam string code stable machine-readable code, e.g. "timeout"
 -- @tparam string message what failed, for people
 -- @tparam[opt] table extra more fields (status, attempts, ...)
 function errors.new(code, message, extra)
-  local e = { code = code, message = message or code }
+  local e = { code = code, message = clean(message) or code }
   if extra then
     for k, v in pairs(extra) do
       if e[k] == nil then e[k] = v end

@@ -6,6 +6,7 @@ local integration = require "connkit.integration"
 local account = require "connkit.account"
 local request = require "connkit.request"
 local errors = require "connkit.errors"
+local check = require "connkit.check"
 
 local connkit = {
   _VERSION = "connkit 0.1.0",
@@ -33,13 +34,22 @@ connkit.store = setmetatable({}, {
 local Account = account.Account
 local send = request.send -- called directly: a request's __index is a function
 
+-- acct.get(url) instead of acct:get(url) would fail deep inside connkit
+local function check_self(self, name)
+  if getmetatable(self) ~= Account then
+    check.raise(("%s: call it as account:%s(...), with a colon"):format(name, name))
+  end
+end
+
 --- Builds a request without sending it (API.md section 3).
 function Account:prepare(opts)
+  check_self(self, "prepare")
   return request.prepare(self, opts)
 end
 
 --- Makes a request and waits for the reply: response, or nil and an error.
 function Account:request(opts)
+  check_self(self, "request")
   local req, err = request.prepare(self, opts)
   if not req then return nil, err end
   return req:send()
@@ -49,6 +59,7 @@ for _, m in ipairs({ "get", "post", "put", "patch", "delete", "head" }) do
   local M = m:upper()
   local CACHE = "_prepared_" .. m
   Account[m] = function(self, url, opts)
+    if getmetatable(self) ~= Account then check_self(self, m) end
     if opts == nil then
       -- no options: the request for a URL without placeholders is prepared
       -- once and reused (send re-applies the account's lines when its token
@@ -69,9 +80,12 @@ for _, m in ipairs({ "get", "post", "put", "patch", "delete", "head" }) do
     end
     local o = { method = M, url = url }
     if opts ~= nil then
-      if type(opts) ~= "table" then error(m .. ": options must be a table", 2) end
+      if type(opts) ~= "table" then check.raise(("%s: options must be a table, not a %s"):format(m, type(opts))) end
       for k, v in pairs(opts) do
-        if k ~= "method" and k ~= "url" then o[k] = v end
+        if k == "method" or k == "url" then
+          check.raise(("%s: option '%s' is given by the call itself: %s(url, opts)"):format(m, k, m))
+        end
+        o[k] = v
       end
     end
     local req, err = request.prepare(self, o)

@@ -248,8 +248,8 @@ function M.new(def)
   self.refresh = check_refresh(ctx, def.refresh)
   self.retry = check_retry(ctx, def.retry, "retry")
   self.tls = check_tls(ctx, def.tls, "tls")
-  self.timeout = check.number(ctx, "timeout", def.timeout, { default = 60, min = 0.001 })
-  self.connect_timeout = check.number(ctx, "connect_timeout", def.connect_timeout, { default = 10, min = 0.001 })
+  self.timeout = check.field(ctx, "timeout", def.timeout, "timeout", 60)
+  self.connect_timeout = check.field(ctx, "connect_timeout", def.connect_timeout, "timeout", 10)
   -- credentials go only to the origins the integration names (checked last,
   -- so that a wrong field is reported first)
   local rp = self.request_parameters
@@ -272,15 +272,6 @@ function Integration:account(opts)
   return require("connkit.account").new(self, opts)
 end
 
--- JSON null (cjson.null) means "not given".
-local function strip_null(v, null)
-  if type(v) ~= "table" then return v end
-  for k, x in pairs(v) do
-    if x == null then v[k] = nil else strip_null(x, null) end
-  end
-  return v
-end
-
 --- Reads a definition from a JSON file or a Lua file (which returns the
 -- table; it sees only os.getenv, string, table, math and the basic
 -- functions) and validates it.
@@ -295,7 +286,7 @@ function M.load(path)
     local cjson = require "cjson.safe"
     local v, jerr = cjson.decode(text)
     if type(v) ~= "table" then error("connkit.load: " .. path .. " is not a JSON object: " .. tostring(jerr), 2) end
-    def = strip_null(v, cjson.null)
+    def = check.from_json(v, cjson.null) -- (null: absent; 8080.0: 8080)
   else
     local env = {
       os = { getenv = os.getenv }, string = string, table = table, math = math,

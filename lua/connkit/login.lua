@@ -22,7 +22,10 @@ local function shell_quote(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
 
-local LOGIN_OPTS = { port = true, timeout = true, open = true, path = true, scope = true, on_url = true, params = true }
+local LOGIN_OPTS = {
+  port = "port", timeout = "timeout", open = "boolean", path = "string", scope = "string",
+  on_url = "callable", params = "query",
+}
 
 --- Authorization code login through a loopback redirect (RFC 8252):
 -- listens on 127.0.0.1 only (an ephemeral port with port = 0), shows the
@@ -31,14 +34,13 @@ local LOGIN_OPTS = { port = true, timeout = true, open = true, path = true, scop
 -- browser with a short page and closes the socket.
 -- @return true, or nil and an error (code "timeout" when nobody came back)
 function Account:login(opts)
-  opts = opts or {}
-  local ctx = check.context("login")
-  check.table(ctx, "options", opts)
-  check.known_fields(ctx, opts, nil, LOGIN_OPTS)
-  local port = check.number(ctx, "port", opts.port, { default = 0, integer = true, min = 0, max = 65535 })
-  local timeout = check.number(ctx, "timeout", opts.timeout, { default = 120, min = 0.1 })
-  local path = check.string(ctx, "path", opts.path, { default = "/callback", pattern = "^/[%w%-%._~/]*$" })
-  if opts.on_url ~= nil and type(opts.on_url) ~= "function" then ctx.fail("on_url", "must be a function") end
+  opts = check.options("login", opts, LOGIN_OPTS)
+  local port = opts.port or 0
+  local timeout = opts.timeout or 120
+  local path = opts.path or "/callback"
+  if not path:find("^/[%w%-%._~/]*$") then
+    check.raise("login: option 'path' must be a URL path made of letters, digits and -._~/")
+  end
   local l, code, msg = core.listen(port)
   if not l then return nil, errors.new(code, msg) end
   local redirect_uri = ("http://127.0.0.1:%d%s"):format(l.port, path)
@@ -79,7 +81,7 @@ function Account:login(opts)
   end
 end
 
-local DEVICE_OPTS = { on_code = true, scope = true, timeout = true }
+local DEVICE_OPTS = { on_code = "callable", scope = "string", timeout = "timeout" }
 local DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 
 --- Device authorization grant (RFC 8628): asks for a code, shows it
@@ -88,14 +90,10 @@ local DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 -- until the user approves, denies (access_denied) or the code expires
 -- (expired_token).
 function Account:login_device(opts)
-  opts = opts or {}
-  local ctx = check.context("login_device")
-  check.table(ctx, "options", opts)
-  check.known_fields(ctx, opts, nil, DEVICE_OPTS)
-  if opts.on_code ~= nil and type(opts.on_code) ~= "function" then ctx.fail("on_code", "must be a function") end
+  opts = check.options("login_device", opts, DEVICE_OPTS)
   local o = self.integration.oauth2
   if self.integration.auth ~= "oauth2" or not o.device_authorization_url then
-    error(("account '%s': login_device needs oauth2.device_authorization_url"):format(tostring(self.id)), 2)
+    check.raise(("account '%s': login_device needs oauth2.device_authorization_url"):format(tostring(self.id)))
   end
   local params, headers = oauth2.base_params(self), {}
   local scope = opts.scope or (o.scope and assert(self:fill(o.scope)))

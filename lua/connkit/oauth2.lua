@@ -128,17 +128,17 @@ end
 --- The URL to send the user to (authorization code grant). It carries a
 -- random single-use `state` and, by default, a PKCE S256 challenge; both are
 -- remembered until finish_authorization.
+local AUTHORIZE_OPTIONS = { redirect_uri = "nonempty", scope = "string", params = "query" }
 function Account:authorize_url(opts)
   local o = self.integration.oauth2
   if self.integration.auth ~= "oauth2" or not o.authorize_url then
-    error(("account '%s': authorize_url needs auth = \"oauth2\" with oauth2.authorize_url"):format(self.id), 2)
+    check.raise(("account '%s': authorize_url needs auth = \"oauth2\" with oauth2.authorize_url"):format(self.id))
   end
-  opts = opts or {}
-  if type(opts) ~= "table" then error("authorize_url: options must be a table", 2) end
+  opts = check.options("authorize_url", opts, AUTHORIZE_OPTIONS)
   local redirect_uri = opts.redirect_uri or o.redirect_uri
-  if type(redirect_uri) ~= "string" then error("authorize_url: redirect_uri is required", 2) end
+  if type(redirect_uri) ~= "string" then check.raise("authorize_url: option 'redirect_uri' is required") end
   local id = endpoint.client(self)
-  if not id then error(("account '%s': no client_id"):format(self.id), 2) end
+  if not id then check.raise(("account '%s': no client_id"):format(self.id)) end
   local state = random_token(24)
   local pending = { redirect_uri = redirect_uri, created = os.time() }
   local q = { response_type = "code", client_id = id, redirect_uri = redirect_uri, state = state }
@@ -160,14 +160,16 @@ function Account:authorize_url(opts)
   end
   self._pending[state] = pending
   local url = fill(self, o.authorize_url, "url")
-  return url .. (url:find("?", 1, true) and "&" or "?") .. urls.encode_pairs(q, "query", "authorize")
+  return url .. (url:find("?", 1, true) and "&" or "?") .. urls.encode_pairs(q, "query", "authorize_url: params")
 end
 
 --- Completes the authorization code grant from the redirect (a full URL or
 -- its query string): checks state (single use), error, iss (RFC 9207), then
 -- exchanges the code with the same redirect_uri and the PKCE verifier.
 function Account:finish_authorization(input)
-  if type(input) ~= "string" then error("finish_authorization: give the callback URL or its query string", 2) end
+  if type(input) ~= "string" then
+    check.raise("finish_authorization: give the callback URL or its query string, not a " .. type(input))
+  end
   local q = input:match("%?([^#]*)") or input:gsub("^[?#]", ""):match("^([^#]*)")
   local p, dups = endpoint.parse_form(q)
   local pending = p.state and self._pending and self._pending[p.state]

@@ -8,7 +8,7 @@ local errors = require "connkit.errors"
 local check = require "connkit.check"
 local retry = require "connkit.retry"
 
-local cjson = require "cjson.safe"
+local json = require "connkit.json"
 local urls = require "connkit.url"
 require "connkit.response" -- the metatable of every reply
 
@@ -16,6 +16,7 @@ local find, sub, upper, concat = string.find, string.sub, string.upper, table.co
 local engine = core.engine()
 local perform = core.performer() -- perform(spec): engine:perform, bound
 local wire = core.wire
+local raise = check.raise -- (raises at the caller's line, see connkit.options)
 
 local M = {}
 
@@ -52,35 +53,32 @@ RequestMT.__tostring = function(req)
   return acct:_redact(("connkit.request %s %s [%s]"):format(req.method, req.url, concat(lines, "; ")))
 end
 
-local REQUEST_FIELDS = {
-  method = true, url = true, vars = true, query = true, headers = true, json = true,
-  body = true, form = true, timeout = true, retry = true, follow = true, max_body = true,
-  auth = true,
+-- the request options and what each must be (see check.options)
+local REQUEST_OPTIONS = {
+  method = "nonempty", url = "string", vars = "values", query = "query", headers = "headers",
+  json = "any", body = "string", form = "query", timeout = "timeout", retry = "retry",
+  follow = "follow", max_body = "bytes",
+  auth = "boolean",
 }
 
 local METHOD = "^[!#$%%&'*+%-.^_`|~%w]+$"
 local KNOWN_METHOD = { GET = "GET", POST = "POST", PUT = "PUT", PATCH = "PATCH", DELETE = "DELETE", HEAD = "HEAD" }
 
--- Per-request headers (a { Name = value | false } table) plus our own extra
--- lines. Returns the lines the request adds and the set of lower-case names
--- they replace or remove among the account's lines, or nil, err.
+-- Per-request headers (a { Name = value | false } table, checked by
+-- check.options) plus our own extra lines. Returns the lines the request
+-- adds and the set of lower-case names they replace or remove among the
+-- account's lines, or nil, err.
 local function request_headers(user, extra)
   local own, drop = {}, {}
   if user then
     local names = {}
-    for k in pairs(user) do
-      if type(k) ~= "string" or not find(k, check.HEADER_NAME) then
-        error("request: headers." .. tostring(k) .. " is not a valid header name", 4)
-      end
-      names[#names + 1] = k
-    end
+    for k in pairs(user) do names[#names + 1] = k end
     table.sort(names)
     for _, k in ipairs(names) do
       local v = user[k]
       drop[k:lower()] = true
       if v ~= false then
-        if type(v) == "number" then v = tostring(v) end
-        if type(v) ~= "string" then error("request: headers." .. k .. " must be a string or false", 4) end
+        if type(v) == "number" then v = core.format_number(v) end
         if not core.header_safe(v) then
           return nil, errors.new("header", ("the value of header %s holds CR, LF or NUL; request not sent"):format(k))
         end
@@ -132,20 +130,17 @@ end
 --- Builds the final request (see API.md section 3) without sending it.
 -- Returns the request object, or nil and an error (e.g. code "template").
 function M.prepare(acct, opts)
-  if type(opts) ~= "table" then error("request: options must be a table", 3) end
-  for k in pairs(opts) do
-    if not REQUEST_FIELDS[k] then error("request: unknown option '" .. tostring(k) .. "'", 3) end
-  end
+  if type(opts) ~= "table" then raise("request: options must be a table, not a " .. type(opts)) end
+  check.options("request", opts, REQUEST_OPTIONS)
   local method = KNOWN_METHOD[opts.method or "GET"]
   if not method then
     method = opts.method
-    if type(method) ~= "string" or not find(method, METHOD) then error("request: method must be an HTTP method name", 3) end
+    if not find(method, METHOD) then raise("request: option 'method' must be an HTTP method name") end
     method = upper(method)
   end
   local url = opts.url
-  if type(url) ~= "string" then error("request: url must be a string", 3) end
+  if url == nil then raise("request: option 'url' is required") end
   if find(url, "{", 1, true) or find(url, "}", 1, true) then
-    if opts.vars ~= nil and type(opts.vars) ~= "table" then error("request: vars must be a table", 3) end
     local s, err = acct:fill(url, "url", opts.vars or acct._values)
     if not s then return nil, err end
     url = s
@@ -162,7 +157,7 @@ function M.prepare(acct, opts)
   if full then
     url = full
   elseif not urls.is_absolute(url) then
-    if not acct._base then error("request: url '" .. url .. "' is relative and the integration has no base_url", 3) end
+    if not acct._base then raise("request: url '" .. url .. "' is relative and the integration has no base_url") end
     full = urls.join(acct._base, url)
     if abs[0] >= 256 then abs = { [0] = 0 }; acct._abs_urls = abs end
     abs[url] = full
@@ -186,42 +181,29 @@ function M.prepare(acct, opts)
     end
   end
   -- auth = true sends the credentials to any origin; false to none
-  local auth = opts.auth
-  if auth ~= nil then
-    if type(auth) ~= "boolean" then error("request: auth must be true or false", 3) end
-    bare = not auth
-  end
+  if opts.auth ~= nil then bare = not opts.auth end
   if opts.query ~= nil then
-    if type(opts.query) ~= "table" then error("request: query must be a table", 3) end
-    url = urls.add_query(url, urls.encode_pairs(opts.query, "query", "query"))
+    url = urls.add_query(url, urls.encode_pairs(opts.query, "query", "request: query"))
   end
 
   local body, ctype = nil, nil
   local nbody = (opts.json ~= nil and 1 or 0) + (opts.form ~= nil and 1 or 0) + (opts.body ~= nil and 1 or 0)
-  if nbody > 1 then error("request: give only one of json, form and body", 3) end
+  if nbody > 1 then raise("request: give only one of the options json, form and body") end
   if opts.json ~= nil then
     local err
-    body, err = cjson.encode(opts.json)
-    if not body then error("request: json cannot be encoded: " .. tostring(err), 3) end
+    body, err = json.encode(opts.json)
+    if not body then raise("request: option 'json' cannot be encoded: " .. err) end
     ctype = "Content-Type: application/json"
   elseif opts.form ~= nil then
-    if type(opts.form) ~= "table" then error("request: form must be a table", 3) end
-    body = urls.encode_pairs(opts.form, "form", "form")
+    body = urls.encode_pairs(opts.form, "form", "request: form")
     ctype = "Content-Type: application/x-www-form-urlencoded"
   elseif opts.body ~= nil then
-    if type(opts.body) ~= "string" then error("request: body must be a string", 3) end
     body = opts.body
     ctype = "Content-Type:" -- no type unless the caller gives one
   end
-  if opts.headers ~= nil and type(opts.headers) ~= "table" then error("request: headers must be a table", 3) end
-
   local timeout = opts.timeout
-  if timeout ~= nil and (type(timeout) ~= "number" or timeout <= 0) then error("request: timeout must be a positive number", 3) end
   local follow = opts.follow
   if follow == true then follow = 5 end
-  if follow ~= nil and follow ~= false and (type(follow) ~= "number" or follow < 0) then
-    error("request: follow must be true, false or a number of redirects", 3)
-  end
 
   -- every field finalize() sets is in the constructor, so the table is sized
   -- once (adding keys later rehashes it)

@@ -5,7 +5,10 @@
 -- @module connkit.url
 local core = require "connkit.core"
 
+local raise = require("connkit.check").raise
+
 local find, sub, concat = string.find, string.sub, table.concat
+local format_number = core.format_number
 
 local M = {}
 
@@ -143,19 +146,21 @@ function M.safe_url(url)
   return o .. path
 end
 
--- k=v&k=v, keys sorted; a list value repeats its key.
+-- k=v&k=v, keys sorted; a list value repeats its key. Numbers are written
+-- as templates write them (3.0 from JSON as "3").
 function M.encode_pairs(t, how, field)
   local keys = {}
   for k in pairs(t) do
-    if type(k) ~= "string" then error(("request: %s keys must be strings"):format(field), 4) end
+    if type(k) ~= "string" then raise(("%s: keys must be strings"):format(field)) end
     keys[#keys + 1] = k
   end
   table.sort(keys)
   local out = {}
   local function add(k, v)
     local tv = type(v)
-    if tv == "boolean" or tv == "number" then v = tostring(v)
-    elseif tv ~= "string" then error(("request: %s.%s must be a string, number or boolean"):format(field, k), 5) end
+    if tv == "number" then v = format_number(v)
+    elseif tv == "boolean" then v = tostring(v)
+    elseif tv ~= "string" then raise(("%s.%s must be a string, number or boolean"):format(field, k)) end
     out[#out + 1] = core.escape(k, how) .. "=" .. core.escape(v, how)
   end
   for _, k in ipairs(keys) do

@@ -1,12 +1,14 @@
 --- What the built-in stores share: id checks, record copies, and functions
 -- callable as store.get(id) or store:get(id).
 -- @module connkit.store.common
+local raise = require("connkit.check").raise
+
 local M = {}
 
 --- Raises (at the store user's level) unless id is a non-empty string.
 function M.check_id(store_name, id, fname)
   if type(id) ~= "string" or id == "" then
-    error(("%s: %s: id must be a non-empty string, got %s"):format(store_name, fname, type(id)), 5)
+    raise(("%s: %s: id must be a non-empty string, got %s"):format(store_name, fname, type(id)))
   end
 end
 
@@ -32,15 +34,15 @@ local function copy(v, path, seen)
   return out
 end
 
---- A deep copy of a record; raises (level 3) naming the field that cannot be stored.
+--- A deep copy of a record; raises (at the caller outside connkit) naming the field that cannot be stored.
 -- @tparam table record
 -- @treturn table
 function M.copy_record(record, who)
   if type(record) ~= "table" then
-    error(("%s: record must be a table, got %s"):format(who or "connkit.store", type(record)), 3)
+    raise(("%s: record must be a table, got %s"):format(who or "connkit.store", type(record)))
   end
   local ok, res = pcall(copy, record, "record", {})
-  if not ok then error(res, 3) end
+  if not ok then raise(res) end
   return res
 end
 

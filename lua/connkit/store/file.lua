@@ -15,12 +15,15 @@ local core = require "connkit.core"
 local cjson = require "cjson"
 local errors = require "connkit.errors"
 local common = require "connkit.store.common"
+local check = require "connkit.check"
+local raise = check.raise
 
 local M = {}
 
 local MAGIC = "CKS1"                  -- file format tag, also bound as AAD
 local DEFAULT_LOCK_TIMEOUT = 60       -- seconds
-local OPTIONS = { key = true, key_file = true, lock_timeout = true }
+-- (key and key_file have checks of their own: load_key)
+local OPTIONS = { key = "any", key_file = "any", lock_timeout = "wait" }
 
 local math_type = math.type
 local tointeger = math.tointeger
@@ -87,32 +90,32 @@ end
 -- Reads the key from the options; raises naming the option.
 local function load_key(opts)
   if opts.key ~= nil and opts.key_file ~= nil then
-    error("connkit.store.file: give either option 'key' or option 'key_file', not both", 3)
+    raise("connkit.store.file: give either option 'key' or option 'key_file', not both")
   end
   if opts.key ~= nil then
     if type(opts.key) ~= "string" then
-      error("connkit.store.file: option 'key' must be a base64 string of 32 bytes, got "
-        .. type(opts.key), 3)
+      raise("connkit.store.file: option 'key' must be a base64 string of 32 bytes, got "
+        .. type(opts.key))
     end
     local key, why = decode_key(opts.key)
-    if not key then error("connkit.store.file: option 'key' " .. why, 3) end
+    if not key then raise("connkit.store.file: option 'key' " .. why) end
     return key
   end
   if opts.key_file ~= nil then
     if type(opts.key_file) ~= "string" or opts.key_file == "" then
-      error("connkit.store.file: option 'key_file' must be a path string", 3)
+      raise("connkit.store.file: option 'key_file' must be a path string")
     end
     local data, _, msg = core.read_file(opts.key_file, true)
-    if not data then error("connkit.store.file: option 'key_file': " .. msg, 3) end
+    if not data then raise("connkit.store.file: option 'key_file': " .. msg) end
     if #data == 32 then return data end     -- raw key bytes
     local key, why = decode_key(data)
     if not key then
-      error("connkit.store.file: option 'key_file': the file " .. why
-        .. " (expected 32 raw bytes or their base64)", 3)
+      raise("connkit.store.file: option 'key_file': the file " .. why
+        .. " (expected 32 raw bytes or their base64)")
     end
     return key
   end
-  error("connkit.store.file: option 'key' (base64 of 32 bytes) or 'key_file' is required", 3)
+  raise("connkit.store.file: option 'key' (base64 of 32 bytes) or 'key_file' is required")
 end
 
 -- File name stem for an id: readable prefix + hash, safe for any id.
@@ -134,27 +137,15 @@ local function check_id(id, fname) common.check_id("connkit.store.file", id, fna
 --   (callable with `.` or `:`)
 function M.new(dir, opts)
   if type(dir) ~= "string" or dir == "" then
-    error("connkit.store.file: argument 'dir' must be a non-empty path string, got "
-      .. type(dir), 2)
+    raise("connkit.store.file: argument 'dir' must be a non-empty path string, got " .. type(dir))
   end
-  if opts == nil then opts = {} end
-  if type(opts) ~= "table" then
-    error("connkit.store.file: options must be a table, got " .. type(opts), 2)
-  end
-  for k in pairs(opts) do
-    if not OPTIONS[k] then
-      error("connkit.store.file: unknown option '" .. tostring(k) .. "'", 2)
-    end
-  end
+  opts = check.options("connkit.store.file", opts, OPTIONS)
   local lock_timeout = opts.lock_timeout
   if lock_timeout == nil then lock_timeout = DEFAULT_LOCK_TIMEOUT end
-  if type(lock_timeout) ~= "number" or lock_timeout < 0 then
-    error("connkit.store.file: option 'lock_timeout' must be a non-negative number of seconds", 2)
-  end
   local key = load_key(opts)
   dir = dir:gsub("(.)/+$", "%1")
   local ok, _, msg = core.mkdir(dir, 448) -- 0700
-  if not ok then error("connkit.store.file: argument 'dir': " .. msg, 2) end
+  if not ok then raise("connkit.store.file: argument 'dir': " .. msg) end
 
   local store = { dir = dir }
 
@@ -199,7 +190,7 @@ function M.new(dir, opts)
     end
     local copy = common.copy_record(record, "connkit.store.file: put")
     local okj, json = pcall(encode_value, copy, "record")
-    if not okj then error(json, 2) end
+    if not okj then raise(json) end
     local sealed = MAGIC .. core.seal(key, json, aad(id))
     local okw, code, err = core.write_file_atomic(path, sealed, 384) -- 0600
     if not okw then return nil, errors.new(code, "connkit.store.file: " .. err) end

@@ -14,12 +14,14 @@
 -- @module connkit.store
 local memory = require "connkit.store.memory"
 local file = require "connkit.store.file"
+local check = require "connkit.check"
 
 local store = {}
 
---- A new in-process store (the default).
+--- A new in-process store (the default). It takes no options.
 -- @treturn table
-function store.memory()
+function store.memory(opts)
+  check.options("connkit.store.memory", opts, {})
   return memory.new()
 end
 
@@ -44,12 +46,12 @@ end
 function store.check(s, what)
   what = what or "store"
   if type(s) ~= "table" then
-    error(("%s must be a table with get, put and lock functions, got %s"):format(what, type(s)), 2)
+    check.raise(("%s must be a table with get, put and lock functions, got %s"):format(what, type(s)))
   end
   for _, name in ipairs({ "get", "put", "lock" }) do
     if not callable(s[name]) then
-      error(("%s must have a %s function (get(id), put(id, record), lock(id) -> unlock)")
-        :format(what, name), 2)
+      check.raise(("%s must have a %s function (get(id), put(id, record), lock(id) -> unlock)")
+        :format(what, name))
     end
   end
   return s
