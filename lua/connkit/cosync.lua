@@ -89,9 +89,7 @@ function Task:done()
     if not r[1] then
       finish(self, false, r[2])
     elseif status(self._co) == "dead" then
-      table.remove(r, 1)
-      r.n = r.n - 1
-      finish(self, true, r)
+      finish(self, true, pack(unpack(r, 2, r.n)))
     elseif r[2] == AWAIT then
       self._waiting = r[3]
     else
