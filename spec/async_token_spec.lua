@@ -211,6 +211,22 @@ describe("a token fetch inside a non-blocking request", function()
     assert.equal(a:token(), b:token())
   end)
 
+  it("two account objects on two file store objects over one directory take turns", function()
+    local integ = cc_integration()
+    local dir = helpers.tmpdir("turns")
+    local key = core.b64encode(core.random(32))
+    local a = integ:account { id = "shared", parameters = { base = sp.url }, store = connkit.store.file(dir, { key = key }) }
+    local b = integ:account { id = "shared", parameters = { base = sp.url }, store = connkit.store.file(dir, { key = key }) }
+    local ha = start(a, { url = "/resource" })
+    local hb = start(b, { url = "/resource" })
+    poll_until(function() return ha:done() and hb:done() end)
+    assert.equal(200, assert(ha:result()).status)
+    assert.equal(200, assert(hb:result()).status)
+    assert.equal(1, #token_requests())
+    assert.equal(a:token(), b:token())
+    assert.equal(a:token(), bearer_of(sp.last("/resource")))
+  end)
+
   it("an error raised by on_token during the fetch is raised by done() and result()", function()
     local acct = cc_account("/token/slow?delay=0.3", { on_token = function() error("on_token broke", 0) end })
     local h = start(acct, { url = "/resource" })

@@ -178,6 +178,10 @@ end
 -- waits for its token reply, so the second must not ask for the lock yet).
 local busy = setmetatable({}, { __mode = "k" })
 
+-- Renewals that hold their store's lock (they wait for nothing but their
+-- token reply).
+local holding = {}
+
 --- Every renewal in flight (connkit.poll drives them even when no handle
 -- waits for them any more).
 M.active = {}
@@ -189,9 +193,20 @@ local function renew_body(acct, force, used, task)
   while ids[acct.id] and ids[acct.id] ~= task do cosync.await(ids[acct.id]) end
   ids[acct.id] = task
   local unlock, lerr = store_lock(acct)
+  -- a lock this Lua state already holds (file store: "lock_busy") belongs
+  -- to a renewal that waits for its token reply, e.g. of an account object
+  -- on another store object over the same directory: wait for it, try again
+  while not unlock and lerr.code == "lock_busy" do
+    local holder = next(holding)
+    if holder == nil then break end
+    cosync.await(holder)
+    unlock, lerr = store_lock(acct)
+  end
   local ok, res, err
   if unlock then
+    holding[task] = true
     ok, res, err = cosync.pcall(locked_renew, acct, force, used)
+    holding[task] = nil
     unlock()
   else
     ok, res, err = true, nil, lerr
