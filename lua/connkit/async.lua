@@ -89,22 +89,14 @@ local function replied(h, res, err)
   settle(h, res, err)
 end
 
--- Moves the handle on as far as it can go without waiting. A programming
--- error raised while its token was fetched (a hook, a template) ends it and
--- is raised again by done() and result().
-local function step(h)
-  if h._final then return end
+-- Moves the handle on as far as it can go without waiting.
+local function advance(h)
   local task = h._task
   if task then
     if not task:done() then return end
     h._task = nil
     pending[h] = nil
-    local pok, ok, err = pcall(h._after, h.request, task)
-    if not pok then
-      finish(h, nil, nil)
-      h._raise = ok
-      return
-    end
+    local ok, err = h._after(h.request, task)
     if not ok then
       if h._after == request.ready_after then return finish(h, nil, err) end
       return settle(h, nil, err)
@@ -124,6 +116,18 @@ local function step(h)
     h._retry_at = nil
     pending[h] = nil
     attempt(h)
+  end
+end
+
+-- advance(), for done() and poll(): a programming error raised on the way
+-- (by a hook or a store while the token was fetched, a template) ends the
+-- handle and is raised again by done() and result().
+local function step(h)
+  if h._final then return end
+  local ok, err = pcall(advance, h)
+  if not ok then
+    finish(h, nil, nil)
+    h._raise = err
   end
 end
 

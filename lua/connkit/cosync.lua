@@ -14,7 +14,7 @@ local M = {}
 
 local create, resume, yield, status, running =
   coroutine.create, coroutine.resume, coroutine.yield, coroutine.status, coroutine.running
-local unpack = table.unpack or unpack -- luacheck: ignore (5.1)
+local unpack = table.unpack or unpack -- (5.1: a global)
 
 local function pack(...) return { n = select("#", ...), ... } end
 

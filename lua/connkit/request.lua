@@ -309,7 +309,7 @@ end
 function M.complete(req, res)
   local extra = 0
   if M.refused(req, res) then
-      local task = tokens.renewal(rawget(req, "_account"), true, rawget(req, "_token"))
+    local task = tokens.renewal(rawget(req, "_account"), true, rawget(req, "_token"))
     local ok, err = M.refreshed(req, task)
     if not ok then return nil, err, 0 end
     local code, msg
@@ -340,7 +340,7 @@ end
 function M.ready_start(req)
   local acct = rawget(req, "_account")
   if acct._ensure_token then
-      local ok, x = tokens.ensure_start(acct)
+    local ok, x = tokens.ensure_start(acct)
     if ok == false then return false, x end
     if not ok then return nil, x end
   end
