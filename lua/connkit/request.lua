@@ -288,7 +288,7 @@ end
 -- brought up to date with the new token. Returns true, or nil and an error.
 function M.refreshed(req, task)
   local ok, err = task:result()
-  if not ok then return nil, err end
+  if not ok then return nil, tokens.own(err) end
   return finalize(req, rawget(req, "_account"))
 end
 

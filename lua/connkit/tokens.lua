@@ -268,6 +268,13 @@ function M.renew(acct, force, used)
   return M.renewal(acct, force, used):result()
 end
 
+--- A copy of a renewal's error for one of the callers that shared it (each
+-- sets its own `attempts` on it).
+function M.own(err)
+  if errors.is(err) then return errors.new(err.code, err.message, err) end
+  return err
+end
+
 -- The outcome of making sure of a token: a failed renewal inside the window
 -- still leaves the old token, good until it expires, so it is used (the
 -- next call tries again after the cooldown).
@@ -275,7 +282,7 @@ local function ensured(acct, ok, err)
   if ok then return true end
   local rec = acct._tok
   if rec and rec.access_token and rec.expires_at and now() < rec.expires_at - 1 then return true end
-  return nil, err
+  return nil, M.own(err)
 end
 
 --- After waiting for `task` (from M.ensure_start): true, or nil and an error.
