@@ -40,6 +40,7 @@ build = {
     ["connkit.account"] = "lua/connkit/account.lua",
     ["connkit.async"] = "lua/connkit/async.lua",
     ["connkit.check"] = "lua/connkit/check.lua",
+    ["connkit.cosync"] = "lua/connkit/cosync.lua",
     ["connkit.custom_token"] = "lua/connkit/custom_token.lua",
     ["connkit.errors"] = "lua/connkit/errors.lua",
     ["connkit.integration"] = "lua/connkit/integration.lua",

@@ -68,7 +68,13 @@ describe("single-flight refresh across processes", function()
 end)
 
 describe("an account on a store it cannot read", function()
-  it("reports store_auth and does not overwrite the record", function()
+  local function files_of(dir)
+    local out = {}
+    for f in (select(2, helpers.run("ls " .. dir)) or ""):gmatch("[^\n]+") do out[f] = helpers.read_file(dir .. "/" .. f) end
+    return out
+  end
+
+  it("client credentials: fetches a token of its own, says so, and leaves the record alone", function()
     local op = helpers.peer("oidc")
     local dir = helpers.tmpdir("sk")
     local key1, key2 = core.b64encode(core.random(32)), core.b64encode(core.random(32))
@@ -78,9 +84,51 @@ describe("an account on a store it cannot read", function()
         client_id = op.clients.cc.id, client_secret = op.clients.cc.secret },
     }
     local a = integ:account { parameters = { issuer = op.issuer }, store = connkit.store.file(dir, { key = key1 }) }
-    assert(a:token())
-    local before = {}
-    for f in (select(2, helpers.run("ls " .. dir)) or ""):gmatch("[^\n]+") do before[f] = helpers.read_file(dir .. "/" .. f) end
+    local ta = assert(a:token())
+    assert.is_nil(a:status().store_error)
+    local before = files_of(dir)
+    op.reset()
+    local seen = {}
+    local b = integ:account { parameters = { issuer = op.issuer }, store = connkit.store.file(dir, { key = key2 }),
+      on_token = function(_, info) seen[#seen + 1] = info end }
+    -- said from the start, before any token is fetched
+    assert.equal("store_auth", b:status().store_error.code)
+    local tb = assert(b:token())
+    assert.are_not.equal(ta, tb)
+    assert.equal(1, op.stats().token.by_grant_type.client_credentials.ok)
+    local st = b:status()
+    assert.is_true(st.authorized)
+    assert.equal("store_auth", st.store_error.code)
+    assert.matches("does not authenticate", st.store_error.message)
+    assert.equal("store_auth", seen[1].store_error.code)
+    -- the request goes out with the new token (as the API peer saw it)
+    local res = assert(b:get("/api/me"))
+    assert.equal(200, res.status)
+    local api = op.api_requests()
+    assert.equal(op.sha256(tb), api[#api].token_sha256)
+    -- the record is left as it was: the other key still reads it
+    assert.same(before, files_of(dir))
+    assert.equal(ta, assert(a:token()))
+    for _, v in pairs(st.store_error) do
+      assert.is_nil(tostring(v):find(tb, 1, true))
+      assert.is_nil(tostring(v):find(key1, 1, true))
+      assert.is_nil(tostring(v):find(key2, 1, true))
+    end
+  end)
+
+  it("authorization code: reports store_auth and does not overwrite the record", function()
+    local op = helpers.peer("oidc")
+    local dir = helpers.tmpdir("sk")
+    local key1, key2 = core.b64encode(core.random(32)), core.b64encode(core.random(32))
+    local integ = connkit.integration {
+      name = "K", key = "k", auth = "oauth2", base_url = "{issuer}", parameters = { issuer = { required = true } },
+      oauth2 = { token_url = "{issuer}/token", authorize_url = "{issuer}/auth", scope = "openid offline_access",
+        client_id = op.clients.basic.id, client_secret = op.clients.basic.secret },
+    }
+    local a = integ:account { parameters = { issuer = op.issuer }, store = connkit.store.file(dir, { key = key1 }) }
+    assert(a:finish_authorization(assert(op.authorize(a:authorize_url { redirect_uri = op.endpoints.callback }))))
+    local before = files_of(dir)
+    op.reset()
     local b = integ:account { parameters = { issuer = op.issuer }, store = connkit.store.file(dir, { key = key2 }) }
     local t, err = b:token()
     assert.is_nil(t)
@@ -88,7 +136,9 @@ describe("an account on a store it cannot read", function()
     local res, rerr = b:get("/api/me")
     assert.is_nil(res)
     assert.equal("store_auth", rerr.code)
-    for f, data in pairs(before) do assert.equal(data, helpers.read_file(dir .. "/" .. f), f .. " changed") end
+    assert.equal(0, op.stats().token.total)
+    assert.equal(0, op.stats().api.total)
+    assert.same(before, files_of(dir))
     assert.is_string(assert(a:token()))
   end)
 end)

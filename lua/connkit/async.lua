@@ -1,14 +1,20 @@
 --- Non-blocking requests: req:start() returns a handle, connkit.poll drives
 -- every transfer of the engine, connkit.all runs many with a concurrency
--- limit. A handle applies the same rules as send(): one refresh and retry
--- on refresh.on_status, redirects when asked, and the retry rules (waiting
--- for a retry does not block: the next attempt starts on a later done()).
+-- limit. A handle applies the same rules as send(): the token fetched or
+-- renewed first when due, one refresh and retry on refresh.on_status,
+-- redirects when asked, and the retry rules. Waiting for a token reply or
+-- for a retry does not block: the next step happens on a later done() or
+-- connkit.poll. (Following a redirect is still a blocking transfer.)
 -- @module connkit.async
 local core = require "connkit.core"
 local errors = require "connkit.errors"
 local request = require "connkit.request"
 local retry = require "connkit.retry"
+local tokens = require "connkit.tokens"
 local check = require "connkit.check"
+
+local POLL_OPTIONS = { timeout = "wait" }
+local ALL_OPTIONS = { concurrency = "count" }
 
 local engine = request.engine
 local Request = request.Request
@@ -21,14 +27,18 @@ Handle.__index = Handle
 Handle.__name = "connkit.handle"
 M.Handle = Handle
 
--- Ends the handle with a result; `attempts` says how many were made.
+-- Handles with work only Lua can do: waiting for a token (a renewal task)
+-- or for the time of a retry. connkit.poll steps them, so a handle moves on
+-- even when nobody asks it done().
+local pending = {}
+
+-- Ends the handle with a result; `attempts` says how many were made (the
+-- retry rules' attempts and each refresh and retry).
 local function finish(h, res, err)
-  if res then
-    if h._attempt ~= 1 then res.attempts = h._attempt end -- (else 1 from the metatable)
-  elseif err then
-    err.attempts = h._attempt
-  end
+  request.count(res, err, h._attempt + h._extra)
   h._res, h._err, h._final = res, err, true
+  h._task, h._xfer, h._retry_at = nil, nil, nil
+  pending[h] = nil
 end
 
 -- One attempt is over: retry later, or finish.
@@ -37,15 +47,14 @@ local function settle(h, res, err)
   local d = rules and retry.delay(rules, h.request.method, res, err, h._attempt)
   if d then
     h._retry_at = core.now() + d
+    pending[h] = true
   else
     finish(h, res, err)
   end
 end
 
-local function attempt(h)
-  h._attempt = h._attempt + 1
-  local ok, err = request.ready(h.request)
-  if not ok then return finish(h, nil, err) end
+-- The request is up to date: its transfer starts.
+local function transmit(h)
   local xfer, code, msg = engine:start(rawget(h.request, "_wire"))
   if xfer then
     h._xfer = xfer
@@ -54,132 +63,219 @@ local function attempt(h)
   end
 end
 
+local function await(h, task, after)
+  h._task, h._after = task, after
+  pending[h] = true
+end
+
+local function attempt(h)
+  h._attempt = h._attempt + 1
+  h._refreshed = false
+  local ok, x = request.ready_start(h.request)
+  if ok == false then return await(h, x, request.ready_after) end
+  if not ok then return finish(h, nil, x) end
+  transmit(h)
+end
+
+-- The transfer gave a reply (or failed): one refresh and retry when the
+-- status asks for it, else redirects when asked, then the retry rules.
+local function replied(h, res, err)
+  local req = h.request
+  if res and not h._refreshed and request.refused(req, res) then
+    h._refreshed = true
+    local ok, x = request.refresh_start(req)
+    if ok == false then return await(h, x, request.refreshed) end
+    if not ok then return settle(h, nil, x) end
+    h._extra = h._extra + 1
+    return transmit(h)
+  end
+  if res then res, err = request.follow(req, res) end
+  settle(h, res, err)
+end
+
+-- Moves the handle on as far as it can go without waiting.
+local function advance(h)
+  local task = h._task
+  if task then
+    if not task:done() then return end
+    h._task = nil
+    pending[h] = nil
+    local ok, err = h._after(h.request, task)
+    if not ok then
+      if h._after == request.ready_after then return finish(h, nil, err) end
+      return settle(h, nil, err)
+    end
+    if h._after == request.refreshed then h._extra = h._extra + 1 end
+    return transmit(h)
+  end
+  local xfer = h._xfer
+  if xfer then
+    if not xfer:done() then return end
+    h._xfer = nil
+    local res, code, msg = xfer:result()
+    if res then return replied(h, res) end
+    return replied(h, request.fail(h.request, code, msg))
+  end
+  if h._retry_at and core.now() >= h._retry_at then
+    h._retry_at = nil
+    pending[h] = nil
+    attempt(h)
+  end
+end
+
+-- advance(), for done() and poll(): a programming error raised on the way
+-- (by a hook or a store while the token was fetched, a template) ends the
+-- handle and is raised again by done() and result().
+local function step(h)
+  if h._final then return end
+  local ok, err = pcall(advance, h)
+  if not ok then
+    finish(h, nil, nil)
+    h._raise = err
+  end
+end
+
 --- Starts the request without waiting; drive it with connkit.poll and ask
--- handle:done().
+-- handle:done(). A token that must be fetched first is fetched as part of
+-- the handle's work: start() returns once its request is under way.
 function Request:start()
-  local h = setmetatable({ request = self, _attempt = 0 }, Handle)
+  local h = setmetatable({ request = self, _attempt = 0, _extra = 0 }, Handle)
   attempt(h)
   return h
 end
 
---- True once the request has finished (or failed, or was cancelled).
+--- True once the request has finished (or failed, or was cancelled);
+-- moves it on (token reply, retry) without waiting.
 function Handle:done()
-  if self._final then return true end
-  local xfer = self._xfer
-  if xfer then
-    if not xfer:done() then return false end
-    self._xfer = nil
-    local res, code, msg = xfer:result()
-    local err
-    if res then
-      res, err = request.complete(self.request, res)
-    else
-      res, err = request.fail(self.request, code, msg)
-    end
-    settle(self, res, err)
-    return self._final == true
-  end
-  if self._retry_at and core.now() >= self._retry_at then
-    self._retry_at = nil
-    attempt(self)
-  end
+  step(self)
+  if self._raise then error(self._raise, 0) end
   return self._final == true
 end
 
---- The response, or nil and an error; waits if the request is not done.
+--- The response, or nil and an error. Before done() this waits, driving
+-- the engine (every transfer of it) until the request is over, its token
+-- fetch included.
 function Handle:result()
   while not self:done() do
-    if self._xfer then
+    if self._task then
+      self._task:wait()
+    elseif self._xfer then
       self._xfer:result() -- waits for this transfer, driving the others too
     elseif self._retry_at then
-      engine:poll(math.max(0, math.min(0.05, self._retry_at - core.now())))
-      core.sleep(math.max(0, math.min(0.05, self._retry_at - core.now())))
+      local wait = math.max(0, math.min(0.05, self._retry_at - core.now()))
+      if engine:pending() > 0 then engine:poll(wait) else core.sleep(wait) end
     end
   end
   return self._res, self._err
 end
 
---- Stops the request; its result is then nil and an error with code "cancelled".
+--- Stops the request; its result is then nil and an error with code
+-- "cancelled". A token fetch it waited for goes on for the account (other
+-- requests may wait for it; connkit.poll drives it).
 function Handle:cancel()
   if self._final then return end
   if self._xfer then self._xfer:cancel() end
-  self._xfer, self._retry_at = nil, nil
   finish(self, nil, errors.new("cancelled", "the request was cancelled"))
 end
 
-local POLL_OPTIONS = { timeout = "wait" }
-local ALL_OPTIONS = { concurrency = "count" }
+-- The keys of a set, so that stepping may change the set.
+local function keys(set)
+  local list = {}
+  for k in pairs(set) do list[#list + 1] = k end
+  return list
+end
 
 --- Drives every started transfer; waits up to `timeout` seconds for activity
--- (0: never blocks). Returns how many finished.
+-- (0: never blocks). Then moves on what waited for a token reply (the
+-- renewal, the handles that need its token) and retries that are due.
+-- Returns how many transfers finished.
 function M.poll(timeout)
   if timeout ~= nil then check.options("connkit.poll", { timeout = timeout }, POLL_OPTIONS) end
-  return engine:poll(timeout or 0)
+  local n = engine:poll(timeout or 0)
+  if next(tokens.active) then
+    for _, task in ipairs(keys(tokens.active)) do task:done() end
+  end
+  if next(pending) then
+    for _, h in ipairs(keys(pending)) do step(h) end
+  end
+  return n
+end
+
+-- Plain requests (static auth, nothing to follow or retry) whose header
+-- lines are up to date: the batch runs in C and each is done with its reply.
+local function run_plain(reqs, n)
+  local results, nfailed = engine:run(reqs, n)
+  if nfailed > 0 then
+    for i = 1, #reqs do
+      local r = results[i]
+      if not r.res then
+        local _, err = request.fail(reqs[i], r.code, r.message)
+        err.attempts = 1
+        r.err, r.code, r.message = err, nil, nil
+      end
+    end
+  end
+  return results
+end
+
+-- Any other batch: a handle per request, up to n in flight, so a token
+-- fetch, a refresh after 401/403 and a retry wait never block the others,
+-- and requests of one account share its renewal (one token request).
+local function run_handles(reqs, n)
+  local total, results, active, nexti = #reqs, {}, {}, 1
+  local function cancel_all()
+    for _, a in ipairs(active) do a[2]:cancel() end
+  end
+  local ok, err = pcall(function()
+    while nexti <= total or #active > 0 do
+      while #active < n and nexti <= total do
+        active[#active + 1] = { nexti, reqs[nexti]:start() }
+        nexti = nexti + 1
+      end
+      local finished, wait, j = false, 1, 1
+      while j <= #active do
+        local i, h = active[j][1], active[j][2]
+        if h:done() then
+          results[i] = { res = h._res, err = h._err }
+          table.remove(active, j)
+          finished = true
+        else
+          if h._retry_at then wait = math.min(wait, math.max(0, h._retry_at - core.now())) end
+          j = j + 1
+        end
+      end
+      if not finished and #active > 0 then
+        if engine:pending() > 0 then engine:poll(wait) else core.sleep(wait) end
+      end
+    end
+  end)
+  if not ok then
+    cancel_all()
+    error(err, 0)
+  end
+  return results
 end
 
 --- Runs prepared requests with up to `concurrency` in flight; returns
--- { { res = ..., err = ... }, ... } in the order of the input. The
--- transfers run in C on the shared engine; what follows a reply (a refresh
--- on 401/403, redirects, retries) is then done request by request.
+-- { { res = ..., err = ... }, ... } in the order of the input. Requests
+-- with static auth and nothing to follow or retry run as one batch in C;
+-- any other batch runs as handles (the same rules as send(); see start()).
 function M.all(reqs, opts)
   if type(reqs) ~= "table" then check.raise("connkit.all: requests must be a list, not a " .. type(reqs)) end
   local n = check.options("connkit.all", opts, ALL_OPTIONS).concurrency or 8
-  local total = #reqs
-  -- A plain request (static auth, nothing to follow or retry) whose header
-  -- lines are up to date goes to the engine as it is and is done with its
-  -- reply; any other is brought up to date first (a due token fetched or
-  -- refreshed once) and finished after its transfer.
-  local slow, failed = false, nil
-  for i = 1, total do
+  local plain = true
+  for i = 1, #reqs do
     local req = reqs[i]
     local acct = type(req) == "table" and req._account
     if not (acct and req._plain and req._src_lines == acct._lines) then
       if not acct or getmetatable(req) ~= RequestMT then
         check.raise("connkit.all: item " .. i .. " is not a prepared request")
       end
-      slow = true
-      local ok, err = request.ready(req)
-      if not ok then
-        failed = failed or {}
-        failed[i] = err
-      end
+      plain = false
     end
   end
-  local list, map = reqs, nil
-  if failed then -- only the ready ones run
-    list, map = {}, {}
-    for i = 1, total do
-      if not failed[i] then list[#list + 1] = reqs[i]; map[#list] = i end
-    end
-  end
-  local out, nfailed = engine:run(list, n)
-  local results = out
-  if map then
-    results = {}
-    for j = 1, #list do results[map[j]] = out[j] end
-    for i, err in pairs(failed) do
-      err.attempts = 1
-      results[i] = { err = err }
-    end
-  end
-  if slow or nfailed > 0 then
-    for j = 1, #list do
-      local i = map and map[j] or j
-      local req, r = reqs[i], results[i]
-      local res = r.res
-      if not (res and req._plain) then
-        local err
-        if res then
-          res, err = request.complete(req, res)
-        else
-          res, err = request.fail(req, r.code, r.message)
-        end
-        res, err = request.settle(req, res, err, 1)
-        r.res, r.err, r.code, r.message = res, err, nil, nil
-      end
-    end
-  end
-  return results
+  if plain then return run_plain(reqs, n) end
+  return run_handles(reqs, n)
 end
 
 return M

@@ -72,7 +72,8 @@ end
 --- Fetches a token from the custom endpoint: params (form body for POST,
 -- or JSON with format = "json"; the query for GET) filled from the
 -- credentials and parameters; the token at token_path; its lifetime at
--- expires_in_path, else ttl, else refresh.default_ttl.
+-- expires_in_path (a number or numeric string; anything else there is an
+-- error naming the path), else ttl, else refresh.default_ttl.
 function M.fetch_token(acct)
   local c = acct.integration.custom_token
   local creds = acct.credentials
@@ -98,7 +99,11 @@ function M.fetch_token(acct)
     return nil, errors.new("token_endpoint", ("%s reply has no token at %s"):format(what, c.token_path))
   end
   acct:_add_secret(token)
-  local ttl = c.expires_in_path and endpoint.number_of(dig(fields, c.expires_in_path))
+  local ttl, terr
+  if c.expires_in_path then
+    ttl, terr = endpoint.number_field(dig(fields, c.expires_in_path), c.expires_in_path, what)
+    if terr then return nil, terr end
+  end
   if not ttl or ttl <= 0 then ttl = c.ttl or acct.integration.refresh.default_ttl end
   local now = core.now()
   return { access_token = token, token_type = "bearer", issued_at = now, expires_at = now + ttl }

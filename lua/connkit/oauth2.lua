@@ -94,8 +94,9 @@ local function token_call(acct, params, what)
 end
 
 --- Fetches a new token for the account: client credentials, or the refresh
--- token grant (an authorization-code account with no refresh token must
--- authorize again: err.code "reauthorize").
+-- token grant (an authorization-code account that was never authorized, or
+-- has no refresh token, must authorize first: err.code "reauthorize", the
+-- message says which).
 function M.fetch_token(acct)
   local o = acct.integration.oauth2
   local params = base_params(acct)
@@ -104,8 +105,13 @@ function M.fetch_token(acct)
     if o.scope then params.scope = fill(acct, o.scope) end
     return token_call(acct, params, "token endpoint (client_credentials)")
   end
-  local rt = acct._tok and acct._tok.refresh_token
+  local rec = acct._tok
+  local rt = rec and rec.refresh_token
   if not rt then
+    if not (rec and rec.access_token) then
+      return nil, errors.new("reauthorize", ("account '%s' is not authorized yet: authorize it first "
+        .. "(login, login_device, or authorize_url and finish_authorization)"):format(acct.id))
+    end
     return nil, errors.new("reauthorize", ("account '%s' has no refresh token: authorize it again (login)"):format(acct.id))
   end
   params.grant_type = "refresh_token"

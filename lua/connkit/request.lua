@@ -288,66 +288,140 @@ local function follow_redirects(req, res)
   return res
 end
 
---- What happens after a reply: on a status in refresh.on_status, one
--- refresh and one retry (token accounts); redirects when asked. Used by
--- send() and by the handles of start()/all().
-function M.complete(req, res)
+local tokens = require "connkit.tokens"
+
+--- Whether this reply asks for one refresh and one retry: a token account
+-- and a status in refresh.on_status.
+function M.refused(req, res)
   local acct = rawget(req, "_account")
-  if acct._ensure_token and not rawget(req, "_bare") and acct.integration.refresh.on_status[res.status] then
-    local ok, err = require("connkit.tokens").renew(acct, true, rawget(req, "_token"))
-    if not ok then return nil, err end
-    ok, err = finalize(req, acct)
-    if not ok then return nil, err end
-    local code, msg
-    res, code, msg = engine:perform(rawget(req, "_wire"))
-    if not res then return fail(req, code, msg) end
-  end
+  -- (a request sent without the account's credentials (req._bare) was not
+  -- refused for its token)
+  return acct._ensure_token ~= nil and not rawget(req, "_bare")
+    and acct.integration.refresh.on_status[res.status] == true
+end
+
+--- The end of a reply that is not refused: redirects when asked.
+function M.follow(req, res)
   if rawget(req, "follow") and REDIRECT[res.status] then return follow_redirects(req, res) end
   return res
 end
 
---- Brings the request up to date with the account's token (fetching or
--- refreshing it first when it is due). Returns true, or nil and an error.
-function M.ready(req)
+--- After `task` (a renewal of the request's account) is over: the request
+-- brought up to date with the new token. Returns true, or nil and an error.
+function M.refreshed(req, task)
+  local ok, err = task:result()
+  if not ok then return nil, tokens.own(err) end
+  return finalize(req, rawget(req, "_account"))
+end
+
+--- After a refused reply, without waiting: the account's renewal (the one
+-- in flight, if any) is started. Returns true (the request is up to date:
+-- send it again), nil and an error, or false and the task to wait for
+-- (then M.refreshed(req, task)).
+function M.refresh_start(req)
+  local task = tokens.renewal(rawget(req, "_account"), true, rawget(req, "_token"))
+  if not task:done() then return false, task end
+  return M.refreshed(req, task)
+end
+
+--- What happens after a reply: on a status in refresh.on_status, one
+-- refresh and one retry (token accounts); redirects when asked. Used by
+-- send(). Returns the outcome and the number of extra attempts made (1
+-- after a refresh and retry).
+function M.complete(req, res)
+  local extra = 0
+  if M.refused(req, res) then
+    local task = tokens.renewal(rawget(req, "_account"), true, rawget(req, "_token"))
+    local ok, err = M.refreshed(req, task)
+    if not ok then return nil, err, 0 end
+    local code, msg
+    res, code, msg = engine:perform(rawget(req, "_wire"))
+    if not res then
+      local _, ferr = fail(req, code, msg)
+      return nil, ferr, 1
+    end
+    extra = 1
+  end
+  local r, err = M.follow(req, res)
+  return r, err, extra
+end
+
+--- The request brought up to date with the account's token once `task`
+-- (from M.ready_start) is over. Returns true, or nil and an error.
+function M.ready_after(req, task)
   local acct = rawget(req, "_account")
-  if acct._ensure_token then
-    local ok, err = acct:_ensure_token()
-    if not ok then return nil, err end
+  local ok, err = tokens.ensured(acct, task)
+  if not ok then return nil, err end
+  if rawget(req, "_src_lines") ~= acct._lines then return finalize(req, acct) end
+  return true
+end
+
+--- Brings the request up to date with the account's token without waiting:
+-- true, or nil and an error, or false and the renewal task that fetches the
+-- token (then M.ready_after(req, task)).
+function M.ready_start(req)
+  local acct = rawget(req, "_account")
+  if acct._ensure_token and not rawget(req, "_bare") then
+    local ok, x = tokens.ensure_start(acct)
+    if ok == false then return false, x end
+    if not ok then return nil, x end
   end
   if rawget(req, "_src_lines") ~= acct._lines then return finalize(req, acct) end
   return true
 end
 
---- One attempt: the token brought up to date, the transfer, and what
--- follows a reply (refresh and retry on on_status, redirects).
-function M.attempt(req)
-  local ok, err = M.ready(req)
-  if not ok then return nil, err end
-  local res, code, msg = engine:perform(rawget(req, "_wire"))
-  if not res then return fail(req, code, msg) end
-  if rawget(req, "_account")._ensure_token or rawget(req, "follow") then return M.complete(req, res) end
-  return res
+--- Brings the request up to date with the account's token (fetching or
+-- refreshing it first when it is due, and waiting for that). Returns true,
+-- or nil and an error.
+function M.ready(req)
+  local ok, x = M.ready_start(req)
+  if ok == false then return M.ready_after(req, x) end
+  return ok, x
 end
 
---- After attempt number `attempt` gave (res | nil, err): more attempts
+--- One attempt: the token brought up to date, the transfer, and what
+-- follows a reply (refresh and retry on on_status, redirects). Returns the
+-- outcome and the number of extra attempts (see M.complete).
+function M.attempt(req)
+  local ok, err = M.ready(req)
+  if not ok then return nil, err, 0 end
+  local res, code, msg = engine:perform(rawget(req, "_wire"))
+  if not res then
+    local _, ferr = fail(req, code, msg)
+    return nil, ferr, 0
+  end
+  if rawget(req, "_account")._ensure_token or rawget(req, "follow") then return M.complete(req, res) end
+  return res, nil, 0
+end
+
+--- After attempt number `attempt` gave (res | nil, err) and `extra`
+-- attempts beside the retry rules' (a refresh and retry): more attempts
 -- while the retry rules ask for them (waiting in between), then the outcome
--- with `attempts` set.
-function M.settle(req, res, err, attempt)
+-- with `attempts` set to every attempt made.
+function M.settle(req, res, err, attempt, extra)
+  extra = extra or 0
   local rules = rawget(req, "_retry")
   while rules do
     local wait = retry.delay(rules, req.method, res, err, attempt)
     if not wait then break end
     core.sleep(wait)
     attempt = attempt + 1
-    res, err = M.attempt(req)
+    local x
+    res, err, x = M.attempt(req)
+    extra = extra + x
   end
-  -- (a response says 1 through its metatable: setting it would grow the table)
-  if res then
-    if attempt ~= 1 then res.attempts = attempt end
-  elseif err then
-    err.attempts = attempt
-  end
+  M.count(res, err, attempt + extra)
   return res, err
+end
+
+--- Sets `attempts` on an outcome. (A response says 1 through its
+-- metatable: setting it would grow the table.)
+function M.count(res, err, n)
+  if res then
+    if n ~= 1 then res.attempts = n end
+  elseif err then
+    err.attempts = n
+  end
 end
 
 --- Sends the request and waits for the reply, retrying per the retry rules.
@@ -362,8 +436,8 @@ function Request:send()
     err.attempts = 1
     return nil, err
   end
-  local res, err = M.attempt(self)
-  return M.settle(self, res, err, 1)
+  local res, err, extra = M.attempt(self)
+  return M.settle(self, res, err, 1, extra)
 end
 
 M.engine = engine

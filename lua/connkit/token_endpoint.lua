@@ -4,6 +4,7 @@
 -- `expires_at`, an `error` in a 200, HTML or empty bodies.
 -- @module connkit.token_endpoint
 local core = require "connkit.core"
+local cosync = require "connkit.cosync"
 local errors = require "connkit.errors"
 local request = require "connkit.request"
 local urls = require "connkit.url"
@@ -76,6 +77,20 @@ function M.authenticate(acct, params, headers)
   return true
 end
 
+-- One transfer to a token endpoint. Inside a renewal task (a token fetch
+-- for a non-blocking request, or one that others may wait for) it is started
+-- on the shared engine and the task waits for it without blocking anybody;
+-- elsewhere (login flows) it is performed at once.
+local function transfer(spec)
+  if cosync.can_await() then
+    local xfer, code, msg = request.engine:start(spec)
+    if not xfer then return nil, code, msg end
+    cosync.await(xfer)
+    return xfer:result()
+  end
+  return request.engine:perform(spec)
+end
+
 --- Sends params to an endpoint: a form body for POST, the query for GET.
 -- Returns the decoded reply fields, or nil and an error. `what` names the
 -- endpoint in messages.
@@ -99,7 +114,7 @@ function M.call(acct, url, method, params, headers, what, format)
       headers[#headers + 1] = "Content-Type: application/x-www-form-urlencoded"
     end
   end
-  local res, code, msg = request.engine:perform(spec)
+  local res, code, msg = transfer(spec)
   if not res then
     return nil, errors.new(code, acct:_redact(("%s %s: %s"):format(what, urls.origin(url) or url, msg)))
   end
@@ -146,9 +161,23 @@ local function number_of(v)
 end
 M.number_of = number_of
 
+--- A lifetime field of a reply: nil when absent, the number (a numeric
+-- string is accepted), or nil and an error naming the field when it is
+-- something else ("abc", a table): a guess would hide a broken server.
+function M.number_field(v, field, what)
+  if v == nil then return nil end
+  local n = number_of(v)
+  if n == nil or n ~= n or n == math.huge or n == -math.huge then
+    return nil, errors.new("token_endpoint", ("%s reply: %s is not a number (got a %s)")
+      :format(what, field, type(v) == "string" and "non-numeric string" or type(v)))
+  end
+  return n
+end
+
 --- The token record of an OAuth token reply, or nil and an error.
--- Lifetime: expires_in (number or string), else expires_at (epoch seconds),
--- else the integration's refresh.default_ttl.
+-- Lifetime: expires_in (number or numeric string), else expires_at (epoch
+-- seconds), else the integration's refresh.default_ttl; a field that is
+-- there but not a number is an error naming it.
 function M.token_record(acct, f, what)
   if type(f.access_token) ~= "string" or f.access_token == "" then
     return nil, errors.new("token_endpoint", what .. " reply has no access_token")
@@ -164,8 +193,10 @@ function M.token_record(acct, f, what)
   if rec.token_type ~= "bearer" and rec.token_type ~= "n_a" then
     return nil, errors.new("token_endpoint", what .. " issued a " .. rec.token_type .. " token; only bearer tokens are supported")
   end
-  local ttl = number_of(f.expires_in)
-  local at = number_of(f.expires_at)
+  local ttl, terr = M.number_field(f.expires_in, "expires_in", what)
+  if terr then return nil, terr end
+  local at, aerr = M.number_field(f.expires_at, "expires_at", what)
+  if aerr then return nil, aerr end
   if ttl and ttl > 0 then
     rec.expires_at = now + ttl
   elseif at and at > now then

@@ -3,13 +3,16 @@
 --
 -- The state is a record { access_token, refresh_token, expires_at,
 -- issued_at, scope, token_type } kept in the account's store under its id.
--- A refresh is single-flight: the store's lock is taken, the record read
--- again (another process may have refreshed already), and only a token that
--- is still due is renewed; the new record is written to the store before the
--- token is used.
+-- A refresh is single-flight: in this Lua state an account has one renewal
+-- in flight that every caller waits for (a task whose token request does
+-- not block, see M.renewal); across processes the store's lock is taken, the
+-- record read again (another process may have refreshed already), and only
+-- a token that is still due is renewed; the new record is written to the
+-- store before the token is used.
 -- @module connkit.tokens
 local core = require "connkit.core"
 local errors = require "connkit.errors"
+local cosync = require "connkit.cosync"
 
 local M = {}
 
@@ -75,7 +78,9 @@ M.adopt = adopt
 
 --- Loads the account's state from its store (at creation).
 -- A record the store cannot give (wrong key, tampered file) is not
--- overwritten: every token operation reports that error instead.
+-- overwritten: an authorization-code account reports that error on every
+-- token operation; a client-credentials or custom-token account fetches a
+-- token of its own and shows the error in status().store_error.
 function M.load(acct)
   local rec, err = store_get(acct)
   if err then
@@ -95,6 +100,13 @@ function M.merge(acct, fresh)
   return fresh
 end
 
+--- The store error the account lives with, as { code, message } (no
+-- secret), or nil: a record it could not read.
+function M.store_error(acct)
+  local e = acct._store_err
+  if e then return { code = e.code, message = e.message } end
+end
+
 -- Calls on_token with what may be shown: no secret.
 local function notify(acct, rec)
   if not acct.on_token then return end
@@ -103,15 +115,18 @@ local function notify(acct, rec)
     expires_in = rec.expires_at and math.floor(rec.expires_at - now() + 0.5) or nil,
     scope = rec.scope, token_type = rec.token_type,
     has_refresh_token = rec.refresh_token ~= nil,
+    store_error = M.store_error(acct),
   })
 end
 
 --- Writes a new record to the store, then makes it the one in use, then
 -- tells on_token. The store write comes first so a rotated refresh token is
 -- never lost; if the write fails the new token is still used here, and the
--- error is returned.
-function M.install(acct, rec)
-  local put_ok, put_err = store_put(acct, rec)
+-- error is returned. `keep_store`: the store's record could not be read, so
+-- it is left as it is (the token lives in memory only).
+function M.install(acct, rec, keep_store)
+  local put_ok, put_err = true, nil
+  if not keep_store then put_ok, put_err = store_put(acct, rec) end
   local ok, err = adopt(acct, rec)
   if not ok then return nil, err end
   acct._fail_at, acct._fail_err = nil, nil
@@ -120,51 +135,83 @@ function M.install(acct, rec)
   return true
 end
 
---- Renews the token: single-flight through the store's lock. `used` is the
--- access token a request was refused with (401/403): if the state already
--- holds another one, somebody renewed it meanwhile and that one is used.
--- `force` renews even when the token is not due.
-function M.renew(acct, force, used)
-  if acct._store_err then
-    -- read the store again: the problem may be gone (key fixed, file restored)
+-- Accounts that can get a token from their credentials alone (nothing in
+-- the store is needed to renew): client credentials and custom tokens.
+local function refetchable(acct)
+  local o = acct.integration.oauth2
+  return acct.integration.auth == "custom_token" or (o ~= nil and o.grant_type == "client_credentials")
+end
+
+-- The part of a renewal done under the store's lock: read the record again
+-- (another process may have renewed meanwhile), and fetch a token only when
+-- one is still needed. A record that cannot be read is an error, except for
+-- an account that needs nothing from it: that one fetches a token, keeps it
+-- in memory, leaves the record as it is and says so in status().
+local function locked_renew(acct, force, used)
+  local rec, gerr = store_get(acct)
+  local keep_store = false
+  if gerr then
+    if not refetchable(acct) then return nil, gerr end
+    acct._store_err, rec, keep_store = gerr, nil, true
+  else
     acct._store_err = nil
-    M.load(acct)
-    if acct._store_err then return nil, acct._store_err end
   end
-  if acct._renewing then
-    -- re-entered (from on_token or a store callback): use what there is
-    if acct._values.token then return true end
-    return nil, errors.new("refresh", "a token refresh is already under way")
+  local current = acct._tok and acct._tok.access_token
+  if rec and rec.access_token and rec.access_token ~= current then
+    -- another process (or account object) renewed meanwhile: adopt it
+    local aok, aerr = adopt(acct, rec)
+    if not aok then return nil, aerr end
+    current = rec.access_token
   end
-  -- a failed refresh is not retried within the cooldown, except on request
-  -- (refresh()): a refused request must not hammer a dead token endpoint
-  if (not force or used) and acct._fail_at and now() - acct._fail_at < acct.integration.refresh.cooldown then
-    return nil, acct._fail_err
+  if used then
+    if current and current ~= used then return true end -- already replaced
+  elseif not force and acct._refresh_at and now() < acct._refresh_at then
+    return true -- no longer due
   end
+  local fresh, ferr = acct:_fetch_token()
+  if not fresh then return nil, ferr end
+  return M.install(acct, M.merge(acct, fresh), keep_store)
+end
+
+-- Renewals in flight in this Lua state by store and id: two account objects
+-- on one store record take turns (the first holds the store's lock while it
+-- waits for its token reply, so the second must not ask for the lock yet).
+local busy = setmetatable({}, { __mode = "k" })
+
+-- Renewals that hold their store's lock (they wait for nothing but their
+-- token reply).
+local holding = {}
+
+--- Every renewal in flight (connkit.poll drives them even when no handle
+-- waits for them any more).
+M.active = {}
+
+-- The body of a renewal task: wait for the turn, lock, renew, unlock.
+local function renew_body(acct, force, used, task)
+  local ids = busy[acct.store]
+  if not ids then ids = {}; busy[acct.store] = ids end
+  while ids[acct.id] and ids[acct.id] ~= task do cosync.await(ids[acct.id]) end
+  ids[acct.id] = task
   local unlock, lerr = store_lock(acct)
-  if not unlock then return nil, lerr end
-  acct._renewing = true
-  local ok, res, err = pcall(function()
-    local rec, gerr = store_get(acct)
-    if gerr then return nil, gerr end
-    local current = acct._tok and acct._tok.access_token
-    if rec and rec.access_token and rec.access_token ~= current then
-      -- another process (or account object) renewed meanwhile: adopt it
-      local aok, aerr = adopt(acct, rec)
-      if not aok then return nil, aerr end
-      current = rec.access_token
-    end
-    if used then
-      if current and current ~= used then return true end -- already replaced
-    elseif not force and acct._refresh_at and now() < acct._refresh_at then
-      return true -- no longer due
-    end
-    local fresh, ferr = acct:_fetch_token()
-    if not fresh then return nil, ferr end
-    return M.install(acct, M.merge(acct, fresh))
-  end)
-  acct._renewing = false
-  unlock()
+  -- a lock this Lua state already holds (file store: "lock_busy") belongs
+  -- to a renewal that waits for its token reply, e.g. of an account object
+  -- on another store object over the same directory: wait for it, try again
+  while not unlock and lerr.code == "lock_busy" do
+    local holder = next(holding)
+    if holder == nil then break end
+    cosync.await(holder)
+    unlock, lerr = store_lock(acct)
+  end
+  local ok, res, err
+  if unlock then
+    holding[task] = true
+    ok, res, err = cosync.pcall(locked_renew, acct, force, used)
+    holding[task] = nil
+    unlock()
+  else
+    ok, res, err = true, nil, lerr
+  end
+  ids[acct.id] = nil
   if not ok then error(res, 0) end
   if not res then
     acct._fail_at, acct._fail_err = now(), err
@@ -173,18 +220,92 @@ function M.renew(acct, force, used)
   return true
 end
 
+--- The account's renewal: a task (connkit.cosync) whose result is true, or
+-- nil and an error. An account has at most one renewal in flight: every
+-- caller (blocking or not) that needs a token meanwhile gets that same one,
+-- so there is one token request and no "refresh already under way". The
+-- token request itself does not block: the task waits for it on the shared
+-- engine, driven by whoever waits for the task (`task:result()` blocks,
+-- `task:done()` never does). The store's lock is taken with the store's own
+-- call (a file store's flock may block briefly) and held until the new
+-- record is written. `used` is the access token a request was refused with
+-- (401/403): if the state already holds another one, somebody renewed it
+-- meanwhile and that one is used. `force` renews even when the token is not
+-- due.
+function M.renewal(acct, force, used)
+  local cur = acct._renewal
+  if cur then
+    if not cur:running() then return cur end
+    -- re-entered from inside it (on_token, a store callback): use what there is
+    if acct._values.token then return cosync.finished(true) end
+    return cosync.finished(nil, errors.new("refresh", "a token refresh is already under way"))
+  end
+  if acct._store_err and not refetchable(acct) then
+    -- read the store again: the problem may be gone (key fixed, file restored)
+    acct._store_err = nil
+    M.load(acct)
+    if acct._store_err then return cosync.finished(nil, acct._store_err) end
+  end
+  -- a failed refresh is not retried within the cooldown, except on request
+  -- (refresh()): a refused request must not hammer a dead token endpoint
+  if (not force or used) and acct._fail_at and now() - acct._fail_at < acct.integration.refresh.cooldown then
+    return cosync.finished(nil, acct._fail_err)
+  end
+  local task
+  task = cosync.task(function() return renew_body(acct, force, used, task) end)
+  task.on_done = function()
+    M.active[task] = nil
+    if acct._renewal == task then acct._renewal = nil end
+  end
+  acct._renewal = task
+  M.active[task] = true
+  return task
+end
+
+--- Renews the token and waits for it (see M.renewal): true, or nil and an
+-- error.
+function M.renew(acct, force, used)
+  return M.renewal(acct, force, used):result()
+end
+
+--- A copy of a renewal's error for one of the callers that shared it (each
+-- sets its own `attempts` on it).
+function M.own(err)
+  if errors.is(err) then return errors.new(err.code, err.message, err) end
+  return err
+end
+
+-- The outcome of making sure of a token: a failed renewal inside the window
+-- still leaves the old token, good until it expires, so it is used (the
+-- next call tries again after the cooldown).
+local function ensured(acct, ok, err)
+  if ok then return true end
+  local rec = acct._tok
+  if rec and rec.access_token and rec.expires_at and now() < rec.expires_at - 1 then return true end
+  return nil, M.own(err)
+end
+
+--- After waiting for `task` (from M.ensure_start): true, or nil and an error.
+function M.ensured(acct, task)
+  return ensured(acct, task:result())
+end
+
 --- The hot path before every request: nothing to do while the token is
--- fresh; otherwise renew it (or fetch the first one).
+-- fresh; otherwise renew it (or fetch the first one) and wait.
 function M.ensure(acct)
   local at = acct._refresh_at
   if at and now() < at then return true end
-  local ok, err = M.renew(acct, false, nil)
-  if ok then return true end
-  -- a refresh inside the window failed: the old token is still good until
-  -- it expires, so it is used (the next call tries again after the cooldown)
-  local rec = acct._tok
-  if rec and rec.access_token and rec.expires_at and now() < rec.expires_at - 1 then return true end
-  return nil, err
+  return ensured(acct, M.renewal(acct, false, nil):result())
+end
+
+--- M.ensure without waiting: true, or nil and an error, or false and the
+-- renewal task to wait for (then M.ensured(acct, task)).
+function M.ensure_start(acct)
+  local at = acct._refresh_at
+  if at and now() < at then return true end
+  local task = M.renewal(acct, false, nil)
+  if task:done() then return ensured(acct, task:result()) end
+  return false, task
 end
 
 --- Drops the tokens here and in the store.
@@ -205,6 +326,7 @@ function M.status(acct)
     scope = rec.scope,
     token_type = rec.token_type,
     has_refresh_token = rec.refresh_token ~= nil,
+    store_error = M.store_error(acct),
   }
 end
 

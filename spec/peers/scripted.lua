@@ -7,6 +7,7 @@
 --   /token/html503            503 text/html
 --   /token/string-expires     200, "expires_in":"3600" (a string)
 --   /token/no-expires         200 without expires_in
+--   /token/expires-raw [v=S | json=J]  200, expires_in the string S or the JSON value J
 --   /token/expires-at [ttl=]  200 with expires_at (epoch seconds) instead of expires_in
 --   /token/error200           200 {"error":"invalid_grant",...}
 --   /token/invalid-grant      400 {"error":"invalid_grant",...}

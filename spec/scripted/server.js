@@ -86,6 +86,12 @@ const ROUTES = {
     r.expires_in = String(r.expires_in);
     send(res, 200, r);
   },
+  '/token/expires-raw': (req, res, q) => {
+    // expires_in exactly as given: v=abc (a string) or json=<any JSON value>
+    const r = tokenReply({ ...q, ttl: 3600 });
+    r.expires_in = q.json !== undefined ? JSON.parse(q.json) : q.v;
+    send(res, 200, r);
+  },
   '/token/no-expires': (req, res, q) => send(res, 200, tokenReply({ ...q, ttl: 'none' })),
   '/token/expires-at': (req, res, q) => {
     const ttl = Number(q.ttl || 3600);
