@@ -103,7 +103,7 @@ inside() {
     [ -f "$1" ] || return 0
     mkdir -p "$R$(dirname "${2:-$1}")"
     cp -L "$1" "$R${2:-$1}"
-    copied="$copied ${2:-$1}"
+    case " $copied " in *" ${2:-$1} "*) ;; *) copied="$copied ${2:-$1}" ;; esac
   }
   copied=""
   copy /etc/resolv.conf
@@ -125,10 +125,10 @@ inside() {
   # variables (the files they name are copied in), nothing else
   set -- HOME=/root LANG=C.UTF-8 TERM=dumb PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
   for v in $(env | sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' | grep -E \
-      '^(https?_proxy|ftp_proxy|all_proxy|no_proxy|HTTPS?_PROXY|FTP_PROXY|ALL_PROXY|NO_PROXY|NODE_EXTRA_CA_CERTS|SSL_CERT_FILE|SSL_CERT_DIR|CURL_CA_BUNDLE|REQUESTS_CA_BUNDLE|[Nn][Pp][Mm]_[Cc][Oo][Nn][Ff][Ii][Gg]_.*)$'); do
+      '^(https?_proxy|ftp_proxy|all_proxy|no_proxy|HTTPS?_PROXY|FTP_PROXY|ALL_PROXY|NO_PROXY|NODE_EXTRA_CA_CERTS|SSL_CERT_FILE|SSL_CERT_DIR|CURL_CA_BUNDLE|REQUESTS_CA_BUNDLE|GIT_SSL_CAINFO|PIP_CERT|[Nn][Pp][Mm]_[Cc][Oo][Nn][Ff][Ii][Gg]_.*)$'); do
     eval "val=\${$v}"
     set -- "$@" "$v=$val"
-    case "$v" in NODE_EXTRA_CA_CERTS|SSL_CERT_FILE|CURL_CA_BUNDLE|REQUESTS_CA_BUNDLE) copy "$val" ;; esac
+    case "$v" in NODE_EXTRA_CA_CERTS|SSL_CERT_FILE|CURL_CA_BUNDLE|REQUESTS_CA_BUNDLE|GIT_SSL_CAINFO|PIP_CERT) copy "$val" ;; esac
   done
   in_root() { chroot "$R" /usr/bin/env -i "$@"; }
 
@@ -174,9 +174,9 @@ inside() {
   for target in test demo; do
     t=$(now)
     log "make $target (in the root, /root/connkit)"
-    { in_root "$@" sh -c "cd /root/connkit && exec make $target" 2>&1; echo "rc=$?" > "$run/$target.rc"; } |
-      tee "$run/$target.log"
-    rc=$(sed -n 's/^rc=//p' "$run/$target.rc")
+    { if in_root "$@" sh -c "cd /root/connkit && exec make $target" 2>&1; then echo 0; else echo $?; fi \
+        > "$run/$target.rc"; } | tee "$run/$target.log"
+    rc=$(cat "$run/$target.rc")
     [ "$rc" = 0 ] || status=1
     summary="$summary
   make $target: exit $rc, $(($(now) - t)) s"
