@@ -7,14 +7,19 @@
 APT_LOCK_WAIT=${APT_LOCK_WAIT:-300}
 
 # apt_lock_holder: the PID holding one of apt's or dpkg's locks, or nothing.
-# They are fcntl locks, listed in /proc/locks by inode.
+# They are fcntl locks, listed in /proc/locks as MAJOR:MINOR:INODE (hex
+# device numbers) of the locked file.
 apt_lock_holder() {
   for f in /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock \
            /var/lib/apt/lists/lock /var/cache/apt/archives/lock; do
-    [ -e "$f" ] || continue
-    ino=$(stat -c %i "$f" 2>/dev/null) || continue
-    pid=$(awk -v ino="$ino" '{ n = split($6, d, ":") } n == 3 && d[3] == ino { print $5; exit }' \
-      /proc/locks 2>/dev/null)
+    id=$(stat -c '%d %i' "$f" 2>/dev/null) || continue
+    pid=$(awk -v id="$id" '
+      BEGIN {
+        split(id, a, " ")
+        major = int(a[1] / 256) % 4096; minor = a[1] % 256 + int(a[1] / 1048576) * 256
+        key = sprintf("%02x:%02x:%s", major, minor, a[2])
+      }
+      $6 == key { print $5; exit }' /proc/locks 2>/dev/null)
     if [ -n "$pid" ]; then echo "$pid"; return 0; fi
   done
   return 0

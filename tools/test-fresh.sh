@@ -174,8 +174,8 @@ inside() {
   for target in test demo; do
     t=$(now)
     log "make $target (in the root, /root/connkit)"
-    { if in_root "$@" sh -c "cd /root/connkit && exec make $target" 2>&1; then echo 0; else echo $?; fi \
-        > "$run/$target.rc"; } | tee "$run/$target.log"
+    { if in_root "$@" sh -c "cd /root/connkit && exec make $target" 2>&1; then rc=0; else rc=$?; fi
+      echo "$rc" > "$run/$target.rc"; } | tee "$run/$target.log"
     rc=$(cat "$run/$target.rc")
     [ "$rc" = 0 ] || status=1
     summary="$summary
