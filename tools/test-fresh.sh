@@ -237,7 +237,10 @@ outside() {
   finish() {
     set +e
     if [ -n "$ns" ] && kill -0 "$ns" 2>/dev/null; then
-      kill "$ns" 2>/dev/null   # unshare --kill-child takes the namespace with it
+      # unshare ignores SIGTERM while it waits; killed, it takes its child
+      # (--kill-child), PID 1 of the namespace, and with it every process
+      # of the namespace; the mounts go with the mount namespace.
+      kill -KILL "$ns" 2>/dev/null
       wait "$ns" 2>/dev/null
     fi
     # nothing may outlive the run: a process whose root is the run's root
