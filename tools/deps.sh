@@ -2,15 +2,18 @@
 # Installs the Debian packages a make target needs, when any is missing, and
 # the pinned npm packages of the OAuth peer. As root it runs apt-get;
 # otherwise it names what to install.
-#   sh tools/deps.sh [test|bench|rock]
+#   sh tools/deps.sh [--print] [test|bench|rock]
 #     test   (default) make, make test, make test-asan and make demo
 #     bench  the same plus valgrind (make bench)
 #     rock   the build plus luarocks (make rock), no peers
+#   --print: only print the target's packages, one a line (spec/deps_spec.lua)
 # apt-get runs with --no-install-recommends, so everything used is named
 # here, what Debian only recommends included (python3-httpbin's gunicorn).
 # `make test-fresh` checks this list on a bare Debian 12 root.
 set -eu
 LUA=${LUA:-lua5.4}
+print=0
+if [ "${1:-}" = --print ]; then print=1; shift; fi
 target=${1:-test}
 tools=$(cd "$(dirname "$0")" && pwd)
 . "$tools/apt.sh"
@@ -32,7 +35,7 @@ build="$lua_pkgs gcc libc6-dev make pkg-config libcurl4-openssl-dev libssl-dev
 # peers: httpbin served by gunicorn, nginx, sshd, and node for oidc-provider
 # and the scripted server.
 test="$build lua-busted lua-socket lua-filesystem curl openssl procps
-  openssh-client openssh-server nginx python3-httpbin python3-gunicorn"
+  openssh-client openssh-server nginx python3 python3-httpbin python3-gunicorn"
 
 node=0
 case "$target" in
@@ -41,6 +44,12 @@ case "$target" in
   rock) pkgs="$build luarocks" ;;
   *) echo "deps: unknown target '$target' (test, bench or rock)" >&2; exit 2 ;;
 esac
+
+if [ "$print" = 1 ]; then
+  [ "$node" = 1 ] && pkgs="$pkgs nodejs npm"
+  printf '%s\n' $pkgs
+  exit 0
+fi
 
 missing=""
 for p in $pkgs; do
