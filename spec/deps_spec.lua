@@ -54,6 +54,14 @@ local function owner(path)
   return (out:match("^([%w.+-]+)[:,]"))
 end
 
+-- package.searchpath, which Lua 5.1 lacks.
+local function searchpath(name, path)
+  for template in path:gmatch("[^;]+") do
+    local file = template:gsub("%?", (name:gsub("%.", "/")))
+    if helpers.read_file(file) then return file end
+  end
+end
+
 -- The file behind each program and module the suite uses.
 local function files_used()
   local files = {}
@@ -66,7 +74,7 @@ local function files_used()
     files[#files + 1] = { what = "python module " .. m, path = path }
   end
   for _, m in ipairs(LUA_MODULES) do
-    local path = package.searchpath(m, package.path) or package.searchpath(m, package.cpath)
+    local path = searchpath(m, package.path) or searchpath(m, package.cpath)
     files[#files + 1] = { what = "lua module " .. m, path = path }
   end
   return files

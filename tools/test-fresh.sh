@@ -81,7 +81,13 @@ inside() {
   log() { say "$*"; }
   cleanup() {
     set +e
-    # the other processes of this PID namespace: all started in the root
+    # the other processes of this PID namespace: all started in the root,
+    # and none should be left (the suite stops its peers); named, then ended
+    for p in "$R"/proc/[0-9]*; do
+      [ "${p##*/}" = 1 ] && continue
+      cmd=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null | cut -c1-100)
+      [ -n "$cmd" ] && say "ending a process left in the root: ${p##*/} $cmd" >&2
+    done
     kill -9 -1 2>/dev/null
     for m in sys dev/shm dev/pts dev proc; do
       mountpoint -q "$R/$m" && umount -l "$R/$m"
