@@ -4,6 +4,8 @@
 #   make test-asan       the same, under AddressSanitizer + UBSan
 #   make demo            run examples/demo.lua end to end on loopback
 #   make bench           connkit against its baselines, side by side
+#   make rock            install with LuaRocks into ./luarocks
+#   make test-fresh      make test and make demo on a bare Debian 12 root (as root)
 # LUA may be lua5.4, lua5.3, lua5.1 or luajit.
 
 LUA     ?= lua5.4
@@ -38,7 +40,7 @@ OBJS    := $(patsubst csrc/%.c,$(BUILD)/%.o,$(SRCS))
 HDRS    := $(wildcard csrc/*.h)
 SO      := $(BUILD)/connkit/core.so
 
-.PHONY: all deps test test-asan demo bench clean format rock
+.PHONY: all deps test test-asan demo bench clean format rock test-fresh
 # connkit/core.so is the module of the last LUA built (copied every time, so
 # switching LUA never leaves another version's module there)
 all: $(SO)
@@ -68,15 +70,18 @@ demo: deps
 	@$(MAKE) --no-print-directory $(SO)
 	@LUA=$(LUA) BUILD=$(BUILD) sh tools/run-lua.sh examples/demo.lua
 
-bench: deps
+bench:
+	@LUA=$(LUA) sh tools/deps.sh bench
 	@$(MAKE) --no-print-directory $(SO)
 	@LUA=$(LUA) BUILD=$(BUILD) sh bench/run.sh
 
-# install with LuaRocks into ./luarocks (Debian keeps curl.h in the multiarch dir)
+# install with LuaRocks into ./luarocks (luarocks itself installed when missing)
 rock:
-	luarocks --lua-version $(patsubst lua%,%,$(filter lua5.%,$(LUA))) make --deps-mode none \
-	  --tree luarocks rockspec/connkit-scm-1.rockspec \
-	  CURL_INCDIR=$$(dirname $$(dirname $$(find /usr/include -name curl.h -path '*curl/curl.h' | head -n1)))
+	@LUA=$(LUA) sh tools/rock.sh
+
+# the committed tree's make test and make demo on a bare Debian 12 root
+test-fresh:
+	@sh tools/test-fresh.sh
 
 format:
 	clang-format -i csrc/*.c csrc/*.h bench/*.c

@@ -1,8 +1,23 @@
 #!/bin/sh
-# Installs the Debian packages that build, test, demo and bench need, when
-# any is missing. As root it runs apt-get; otherwise it names what to install.
+# Installs the Debian packages a make target needs, when any is missing, and
+# the pinned npm packages of the OAuth peer. As root it runs apt-get;
+# otherwise it names what to install.
+#   sh tools/deps.sh [--print] [test|bench|rock]
+#     test   (default) make, make test, make test-asan and make demo
+#     bench  the same plus valgrind (make bench)
+#     rock   the build plus luarocks (make rock), no peers
+#   --print: only print the target's packages, one a line (spec/deps_spec.lua)
+# apt-get runs with --no-install-recommends, so everything used is named
+# here, what Debian only recommends included (python3-httpbin's gunicorn).
+# `make test-fresh` checks this list on a bare Debian 12 root.
 set -eu
 LUA=${LUA:-lua5.4}
+print=0
+if [ "${1:-}" = --print ]; then print=1; shift; fi
+target=${1:-test}
+tools=$(cd "$(dirname "$0")" && pwd)
+. "$tools/apt.sh"
+
 case "$LUA" in
   lua5.4) lua_pkgs="lua5.4 liblua5.4-dev" ;;
   lua5.3) lua_pkgs="lua5.3 liblua5.3-dev" ;;
@@ -10,40 +25,63 @@ case "$LUA" in
   luajit) lua_pkgs="luajit libluajit-5.1-dev" ;;
   *) echo "deps: unknown LUA '$LUA'" >&2; exit 2 ;;
 esac
-pkgs="$lua_pkgs gcc make pkg-config lua-cjson lua-busted lua-socket lua-filesystem
-  libcurl4-openssl-dev libssl-dev libssh2-1-dev openssl curl
-  python3-httpbin openssh-server openssh-client procps nginx valgrind"
+
+# The build: compiler, C library headers, pkg-config, the three libraries'
+# headers, and lua-cjson (connkit's JSON).
+build="$lua_pkgs gcc libc6-dev make pkg-config libcurl4-openssl-dev libssl-dev
+  libssh2-1-dev lua-cjson"
+# The specs and the demo: busted and the Lua modules they load (socket, lfs),
+# the programs they run (curl, openssl, ssh-keygen and sftp, pgrep) and the
+# peers: httpbin served by gunicorn, nginx, sshd, and node for oidc-provider
+# and the scripted server.
+test="$build lua-busted lua-socket lua-filesystem curl openssl procps
+  openssh-client openssh-server nginx python3 python3-httpbin python3-gunicorn"
+
+node=0
+case "$target" in
+  test) pkgs=$test node=1 ;;
+  bench) pkgs="$test valgrind" node=1 ;; # callgrind counts instructions
+  rock) pkgs="$build luarocks" ;;
+  *) echo "deps: unknown target '$target' (test, bench or rock)" >&2; exit 2 ;;
+esac
+
+if [ "$print" = 1 ]; then
+  [ "$node" = 1 ] && pkgs="$pkgs nodejs npm"
+  printf '%s\n' $pkgs
+  exit 0
+fi
 
 missing=""
 for p in $pkgs; do
   st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
   case "$st" in *"ok installed"*) ;; *) missing="$missing $p" ;; esac
 done
-# node and npm may come from Debian or from another packaging of Node.js
-command -v node >/dev/null 2>&1 || missing="$missing nodejs"
-command -v npm >/dev/null 2>&1 || missing="$missing npm"
+if [ "$node" = 1 ]; then
+  # node and npm may come from Debian or from another packaging of Node.js
+  command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+  command -v npm >/dev/null 2>&1 || missing="$missing npm"
+fi
 if [ -z "$missing" ]; then
   :
 elif [ "$(id -u)" = 0 ]; then
   echo "deps: installing$missing"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
   # shellcheck disable=SC2086
-  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  apt_install $missing || exit 1
   # Debian starts the services it installs; the suite runs its own, on free ports.
   for svc in nginx ssh; do
     if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
   done
 else
   echo "deps: missing packages:$missing" >&2
-  echo "deps: run as root, or: sudo apt-get install -y$missing" >&2
+  echo "deps: run as root, or: sudo apt-get install -y --no-install-recommends$missing" >&2
   exit 1
 fi
 
+[ "$node" = 1 ] || exit 0
 # npm: oidc-provider for the OAuth specs, pinned by spec/oidc/package-lock.json.
 # Runs only when spec/oidc/node_modules is absent or older than the lockfile;
 # needs the npm registry then, and nothing afterwards.
-oidc=$(cd "$(dirname "$0")/.." && pwd)/spec/oidc
+oidc=$(cd "$tools/.." && pwd)/spec/oidc
 if [ ! -f "$oidc/node_modules/.package-lock.json" ] ||
    [ "$oidc/package-lock.json" -nt "$oidc/node_modules/.package-lock.json" ]; then
   echo "deps: npm ci in spec/oidc"

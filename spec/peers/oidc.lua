@@ -22,7 +22,10 @@ local function start(helpers, opts)
     assert(names[k], "oidc peer: unknown option " .. tostring(k))
     env[names[k]] = tostring(v)
   end
-  local proc = helpers.spawn("oidc", "node " .. helpers.shell_quote(server), { env = env })
+  -- node_compat.mjs lets oidc-provider 9 run on Debian 12's Node 18 too
+  local compat = root .. "/spec/peers/node_compat.mjs"
+  local proc = helpers.spawn("oidc", ("node --import %s %s"):format(helpers.shell_quote(compat),
+    helpers.shell_quote(server)), { env = env })
   helpers.wait_port(port, 20, proc)
 
   local issuer = "http://127.0.0.1:" .. port

@@ -1,0 +1,116 @@
+-- tools/deps.sh names every Debian package whose programs and modules the
+-- build, the specs and the demo use. It installs without Recommends, so a
+-- package that only comes as another's Recommends (gunicorn, for httpbin)
+-- must be named itself. `make test-fresh` proves the whole list on a bare
+-- root; this checks, on any Debian machine, that each file below belongs
+-- to a named package or to a direct dependency of one.
+local helpers = require "helpers"
+local q = helpers.shell_quote
+
+-- What the suite runs (spec/peers/, spec/helpers.lua, the specs, the
+-- Makefile): programs, then Python and Lua modules.
+local PROGRAMS = {
+  "gcc", "make", "pkg-config", "busted", "curl", "openssl", "pgrep", "ssh-keygen", "sftp",
+  "/usr/sbin/sshd", "/usr/sbin/nginx", "/usr/bin/python3", "node", "npm",
+}
+local PYTHON_MODULES = { "httpbin", "gunicorn" } -- spec/peers/httpbin.lua: python3 -m gunicorn httpbin:app
+local LUA_MODULES = { "socket", "lfs", "cjson", "busted" }
+
+local function sh(cmd)
+  local ok, out = helpers.run(cmd)
+  assert(ok, cmd .. "\n" .. out)
+  return out
+end
+
+-- The packages tools/deps.sh installs for a target.
+local function listed(target)
+  local t = {}
+  for p in sh("LUA=" .. q(helpers.lua) .. " sh " .. q(helpers.root .. "/tools/deps.sh") .. " --print " .. target)
+      :gmatch("%S+") do t[p] = true end
+  return t
+end
+
+-- The listed packages and their direct dependencies (first alternative of
+-- each, architecture qualifiers dropped), as dpkg knows them here.
+local function with_depends(pkgs)
+  local all = {}
+  for p in pairs(pkgs) do
+    all[p] = true
+    local ok, deps = helpers.run("dpkg-query -W -f='${Depends},${Pre-Depends}' " .. q(p) .. " 2>/dev/null")
+    if ok then
+      for dep in deps:gmatch("[^,]+") do
+        local name = dep:match("^%s*([%w.+-]+)")
+        if name then all[name] = true end
+      end
+    end
+  end
+  return all
+end
+
+-- The package that owns a file (dpkg -S), or nil.
+local function owner(path)
+  local ok, out = helpers.run("dpkg -S " .. q(path) .. " 2>/dev/null")
+  if not ok then return nil end
+  return (out:match("^([%w.+-]+)[:,]"))
+end
+
+-- package.searchpath, which Lua 5.1 lacks.
+local function searchpath(name, path)
+  for template in path:gmatch("[^;]+") do
+    local file = template:gsub("%?", (name:gsub("%.", "/")))
+    if helpers.read_file(file) then return file end
+  end
+end
+
+-- The file behind each program and module the suite uses.
+local function files_used()
+  local files = {}
+  for _, prog in ipairs(PROGRAMS) do
+    local path = prog:sub(1, 1) == "/" and prog or sh("command -v " .. q(prog)):match("%S+")
+    files[#files + 1] = { what = "program " .. prog, path = path }
+  end
+  for _, m in ipairs(PYTHON_MODULES) do
+    local path = sh("/usr/bin/python3 -c " .. q("import " .. m .. "; print(" .. m .. ".__file__)")):match("%S+")
+    files[#files + 1] = { what = "python module " .. m, path = path }
+  end
+  for _, m in ipairs(LUA_MODULES) do
+    local path = searchpath(m, package.path) or searchpath(m, package.cpath)
+    files[#files + 1] = { what = "lua module " .. m, path = path }
+  end
+  return files
+end
+
+describe("tools/deps.sh", function()
+  local dpkg = helpers.execute("command -v dpkg-query >/dev/null")
+
+  it("names the package of every program and module the specs and the demo use", function()
+    if not dpkg then pending("not a Debian system") return end
+    local known = with_depends(listed("test"))
+    local missing = {}
+    for _, f in ipairs(files_used()) do
+      assert.is_string(f.path, f.what .. " not found")
+      local pkg = owner(f.path)
+      -- a file no package owns (node from another packaging) is not Debian's to list
+      if pkg and not known[pkg] then
+        missing[#missing + 1] = ("%s (%s) is in %s"):format(f.what, f.path, pkg)
+      end
+    end
+    assert.are.same({}, missing)
+  end)
+
+  it("names gunicorn itself: python3-httpbin only recommends it", function()
+    local test = listed("test")
+    assert.is_true(test["python3-gunicorn"])
+    if not dpkg then return end
+    -- the reason it must be listed: no Depends brings it
+    local deps = with_depends({ ["python3-httpbin"] = true })
+    assert.is_nil(deps["python3-gunicorn"])
+  end)
+
+  it("installs luarocks for make rock and valgrind for make bench only", function()
+    assert.is_true(listed("rock").luarocks)
+    assert.is_true(listed("bench").valgrind)
+    assert.is_nil(listed("test").valgrind)
+    assert.is_nil(listed("rock").nginx)
+  end)
+end)
