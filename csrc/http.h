@@ -10,6 +10,7 @@
 #include <curl/curl.h>
 
 #include "connkit.h"
+#include "interrupt.h"
 
 #define ENGINE_MT "connkit.http.engine"
 #define TRANSFER_MT "connkit.http.transfer"
@@ -98,6 +99,8 @@ CK_HIDDEN http_spec *http_to_spec(lua_State *L, int i, const char **bad);
 CK_HIDDEN void http_spec_open(lua_State *L);
 CK_HIDDEN void http_detach(transfer *t);
 CK_HIDDEN int http_step(lua_State *L, int ei, engine *e, int timeout_ms);
+CK_HIDDEN int http_wait(lua_State *L, int ei, engine *e, transfer *t,
+                        ck_wait *w);
 CK_HIDDEN int http_push_reply(lua_State *L, transfer *t);
 CK_HIDDEN void http_release_buffers(transfer *t, int keep);
 CK_HIDDEN int http_fail_attach(lua_State *L, const char *bad);
