@@ -295,6 +295,7 @@ static const char *setup(const http_spec *s, transfer *t) {
     es->url_serial = 0;
     es->headers_serial = 0;
     es->timeout_ms = es->connect_timeout_ms = 0;
+    es->decompress = 0;
   }
   if (es->bound != t) {
     curl_easy_setopt(h, CURLOPT_PRIVATE, (char *)t);
@@ -345,6 +346,11 @@ static const char *setup(const http_spec *s, transfer *t) {
   if (es->connect_timeout_ms != s->connect_timeout_ms) {
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms);
     es->connect_timeout_ms = s->connect_timeout_ms;
+  }
+  if (es->decompress != s->decompress) {
+    /* "": every encoding this libcurl decodes; NULL: no header, raw body */
+    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, s->decompress ? "" : NULL);
+    es->decompress = s->decompress;
   }
   t->max_body = s->max_body;
   /* a handle given back after anything but a plain GET is reset, so a GET

@@ -38,6 +38,7 @@ typedef struct http_spec {
   CURLU *curlu;            /* the URL parsed once, or NULL: send url */
   uint64_t url_serial;     /* of curlu; 0 without one */
   enum spec_kind kind;     /* SPEC_GET: a GET without a body */
+  int decompress;          /* send Accept-Encoding, decode the reply */
 } http_spec;
 
 /* An easy handle and what is set on it, so a handle that ran the same kind
@@ -50,6 +51,7 @@ typedef struct {
   uint64_t url_serial;    /* the parsed URL set instead (CURLOPT_CURLU) */
   uint64_t headers_serial;
   long timeout_ms, connect_timeout_ms;
+  int decompress;
   int fresh; /* no options set (new, or reset after a non-plain request) */
 } easy_state;
 

@@ -6,8 +6,9 @@
  *
  * t: { url = s, method = s, header_lines = { "Name: value", ... }, body = s,
  *      timeout = seconds, connect_timeout = seconds, ca_file = path,
- *      max_body = bytes }  (read raw: a request object's metamethods are for
- *      users)
+ *      max_body = bytes, decompress = false (keep the body as sent, and no
+ *      Accept-Encoding) }  (read raw: a request object's metamethods are
+ *      for users)
  *
  * A spec never changes once made: the Lua side makes a new one whenever a
  * request's URL or header lines change (a token refresh), so the engine
@@ -218,6 +219,10 @@ const char *http_push_spec(lua_State *L, int t) {
     lua_Number v = lua_tonumber(L, -1);
     if (v >= 1 && v < 9007199254740992.0) s->max_body = (size_t)v; /* < 2^53 */
   }
+  lua_pop(L, 1);
+  lua_pushliteral(L, "decompress");
+  lua_rawget(L, t);
+  s->decompress = !lua_isboolean(L, -1) || lua_toboolean(L, -1); /* only false */
   lua_pop(L, 1);
   if (strcmp(s->method, "GET") == 0 && s->body == NULL) s->kind = SPEC_GET;
   else if (strcmp(s->method, "HEAD") == 0) s->kind = SPEC_HEAD;

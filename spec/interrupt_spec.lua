@@ -92,7 +92,7 @@ describe("Ctrl-C during an HTTP wait", function()
   end)
 
   local UNCAUGHT = [[
-local url, what = ...
+local url, what, scripted = ...
 local acct = connkit.integration { name = "Slow", key = "slow", auth = "none" }:account {}
 local reqs = {}
 for i = 1, 3 do reqs[i] = acct:prepare { url = url .. "/delay/10?n=" .. i } end
@@ -100,15 +100,19 @@ say("started")
 if what == "get" then
   local res, err = acct:get(url .. "/delay/10")
   say("finished", res and res.status, err and err.code)
-else
+elseif what == "all" then
   local out = connkit.all(reqs, { concurrency = 2 })
   say("finished", #out)
+else -- waiting 10 s for a retry: a 429 with Retry-After: 10
+  local res, err = acct:request { url = scripted .. "/ratelimit?key=" .. os.time() .. "&fail=3&retry_after=10",
+    retry = { max = 2, statuses = { 429 }, max_wait = 30 } }
+  say("finished", res and res.status, err and err.code)
 end
 ]]
 
-  for _, what in ipairs({ "get", "all" }) do
+  for _, what in ipairs({ "get", "all", "retry" }) do
     it("ends the interpreter within half a second (" .. what .. ")", function()
-      local proc = child("uncaught-" .. what, UNCAUGHT, hb.url, what)
+      local proc = child("uncaught-" .. what, UNCAUGHT, hb.url, what, sc.url)
       local took, out = interrupt_and_wait_exit(proc)
       assert.is_true(took < LIMIT, ("took %.3f s:\n%s"):format(took, out))
       assert.matches("interrupted!", out, 1, true)
