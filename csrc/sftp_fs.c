@@ -12,7 +12,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -298,48 +297,30 @@ static int report_progress(lua_State *L, int fn, lua_Integer done,
   return 0;
 }
 
-/* Waits for the session's socket in the direction libssh2 is blocked on,
- * as libssh2's own blocking wait does, but in slices that watch for an
- * interrupt (interrupt.h). Returns 0 to call libssh2 again,
- * LIBSSH2_ERROR_TIMEOUT past the deadline (0: none; libssh2's last error
- * set as its wait sets it) or IO_INTERRUPTED. */
-static int wait_socket(ck_session *s, const ck_wait *w, long long deadline) {
-  int dir = libssh2_session_block_directions(s->ssh), slice = CK_WAIT_SLICE_MS;
-  struct pollfd p;
-  if (deadline > 0) {
-    long long left = deadline - ck_now_ms();
-    if (left <= 0) {
-      libssh2_session_set_last_error(s->ssh, LIBSSH2_ERROR_TIMEOUT,
-                                     "Timed out waiting on socket");
-      return LIBSSH2_ERROR_TIMEOUT;
-    }
-    if (left < slice) slice = (int)left;
-  }
-  p.fd = s->sock;
-  p.events = (short)(((dir & LIBSSH2_SESSION_BLOCK_INBOUND) ? POLLIN : 0) |
-                     ((dir & LIBSSH2_SESSION_BLOCK_OUTBOUND) ? POLLOUT : 0));
-  p.revents = 0;
-  (void)poll(&p, 1, slice); /* an error shows in libssh2's next call */
-  return ck_wait_interrupted(w) ? IO_INTERRUPTED : 0;
-}
-
-/* One libssh2_sftp_read (or, with put, libssh2_sftp_write) of a pump. The
- * session is non-blocking for the call: libssh2's own wait would not see an
- * interrupt, so wait_socket waits instead, up to the session timeout per
- * call as libssh2 would. Returns libssh2's result, or IO_INTERRUPTED (then
- * libssh2 is left waiting for replies it cannot take up later). */
+/* One libssh2_sftp_read (or, with put, libssh2_sftp_write) of a pump.
+ * libssh2's own wait would not see an interrupt (interrupt.h), so it is
+ * given a timeout of one slice: a call that times out is called again (its
+ * state is kept, as after EAGAIN) until an interrupt came or the session
+ * timeout has passed since the first call, as libssh2 counts it. Returns
+ * libssh2's result, or IO_INTERRUPTED (libssh2 is then left waiting for
+ * replies it cannot take up later). */
 static ssize_t pump_io(ck_handle *fh, const ck_wait *w, int put, char *buf,
                        size_t n) {
   ck_session *s = fh->s;
   long long deadline = s->timeout_ms > 0 ? ck_now_ms() + s->timeout_ms : 0;
   ssize_t rc;
-  libssh2_session_set_blocking(s->ssh, 0);
-  do {
+  libssh2_session_set_timeout(s->ssh, CK_WAIT_SLICE_MS);
+  for (;;) {
     rc = put ? libssh2_sftp_write(fh->h, buf, n)
              : libssh2_sftp_read(fh->h, buf, n);
-  } while (rc == LIBSSH2_ERROR_EAGAIN && (rc = wait_socket(s, w, deadline)) == 0);
-  libssh2_session_set_blocking(s->ssh, 1);
-  if (rc >= 0 && ck_wait_interrupted(w)) return IO_INTERRUPTED;
+    if (ck_wait_interrupted(w)) {
+      rc = IO_INTERRUPTED;
+      break;
+    }
+    if (rc != LIBSSH2_ERROR_TIMEOUT || (deadline > 0 && ck_now_ms() >= deadline))
+      break;
+  }
+  libssh2_session_set_timeout(s->ssh, s->timeout_ms);
   return rc;
 }
 

@@ -328,6 +328,26 @@ s2:close()
     assert.is_nil(helpers.read_file(info.dir .. "/interrupt-upload")) -- never renamed into place
   end)
 
+  it("still times out a stalled transfer after sftp.timeout", function()
+    local connkit = require "connkit"
+    local before = sshd_children()
+    local acct = connkit.integration { name = "S", key = "s", auth = "sftp",
+      sftp = { host = info.host, port = info.port, host_key = info.host_keys["ssh-ed25519"].fingerprint, timeout = 1 },
+    }:account { credentials = { username = info.user, private_key = info.keys.ed25519.path } }
+    local s = assert(acct:sftp())
+    local t0
+    local n, err = s:get(info.dir .. "/interrupt-source", dir .. "/timeout", { chunk_size = 65536,
+      progress = function()
+        if not t0 then freeze_since(before); t0 = socket.gettime() end
+      end })
+    local took = socket.gettime() - t0
+    assert.is_nil(n)
+    assert.equals("timeout", err.code)
+    assert.is_true(took >= 0.9 and took < 3, "took " .. took)
+    assert.is_false(s:is_open())
+    s:close()
+  end)
+
   it("closes the interrupted session; a new one transfers", function()
     local again = info.dir .. "/after-interrupt.txt"
     helpers.write_file(again, "the file after the interruption\n")
