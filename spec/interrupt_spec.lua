@@ -328,6 +328,35 @@ s2:close()
     assert.is_nil(helpers.read_file(info.dir .. "/interrupt-upload")) -- never renamed into place
   end)
 
+  for _, mode in ipairs({ "get", "put" }) do
+    it("goes on after the server paused for several slices (" .. mode .. ")", function()
+      local connkit = require "connkit"
+      local before = sshd_children()
+      local acct = connkit.integration { name = "S", key = "s", auth = "sftp",
+        sftp = { host = info.host, port = info.port, host_key = info.host_keys["ssh-ed25519"].fingerprint, timeout = 5 },
+      }:account { credentials = { username = info.user, private_key = info.keys.ed25519.path } }
+      local s = assert(acct:sftp())
+      local paused = false
+      local opts = { chunk_size = 65536, progress = function()
+        if paused then return end
+        paused = true
+        freeze_since(before) -- and thawed 0.6 s later, in the middle of the transfer
+        procs[#procs + 1] = helpers.spawn("thaw", "sh -c " .. q("sleep 0.6; kill -CONT " .. table.concat(frozen, " ")))
+      end }
+      local remote, copy = info.dir .. "/paused-" .. mode, dir .. "/paused-" .. mode
+      local n
+      if mode == "get" then
+        n = assert(s:get(info.dir .. "/interrupt-source", copy, opts))
+      else
+        n = assert(s:put(source, remote, opts))
+        copy = remote
+      end
+      s:close()
+      assert.equals(8 * 1024 * 1024, n)
+      assert.is_true(helpers.read_file(copy) == helpers.read_file(source), "the copy differs")
+    end)
+  end
+
   it("still times out a stalled transfer after sftp.timeout", function()
     local connkit = require "connkit"
     local before = sshd_children()
