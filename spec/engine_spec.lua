@@ -60,7 +60,13 @@ describe("the transfer engine", function()
       assert.is_true(got[enc == "gzip" and "gzipped" or "deflated"])
       local ae = got.headers["Accept-Encoding"] -- what httpbin received
       assert.truthy(ae and ae:find("gzip", 1, true) and ae:find("deflate", 1, true), tostring(ae))
+      assert.equal(1, select(2, ae:gsub("gzip", "")), ae) -- one header, not two
     end
+    -- a request without header lines asks too
+    local plain = connkit.integration { name = "Plain", key = "plain", auth = "none" }:account {}
+    local got = assert(plain:get(hb.url .. "/gzip")):json()
+    assert.is_true(got.gzipped)
+    assert.truthy(got.headers["Accept-Encoding"]:find("gzip", 1, true))
   end)
 
   it("keeps the raw body with decompress = false, and sends no Accept-Encoding", function()
@@ -77,8 +83,10 @@ describe("the transfer engine", function()
     -- the caller's own header goes out as given, decoding or not
     got = assert(acct:get("/anything/own", { decompress = false, headers = { ["Accept-Encoding"] = "identity" } })):json()
     assert.equal("identity", got.headers["Accept-Encoding"])
-    got = assert(acct:get("/anything/own", { headers = { ["Accept-Encoding"] = "gzip" } })):json()
+    got = assert(acct:get("/anything/own", { headers = { ["accept-encoding"] = "gzip" } })):json()
     assert.equal("gzip", got.headers["Accept-Encoding"])
+    local res = assert(acct:get("/gzip", { headers = { ["Accept-Encoding"] = "gzip" } }))
+    assert.equal("gzip", res:json().headers["Accept-Encoding"]) -- decoded all the same
     local err = select(2, pcall(acct.get, acct, "/anything", { decompress = "no" }))
     assert.matches("decompress", err, 1, true)
   end)
