@@ -141,7 +141,19 @@ static int fs_realpath(lua_State *L) {
 /* Handles                                                                   */
 
 void sftp_handle_close(ck_handle *fh) {
-  if (fh->h != NULL) libssh2_sftp_close_handle(fh->h);
+  ck_session *s = fh->s;
+  if (fh->h != NULL) {
+    /* A broken session gets no goodbye: with its connection shut libssh2
+     * gives up at once and frees the handle. A close that got no answer
+     * breaks it: libssh2 keeps such a handle to wait again (a leak). */
+    if (s != NULL && s->broken && s->sock >= 0) shutdown(s->sock, SHUT_RDWR);
+    if (libssh2_sftp_close_handle(fh->h) == LIBSSH2_ERROR_TIMEOUT && s != NULL &&
+        s->sock >= 0) {
+      s->broken = 1;
+      shutdown(s->sock, SHUT_RDWR);
+      libssh2_sftp_close_handle(fh->h);
+    }
+  }
   fh->h = NULL;
   if (fh->s != NULL) {
     if (fh->prev) fh->prev->next = fh->next;

@@ -372,7 +372,8 @@ s2:close()
     local took = socket.gettime() - t0
     assert.is_nil(n)
     assert.equals("timeout", err.code)
-    assert.is_true(took >= 0.9 and took < 3, "took " .. took)
+    -- once: closing the file of a broken session waits for nothing
+    assert.is_true(took >= 0.9 and took < 1.8, "took " .. took)
     assert.is_false(s:is_open())
     s:close()
   end)
