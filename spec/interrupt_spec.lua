@@ -2,8 +2,10 @@
 -- handle's result() and an SFTP transfer stop within half a second with the
 -- interpreter's "interrupted!" error, and leave the engine usable. Each case
 -- runs a child interpreter ($CONNKIT_LUA) that the spec interrupts with
--- SIGINT by PID; the peers are httpbin (/delay/N answers after N seconds)
--- and sshd serving a named pipe that a writer holds open without writing.
+-- SIGINT by PID; the peers are httpbin (/delay/N answers after N seconds),
+-- the scripted server (a slow POST, a 429 with Retry-After) and sshd, whose
+-- processes for the child's connection the spec stops (SIGSTOP) in the
+-- middle of a transfer.
 local helpers = require "helpers"
 local socket = require "socket"
 local q = helpers.shell_quote
