@@ -113,6 +113,21 @@ static inline int lua_setiuservalue(lua_State *L, int idx, int n) {
 }
 #endif /* < 504 */
 
+/* The main thread of L's state, or NULL where the API cannot tell (5.1:
+ * there LuaJIT's hooks are global anyway). */
+static inline lua_State *compat_mainthread(lua_State *L) {
+#if LUA_VERSION_NUM >= 502
+  lua_State *m;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  m = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  return m;
+#else
+  (void)L;
+  return NULL;
+#endif
+}
+
 /* Pushes a fresh metatable named tname with methods in __index (and the given
  * metamethods), leaves nothing on the stack. Same on every version. */
 static inline void compat_newclass(lua_State *L, const char *tname,

@@ -202,6 +202,18 @@ int http_step(lua_State *L, int ei, engine *e, int timeout_ms) {
   return done;
 }
 
+/* Drives the engine until t is done, in slices that watch for an interrupt
+ * (interrupt.h): returns 0 then, or 1 as soon as one came (t still runs:
+ * the caller cancels it, or not). */
+int http_wait(lua_State *L, int ei, engine *e, transfer *t, ck_wait *w) {
+  ck_wait_begin(L, w);
+  while (t->state == T_RUNNING && !e->closed) {
+    http_step(L, ei, e, CK_WAIT_SLICE_MS);
+    if (ck_wait_interrupted(w)) return 1;
+  }
+  return 0;
+}
+
 /* Whether any of libcurl's proxy variables is set. Without one, handles get
  * an explicit "no proxy", which spares libcurl reading the environment on
  * every transfer; so, as in Go's net/http, the variables are read once:
@@ -283,6 +295,7 @@ static const char *setup(const http_spec *s, transfer *t) {
     es->url_serial = 0;
     es->headers_serial = 0;
     es->timeout_ms = es->connect_timeout_ms = 0;
+    es->decompress = 0;
   }
   if (es->bound != t) {
     curl_easy_setopt(h, CURLOPT_PRIVATE, (char *)t);
@@ -333,6 +346,11 @@ static const char *setup(const http_spec *s, transfer *t) {
   if (es->connect_timeout_ms != s->connect_timeout_ms) {
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, s->connect_timeout_ms);
     es->connect_timeout_ms = s->connect_timeout_ms;
+  }
+  if (es->decompress != s->decompress) {
+    /* "": every encoding this libcurl decodes; NULL: no header, raw body */
+    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, s->decompress ? "" : NULL);
+    es->decompress = s->decompress;
   }
   t->max_body = s->max_body;
   /* a handle given back after anything but a plain GET is reset, so a GET
@@ -547,17 +565,28 @@ static int set_response_metatable(lua_State *L) {
 
 /* engine:perform(spec) -> response | nil, code, message.
  * Uses the engine's own transfer: no Lua runs while it is in flight, so one
- * is enough, and its buffers serve the next request. */
+ * is enough, and its buffers serve the next request. An interrupt cancels
+ * it (the easy handle goes back to the free list) and gives way to the
+ * interrupt hook; transfers started with engine:start() run on. */
 static int perform_on(lua_State *L, int ei, engine *e, int si,
                       const http_spec *s) {
   transfer *t = &e->sync;
   const char *bad = NULL;
+  ck_wait w;
   if (s == NULL) s = http_to_spec(L, si, &bad);
   if (s == NULL) return http_fail_attach(L, bad);
   if (t->state == T_RUNNING) return luaL_error(L, "connkit: perform re-entered");
   bad = http_attach(e, s, t);
   if (bad != NULL) return http_fail_attach(L, bad);
-  while (t->state == T_RUNNING && !e->closed) http_step(L, ei, e, 1000);
+  if (http_wait(L, ei, e, t, &w)) {
+    if (t->state == T_RUNNING) {
+      t->state = T_CANCELLED;
+      http_detach(t);
+    }
+    http_release_buffers(t, 1);
+    ck_wait_give_way(L, &w);
+    return ck_fail(L, "cancelled", "interrupted");
+  }
   return http_push_reply(L, t);
 }
 
@@ -641,13 +670,39 @@ static int store_outcome(lua_State *L, int ri, transfer *t) {
   return n != 1;
 }
 
+/* After an interrupt: every transfer of the batch still running is
+ * cancelled (its easy handle goes back to the free list); the outcomes of
+ * the slots are stored, and every item not started yet gets a "cancelled"
+ * failure too. Returns the number of failures stored. */
+static int cancel_batch(lua_State *L, int ri, batch *b, int next, int total) {
+  int i, count = 0;
+  for (i = 0; i < b->n; i++) {
+    transfer *t = &b->slots[i];
+    if (t->state == T_RUNNING) {
+      t->state = T_CANCELLED;
+      http_detach(t);
+    }
+    if (t->state == T_DONE || t->state == T_CANCELLED)
+      count += store_outcome(L, ri, t);
+  }
+  for (; next <= total; next++) {
+    ck_fail(L, "cancelled", "the request was cancelled");
+    to_failure(L);
+    lua_rawseti(L, ri, next);
+    count++;
+  }
+  return count;
+}
+
 /* engine:run(items, n) -> results, failures: runs every item (a request
  * with its wire spec, a spec, or a spec table) with up to n in flight and
  * returns their outcomes in input order and how many are failures. The
- * items table keeps every spec alive while its transfer runs. */
+ * items table keeps every spec alive while its transfer runs. An interrupt
+ * cancels the batch and gives way to the interrupt hook. */
 static int engine_run(lua_State *L) {
   engine *e = http_check_engine(L, 1);
   int total, n, next = 1, inflight = 0, i, ri, bi, mti, failures = 0;
+  ck_wait w;
   batch *b;
   luaL_checktype(L, 2, LUA_TTABLE);
   n = (int)luaL_optinteger(L, 3, 8);
@@ -663,6 +718,7 @@ static int engine_run(lua_State *L) {
   luaL_setmetatable(L, BATCH_MT);
   b->n = n;
   bi = lua_gettop(L);
+  ck_wait_begin(L, &w);
   while (next <= total || inflight > 0) {
     for (i = 0; i < n && next <= total; i++) {
       transfer *t = &b->slots[i];
@@ -703,7 +759,12 @@ static int engine_run(lua_State *L) {
       }
     }
     if (inflight == 0) continue;
-    http_step(L, 1, e, 1000);
+    http_step(L, 1, e, CK_WAIT_SLICE_MS);
+    if (ck_wait_interrupted(&w)) {
+      failures += cancel_batch(L, ri, b, next, total);
+      ck_wait_give_way(L, &w);
+      break;
+    }
     for (i = 0; i < n; i++) {
       transfer *t = &b->slots[i];
       if (t->state == T_DONE || t->state == T_CANCELLED) {

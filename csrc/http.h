@@ -10,6 +10,7 @@
 #include <curl/curl.h>
 
 #include "connkit.h"
+#include "interrupt.h"
 
 #define ENGINE_MT "connkit.http.engine"
 #define TRANSFER_MT "connkit.http.transfer"
@@ -37,6 +38,7 @@ typedef struct http_spec {
   CURLU *curlu;            /* the URL parsed once, or NULL: send url */
   uint64_t url_serial;     /* of curlu; 0 without one */
   enum spec_kind kind;     /* SPEC_GET: a GET without a body */
+  int decompress;          /* send Accept-Encoding, decode the reply */
 } http_spec;
 
 /* An easy handle and what is set on it, so a handle that ran the same kind
@@ -49,6 +51,7 @@ typedef struct {
   uint64_t url_serial;    /* the parsed URL set instead (CURLOPT_CURLU) */
   uint64_t headers_serial;
   long timeout_ms, connect_timeout_ms;
+  int decompress;
   int fresh; /* no options set (new, or reset after a non-plain request) */
 } easy_state;
 
@@ -98,6 +101,8 @@ CK_HIDDEN http_spec *http_to_spec(lua_State *L, int i, const char **bad);
 CK_HIDDEN void http_spec_open(lua_State *L);
 CK_HIDDEN void http_detach(transfer *t);
 CK_HIDDEN int http_step(lua_State *L, int ei, engine *e, int timeout_ms);
+CK_HIDDEN int http_wait(lua_State *L, int ei, engine *e, transfer *t,
+                        ck_wait *w);
 CK_HIDDEN int http_push_reply(lua_State *L, transfer *t);
 CK_HIDDEN void http_release_buffers(transfer *t, int keep);
 CK_HIDDEN int http_fail_attach(lua_State *L, const char *bad);

@@ -64,16 +64,20 @@ static int transfer_done(lua_State *L) {
 }
 
 /* transfer:result(): waits (driving every transfer of the engine) until
- * this one is done, then its response (built once) or nil, code, message. */
+ * this one is done, then its response (built once) or nil, code, message.
+ * An interrupt ends the wait, not the transfer: it gives way to the
+ * interrupt hook and the transfer runs on. */
 static int transfer_result(lua_State *L) {
   transfer *t = check_transfer(L, 1);
   if (t->state == T_RUNNING) {
-    engine *e;
+    ck_wait w;
     int ei;
     lua_getiuservalue(L, 1, UV_ENGINE);
     ei = lua_gettop(L);
-    e = (engine *)lua_touserdata(L, ei);
-    while (t->state == T_RUNNING && !e->closed) http_step(L, ei, e, 1000);
+    if (http_wait(L, ei, (engine *)lua_touserdata(L, ei), t, &w)) {
+      ck_wait_give_way(L, &w);
+      return ck_fail(L, "cancelled", "interrupted");
+    }
     lua_pop(L, 1);
   }
   if (lua_getiuservalue(L, 1, UV_RESULT) == LUA_TTABLE) return 1;

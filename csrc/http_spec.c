@@ -6,8 +6,9 @@
  *
  * t: { url = s, method = s, header_lines = { "Name: value", ... }, body = s,
  *      timeout = seconds, connect_timeout = seconds, ca_file = path,
- *      max_body = bytes }  (read raw: a request object's metamethods are for
- *      users)
+ *      max_body = bytes, decompress = false (keep the body as sent, and no
+ *      Accept-Encoding) }  (read raw: a request object's metamethods are
+ *      for users)
  *
  * A spec never changes once made: the Lua side makes a new one whenever a
  * request's URL or header lines change (a token refresh), so the engine
@@ -16,19 +17,25 @@
  *
  * Header lists are cached per lines table (weak keys): an account sends the
  * same lines table with every request until its token changes, so the list
- * is built once. URLs are parsed once per URL string (curl_url, weak
+ * is built once. A request that decodes compressed replies gets the list
+ * with an Accept-Encoding line at its end (a second cache): libcurl then
+ * leaves out its own, which it would format anew for every request (about
+ * 3,000 instructions more than a line of the list). URLs are parsed once per URL string (curl_url, weak
  * values) and handed to libcurl parsed (CURLOPT_CURLU), which spares it
  * parsing and re-assembling the string on every transfer. Each list and
  * parsed URL has a serial number that tells an easy handle it already has
  * it set.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "http.h"
 
 #define SLIST_MT "connkit.http.slist"
 #define SLIST_CACHE_KEY "connkit.http.slist_cache"
+#define SLIST_AE_CACHE_KEY "connkit.http.slist_ae_cache" /* with Accept-Encoding */
+#define NO_LINES_KEY "connkit.http.no_lines" /* stands for no header_lines */
 #define CURLU_MT "connkit.http.curlu"
 #define CURLU_CACHE_KEY "connkit.http.curlu_cache"
 #define MAX_BODY_DEFAULT (256u * 1024u * 1024u)
@@ -119,12 +126,39 @@ static int header_line_ok(const char *s, size_t n) {
   return 1;
 }
 
+/* Whether a header line sets Accept-Encoding ("Name: value" or "Name;"). */
+static int is_accept_encoding(const char *line, size_t len) {
+  static const char name[] = "accept-encoding";
+  size_t i, n = sizeof name - 1;
+  if (len <= n || (line[n] != ':' && line[n] != ';')) return 0;
+  for (i = 0; i < n; i++) {
+    char c = line[i];
+    if ((c >= 'A' && c <= 'Z' ? (char)(c + 32) : c) != name[i]) return 0;
+  }
+  return 1;
+}
+
+/* The Accept-Encoding line libcurl would send for CURLOPT_ACCEPT_ENCODING
+ * "" (every encoding it decodes, in its order), into buf; "" when it
+ * decodes none. */
+static void accept_encoding_line(char *buf, size_t size) {
+  int f = curl_version_info(CURLVERSION_NOW)->features;
+  buf[0] = '\0';
+  if (!(f & CURL_VERSION_LIBZ)) return;
+  snprintf(buf, size, "Accept-Encoding: deflate, gzip%s%s",
+           (f & CURL_VERSION_BROTLI) ? ", br" : "",
+           (f & CURL_VERSION_ZSTD) ? ", zstd" : "");
+}
+
 /* Pushes the header list box for the lines table at index lines (from the
- * cache, or built now). Returns NULL, or a message with nothing pushed. */
-static const char *push_headers(lua_State *L, int lines) {
+ * cache, or built now); with ae, the list ends with an Accept-Encoding line
+ * unless the lines set one. Returns NULL, or a message with nothing
+ * pushed. */
+static const char *push_headers(lua_State *L, int lines, int ae) {
+  const char *cache = ae ? SLIST_AE_CACHE_KEY : SLIST_CACHE_KEY;
   int i, n;
   slist_box *box;
-  if (cache_get(L, SLIST_CACHE_KEY, lines) != NULL) return NULL;
+  if (cache_get(L, cache, lines) != NULL) return NULL;
   box = (slist_box *)lua_newuserdatauv(L, sizeof *box, 0);
   box->list = NULL;
   box->serial = next_serial();
@@ -140,6 +174,7 @@ static const char *push_headers(lua_State *L, int lines) {
       lua_pop(L, 2); /* the line, the box */
       return "header";
     }
+    if (ae && is_accept_encoding(line, len)) ae = 0; /* the caller's own */
     nl = curl_slist_append(box->list, line);
     lua_pop(L, 1);
     if (nl == NULL) {
@@ -148,7 +183,19 @@ static const char *push_headers(lua_State *L, int lines) {
     }
     box->list = nl;
   }
-  cache_put(L, SLIST_CACHE_KEY, lines);
+  if (ae) {
+    char line[128];
+    accept_encoding_line(line, sizeof line);
+    if (line[0] != '\0') {
+      struct curl_slist *nl = curl_slist_append(box->list, line);
+      if (nl == NULL) {
+        lua_pop(L, 1);
+        return "out of memory";
+      }
+      box->list = nl;
+    }
+  }
+  cache_put(L, cache, lines);
   return NULL;
 }
 
@@ -219,14 +266,22 @@ const char *http_push_spec(lua_State *L, int t) {
     if (v >= 1 && v < 9007199254740992.0) s->max_body = (size_t)v; /* < 2^53 */
   }
   lua_pop(L, 1);
+  lua_pushliteral(L, "decompress");
+  lua_rawget(L, t);
+  s->decompress = !lua_isboolean(L, -1) || lua_toboolean(L, -1); /* only false */
+  lua_pop(L, 1);
   if (strcmp(s->method, "GET") == 0 && s->body == NULL) s->kind = SPEC_GET;
   else if (strcmp(s->method, "HEAD") == 0) s->kind = SPEC_HEAD;
   else if (strcmp(s->method, "POST") == 0) s->kind = SPEC_POST;
   else s->kind = SPEC_OTHER;
   lua_pushliteral(L, "header_lines");
   lua_rawget(L, t);
+  if (s->decompress && !lua_istable(L, -1)) { /* the Accept-Encoding line alone */
+    lua_pop(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, NO_LINES_KEY);
+  }
   if (lua_istable(L, -1)) {
-    bad = push_headers(L, lua_gettop(L));
+    bad = push_headers(L, lua_gettop(L), s->decompress);
     if (bad != NULL) {
       lua_pop(L, 2);
       return bad;
@@ -276,6 +331,9 @@ void http_spec_open(lua_State *L) {
   compat_newclass(L, CURLU_MT, NULL, curlu_meta);
   compat_newclass(L, SPEC_MT, NULL, NULL);
   new_cache(L, SLIST_CACHE_KEY, "k"); /* keyed by the lines tables */
+  new_cache(L, SLIST_AE_CACHE_KEY, "k");
+  lua_newtable(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, NO_LINES_KEY);
   new_cache(L, CURLU_CACHE_KEY, "v"); /* a URL no spec uses is dropped */
   lua_pushcfunction(L, wire);
   lua_setfield(L, -2, "wire");

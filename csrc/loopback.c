@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "connkit.h"
+#include "interrupt.h"
 
 #define LISTENER_MT "connkit.loopback"
 #define MAX_HEAD 16384
@@ -182,13 +183,30 @@ static int loopback_index(lua_State *L) {
   return 1;
 }
 
+/* core.sleep(seconds): in slices that give way to an interrupt
+ * (interrupt.h), e.g. a retry's wait. */
 static int core_sleep(lua_State *L) {
   lua_Number s = luaL_checknumber(L, 1);
-  struct timespec ts;
-  if (s <= 0) return 0;
-  ts.tv_sec = (time_t)s;
-  ts.tv_nsec = (long)((s - (lua_Number)ts.tv_sec) * 1e9);
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  double deadline, left;
+  struct timespec now;
+  ck_wait w;
+  if (!(s > 0)) return 0;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  deadline = (double)now.tv_sec + (double)now.tv_nsec / 1e9 + (double)s;
+  ck_wait_begin(L, &w);
+  for (;;) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    left = deadline - ((double)now.tv_sec + (double)now.tv_nsec / 1e9);
+    if (left <= 0) break;
+    if (left > CK_WAIT_SLICE_MS / 1000.0) left = CK_WAIT_SLICE_MS / 1000.0;
+    ts.tv_sec = 0;
+    ts.tv_nsec = (long)(left * 1e9);
+    nanosleep(&ts, NULL); /* a signal cuts it short: see below */
+    if (ck_wait_interrupted(&w)) {
+      ck_wait_give_way(L, &w);
+      break;
+    }
   }
   return 0;
 }

@@ -14,11 +14,14 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include "interrupt.h"
 #include "sftp.h"
 
 #define MAX_READ (64u << 20)
+#define IO_INTERRUPTED (-10000) /* below every libssh2 error code */
 
 /* Pushes a table with the attributes (and name when not NULL). */
 static void push_attrs(lua_State *L, const LIBSSH2_SFTP_ATTRIBUTES *a,
@@ -138,7 +141,19 @@ static int fs_realpath(lua_State *L) {
 /* Handles                                                                   */
 
 void sftp_handle_close(ck_handle *fh) {
-  if (fh->h != NULL) libssh2_sftp_close_handle(fh->h);
+  ck_session *s = fh->s;
+  if (fh->h != NULL) {
+    /* A broken session gets no goodbye: with its connection shut libssh2
+     * gives up at once and frees the handle. A close that got no answer
+     * breaks it: libssh2 keeps such a handle to wait again (a leak). */
+    if (s != NULL && s->broken && s->sock >= 0) shutdown(s->sock, SHUT_RDWR);
+    if (libssh2_sftp_close_handle(fh->h) == LIBSSH2_ERROR_TIMEOUT && s != NULL &&
+        s->sock >= 0) {
+      s->broken = 1;
+      shutdown(s->sock, SHUT_RDWR);
+      libssh2_sftp_close_handle(fh->h);
+    }
+  }
   fh->h = NULL;
   if (fh->s != NULL) {
     if (fh->prev) fh->prev->next = fh->next;
@@ -294,18 +309,47 @@ static int report_progress(lua_State *L, int fn, lua_Integer done,
   return 0;
 }
 
+/* One libssh2_sftp_read (or, with put, libssh2_sftp_write) of a pump.
+ * libssh2's own wait would not see an interrupt (interrupt.h), so it is
+ * given a timeout of one slice: a call that times out is called again (its
+ * state is kept, as after EAGAIN) until an interrupt came or the session
+ * timeout has passed since the first call, as libssh2 counts it. Returns
+ * libssh2's result, or IO_INTERRUPTED (libssh2 is then left waiting for
+ * replies it cannot take up later). */
+static ssize_t pump_io(ck_handle *fh, const ck_wait *w, int put, char *buf,
+                       size_t n) {
+  ck_session *s = fh->s;
+  long long deadline = s->timeout_ms > 0 ? ck_now_ms() + s->timeout_ms : 0;
+  ssize_t rc;
+  libssh2_session_set_timeout(s->ssh, CK_WAIT_SLICE_MS);
+  for (;;) {
+    rc = put ? libssh2_sftp_write(fh->h, buf, n)
+             : libssh2_sftp_read(fh->h, buf, n);
+    if (ck_wait_interrupted(w)) {
+      rc = IO_INTERRUPTED;
+      break;
+    }
+    if (rc != LIBSSH2_ERROR_TIMEOUT || (deadline > 0 && ck_now_ms() >= deadline))
+      break;
+  }
+  libssh2_session_set_timeout(s->ssh, s->timeout_ms);
+  return rc;
+}
+
 /* Copies the remote file from its current offset into fd. Every read asks
  * libssh2 for a whole chunk, so its read-ahead (4 chunks) stays full; the
  * data is written out as it arrives and progress runs once per chunk.
- * Returns 0 or the number of values pushed for a failure. */
+ * Returns 0, the number of values pushed for a failure, or -1 when an
+ * interrupt came (nothing pushed). */
 static int pump_get(lua_State *L, ck_handle *fh, int fd, const char *lpath,
                     size_t chunk, lua_Integer offset, lua_Integer *done,
-                    lua_Integer total) {
+                    lua_Integer total, const ck_wait *wt) {
   size_t since = 0;
   int r;
   for (;;) {
-    ssize_t n = libssh2_sftp_read(fh->h, fh->buf, chunk);
+    ssize_t n = pump_io(fh, wt, 0, fh->buf, chunk);
     size_t w;
+    if (n == IO_INTERRUPTED) return -1;
     if (n < 0) return sftp_fail(L, fh->s, "read", NULL);
     for (w = 0; w < (size_t)n;) {
       ssize_t k = write(fd, fh->buf + w, (size_t)n - w);
@@ -329,10 +373,11 @@ static int pump_get(lua_State *L, ck_handle *fh, int fd, const char *lpath,
 /* Copies fd into the remote file from its current offset. The buffer holds
  * two chunks and is topped up from the file whenever less than one chunk
  * is unacknowledged, so libssh2 always has data in flight (it copies what
- * it sends; the next call passes the first unacknowledged byte). */
+ * it sends; the next call passes the first unacknowledged byte). Returns
+ * as pump_get. */
 static int pump_put(lua_State *L, ck_handle *fh, int fd, const char *lpath,
                     size_t chunk, lua_Integer offset, lua_Integer *done,
-                    lua_Integer total) {
+                    lua_Integer total, const ck_wait *wt) {
   size_t start = 0, end = 0, since = 0, cap = fh->cap;
   int eof = 0, r;
   for (;;) {
@@ -352,7 +397,8 @@ static int pump_put(lua_State *L, ck_handle *fh, int fd, const char *lpath,
       }
     }
     if (end == start) break;
-    n = libssh2_sftp_write(fh->h, fh->buf + start, end - start);
+    n = pump_io(fh, wt, 1, fh->buf + start, end - start);
+    if (n == IO_INTERRUPTED) return -1;
     if (n < 0) return sftp_fail(L, fh->s, "write", NULL);
     start += (size_t)n;
     *done += n;
@@ -376,7 +422,10 @@ static int pump_put(lua_State *L, ck_handle *fh, int fd, const char *lpath,
  * the local file from `offset` into this remote file. Data goes straight
  * between the local descriptor and libssh2, no Lua string per block.
  * progress(done, total) runs once per chunk under lua_pcall, never inside a
- * libssh2 call; its error comes back as code "callback". */
+ * libssh2 call; its error comes back as code "callback". An interrupt
+ * (interrupt.h) ends the transfer with the local file closed and the
+ * session broken (libssh2 cannot take up the replies it was waiting for),
+ * and gives way to the interrupt hook. */
 static int file_pump(lua_State *L) {
   ck_handle *fh = check_handle(L, 1, CK_SFTP_FILE, "SFTP file");
   const char *dir = luaL_checkstring(L, 2);
@@ -386,6 +435,7 @@ static int file_pump(lua_State *L) {
   lua_Integer total = luaL_optinteger(L, 7, -1);
   lua_Integer done = offset;
   int get = strcmp(dir, "get") == 0, fd, r;
+  ck_wait w;
   luaL_argcheck(L, get || strcmp(dir, "put") == 0, 2, "\"get\" or \"put\" expected");
   luaL_argcheck(L, offset >= 0, 4, "negative offset");
   luaL_argcheck(L, chunk >= 4096 && chunk <= (lua_Integer)MAX_READ / 2, 5, "bad chunk size");
@@ -399,8 +449,16 @@ static int file_pump(lua_State *L) {
     return r;
   }
   libssh2_sftp_seek64(fh->h, (libssh2_uint64_t)offset);
-  r = get ? pump_get(L, fh, fd, lpath, (size_t)chunk, offset, &done, total)
-          : pump_put(L, fh, fd, lpath, (size_t)chunk, offset, &done, total);
+  ck_wait_begin(L, &w);
+  r = get ? pump_get(L, fh, fd, lpath, (size_t)chunk, offset, &done, total, &w)
+          : pump_put(L, fh, fd, lpath, (size_t)chunk, offset, &done, total, &w);
+  if (r < 0) {
+    close(fd);
+    fh->s->broken = 1;
+    shutdown(fh->s->sock, SHUT_RDWR);
+    ck_wait_give_way(L, &w);
+    return ck_fail(L, "cancelled", "interrupted");
+  }
   if (close(fd) != 0 && r == 0 && get)
     r = ck_fail(L, "local_io", "close %s: %s", lpath, strerror(errno));
   if (r != 0) return r;

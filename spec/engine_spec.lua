@@ -51,6 +51,74 @@ describe("the transfer engine", function()
     assert.equal("GET", after:json().method)
   end)
 
+  it("decodes gzip and deflate replies, asking for them with Accept-Encoding", function()
+    for _, enc in ipairs { "gzip", "deflate" } do
+      local res = assert(acct:get("/" .. enc))
+      assert.equal(200, res.status)
+      assert.equal(enc, res.headers["content-encoding"]) -- as the server sent it
+      local got = res:json() -- the decoded body
+      assert.is_true(got[enc == "gzip" and "gzipped" or "deflated"])
+      local ae = got.headers["Accept-Encoding"] -- what httpbin received
+      assert.truthy(ae and ae:find("gzip", 1, true) and ae:find("deflate", 1, true), tostring(ae))
+      assert.equal(1, select(2, ae:gsub("gzip", "")), ae) -- one header, not two
+    end
+    -- a request without header lines asks too
+    local plain = connkit.integration { name = "Plain", key = "plain", auth = "none" }:account {}
+    local got = assert(plain:get(hb.url .. "/gzip")):json()
+    assert.is_true(got.gzipped)
+    assert.truthy(got.headers["Accept-Encoding"]:find("gzip", 1, true))
+  end)
+
+  it("keeps the raw body with decompress = false, and sends no Accept-Encoding", function()
+    local raw = assert(acct:get("/gzip", { decompress = false }))
+    assert.equal("gzip", raw.headers["content-encoding"])
+    assert.equal("\31\139", raw.body:sub(1, 2)) -- gzip's magic bytes
+    assert.equal(tonumber(raw.headers["content-length"]), #raw.body)
+    -- after a redirect too
+    raw = assert(acct:get("/redirect-to?url=/gzip", { decompress = false, follow = true }))
+    assert.equal(1, raw.redirects)
+    assert.equal("\31\139", raw.body:sub(1, 2))
+    local got = assert(acct:get("/anything/raw", { decompress = false })):json()
+    assert.is_nil(got.headers["Accept-Encoding"])
+    -- the caller's own header goes out as given, decoding or not
+    got = assert(acct:get("/anything/own", { decompress = false, headers = { ["Accept-Encoding"] = "identity" } })):json()
+    assert.equal("identity", got.headers["Accept-Encoding"])
+    got = assert(acct:get("/anything/own", { headers = { ["accept-encoding"] = "gzip" } })):json()
+    assert.equal("gzip", got.headers["Accept-Encoding"])
+    local res = assert(acct:get("/gzip", { headers = { ["Accept-Encoding"] = "gzip" } }))
+    assert.equal("gzip", res:json().headers["Accept-Encoding"]) -- decoded all the same
+    local err = select(2, pcall(acct.get, acct, "/anything", { decompress = "no" }))
+    assert.matches("decompress", err, 1, true)
+  end)
+
+  it("sets Accept-Encoding as each request asks when a handle is reused or reset", function()
+    local steps = {
+      { opts = { url = "/anything/1" }, ae = true },
+      { opts = { url = "/anything/2", decompress = false }, ae = false },
+      { opts = { url = "/anything/3" }, ae = true },
+      { opts = { method = "POST", url = "/anything/4", body = "x" }, ae = true },
+      { opts = { url = "/anything/5", decompress = false }, ae = false },
+      { opts = { method = "PUT", url = "/anything/6", body = "x", decompress = false }, ae = false },
+      { opts = { url = "/anything/7" }, ae = true },
+      { opts = { url = "/gzip" }, ae = true },
+    }
+    for i, step in ipairs(steps) do
+      local got = assert(acct:request(step.opts)):json()
+      assert.equal(step.ae, got.headers["Accept-Encoding"] ~= nil, "step " .. i)
+    end
+    -- and across the handles of a batch
+    local reqs = {}
+    for i = 1, 8 do reqs[i] = acct:prepare { url = "/gzip", decompress = i % 2 == 1 } end
+    for i, r in ipairs(connkit.all(reqs, { concurrency = 3 })) do
+      local res = assert(r.res, tostring(r.err))
+      if i % 2 == 0 then
+        assert.equal("\31\139", res.body:sub(1, 2), "item " .. i)
+      else
+        assert.truthy(res:json().headers["Accept-Encoding"], "item " .. i)
+      end
+    end
+  end)
+
   it("never keeps a timeout from an earlier request", function()
     assert(acct:request { url = "/delay/0", timeout = 0.5 })
     local res, err = acct:request { url = "/delay/1", timeout = 5 }

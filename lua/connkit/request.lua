@@ -59,6 +59,7 @@ local REQUEST_OPTIONS = {
   json = "any", body = "string", form = "query", timeout = "timeout", retry = "retry",
   follow = "follow", max_body = "bytes",
   auth = "boolean",
+  decompress = "boolean",
 }
 
 local METHOD = "^[!#$%%&'*+%-.^_`|~%w]+$"
@@ -217,6 +218,7 @@ function M.prepare(acct, opts)
   if acct._ca_file then req.ca_file = acct._ca_file end
   if follow then req.follow = follow end
   if opts.max_body then req.max_body = opts.max_body end
+  if opts.decompress == false then req.decompress = false end -- the raw body; no Accept-Encoding
   local rules = opts.retry == nil and acct.integration.retry or retry.rules(acct, opts.retry)
   if rules then req._retry = rules end
   -- static auth and nothing to follow or retry: send() and all() can take
@@ -279,6 +281,7 @@ local function follow_redirects(req, res)
     spec = {
       method = method, url = url, body = body, header_lines = lines, timeout = req.timeout,
       connect_timeout = req.connect_timeout, ca_file = req.ca_file, max_body = req.max_body,
+      decompress = req.decompress,
     }
     local r, code, msg = engine:perform(spec)
     if not r then return fail(spec_for_error(req, spec), code, msg) end
