@@ -49,6 +49,7 @@ build = {
     ["connkit.oauth2"] = "lua/connkit/oauth2.lua",
     ["connkit.options"] = "lua/connkit/options.lua",
     ["connkit.request"] = "lua/connkit/request.lua",
+    ["connkit.redirect"] = "lua/connkit/redirect.lua",
     ["connkit.response"] = "lua/connkit/response.lua",
     ["connkit.retry"] = "lua/connkit/retry.lua",
     ["connkit.sftp"] = "lua/connkit/sftp.lua",

@@ -10,6 +10,8 @@ local retry = require "connkit.retry"
 
 local json = require "connkit.json"
 local urls = require "connkit.url"
+local redirect = require "connkit.redirect"
+local REDIRECT = redirect.STATUS
 require "connkit.response" -- the metatable of every reply
 
 local find, sub, upper, concat = string.find, string.sub, string.upper, table.concat
@@ -242,8 +244,6 @@ function M.prepare(acct, opts)
   return req
 end
 
-local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
-
 -- Wraps a failure of the engine into an error naming the request, not its
 -- secrets.
 function M.fail(req, code, msg, extra)
@@ -251,45 +251,6 @@ function M.fail(req, code, msg, extra)
   return nil, errors.new(code, acct:_redact(("%s %s: %s"):format(req.method, urls.safe_url(req.url), msg)), extra)
 end
 local fail = M.fail
-
--- A stand-in request for the error of one redirect hop.
-local function spec_for_error(req, spec)
-  return setmetatable({ method = spec.method, url = spec.url, _account = rawget(req, "_account"),
-    header_lines = spec.header_lines }, RequestMT)
-end
-
--- Follows redirects when the request asked for it. Auth and request
--- parameter headers go only to the origin the request was made for.
-local function follow_redirects(req, res)
-  local hops, max = 0, req.follow
-  local spec = req
-  local origin = urls.origin(req.url)
-  local cross = false
-  while REDIRECT[res.status] and res.redirect_url do
-    if hops >= max then
-      return fail(req, "too_many_redirects", ("more than %d redirects"):format(max), { status = res.status })
-    end
-    hops = hops + 1
-    local url = res.redirect_url
-    if urls.origin(url) ~= origin then cross = true end
-    local method, body = spec.method, spec.body
-    if res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST") then
-      method, body = (method == "HEAD" and "HEAD" or "GET"), nil
-    end
-    local lines = rawget(req, "header_lines")
-    if cross then lines = rawget(req, "_own_lines") or {} end
-    spec = {
-      method = method, url = url, body = body, header_lines = lines, timeout = req.timeout,
-      connect_timeout = req.connect_timeout, ca_file = req.ca_file, max_body = req.max_body,
-      decompress = req.decompress,
-    }
-    local r, code, msg = engine:perform(spec)
-    if not r then return fail(spec_for_error(req, spec), code, msg) end
-    res = r
-  end
-  res.redirects = hops
-  return res
-end
 
 local tokens = require "connkit.tokens"
 
@@ -305,7 +266,7 @@ end
 
 --- The end of a reply that is not refused: redirects when asked.
 function M.follow(req, res)
-  if rawget(req, "follow") and REDIRECT[res.status] then return follow_redirects(req, res) end
+  if rawget(req, "follow") and REDIRECT[res.status] then return redirect.follow(req, res, fail) end
   return res
 end
 

@@ -1,0 +1,57 @@
+--- Redirects, for requests that ask for them (`follow`): 301/302/303 turn
+-- a POST into a GET, 307/308 keep method and body, and the account's
+-- credentials and request parameters are dropped from the first hop that
+-- leaves the request's origin on.
+-- @module connkit.redirect
+local core = require "connkit.core"
+local urls = require "connkit.url"
+
+local engine = core.engine()
+
+local M = {}
+
+--- The statuses that redirect.
+M.STATUS = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
+local REDIRECT = M.STATUS
+
+-- A stand-in request for the error of one redirect hop.
+local function spec_for_error(req, spec)
+  return setmetatable({ method = spec.method, url = spec.url, _account = rawget(req, "_account"),
+    header_lines = spec.header_lines }, getmetatable(req))
+end
+
+--- Follows the redirects of reply `res` to request `req` (which asked for
+-- them with `follow`); `fail` makes the error of a failed hop. Auth and request
+-- parameter headers go only to the origin the request was made for.
+function M.follow(req, res, fail)
+  local hops, max = 0, req.follow
+  local spec = req
+  local origin = urls.origin(req.url)
+  local cross = false
+  while REDIRECT[res.status] and res.redirect_url do
+    if hops >= max then
+      return fail(req, "too_many_redirects", ("more than %d redirects"):format(max), { status = res.status })
+    end
+    hops = hops + 1
+    local url = res.redirect_url
+    if urls.origin(url) ~= origin then cross = true end
+    local method, body = spec.method, spec.body
+    if res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST") then
+      method, body = (method == "HEAD" and "HEAD" or "GET"), nil
+    end
+    local lines = rawget(req, "header_lines")
+    if cross then lines = rawget(req, "_own_lines") or {} end
+    spec = {
+      method = method, url = url, body = body, header_lines = lines, timeout = req.timeout,
+      connect_timeout = req.connect_timeout, ca_file = req.ca_file, max_body = req.max_body,
+      decompress = req.decompress,
+    }
+    local r, code, msg = engine:perform(spec)
+    if not r then return fail(spec_for_error(req, spec), code, msg) end
+    res = r
+  end
+  res.redirects = hops
+  return res
+end
+
+return M
