@@ -16,6 +16,7 @@ local cjson = require "cjson"
 local errors = require "connkit.errors"
 local common = require "connkit.store.common"
 local check = require "connkit.check"
+local encode_json = require("connkit.json").encode
 local raise = check.raise
 
 local M = {}
@@ -25,56 +26,9 @@ local DEFAULT_LOCK_TIMEOUT = 60       -- seconds
 -- (key and key_file have checks of their own: load_key)
 local OPTIONS = { key = "any", key_file = "any", lock_timeout = "wait" }
 
-local math_type = math.type
-local tointeger = math.tointeger
-
 -- Locks this Lua state holds, by lock path (weak: a dropped unlock function
 -- lets its lock be collected, which releases the flock).
 local held = setmetatable({}, { __mode = "v" })
-
--- JSON encoding with numbers kept exact (lua-cjson writes 14 digits).
-local encode_value
-local function encode_number(n, path)
-  if n ~= n or n == math.huge or n == -math.huge then
-    error(("connkit.store.file: record field %s: NaN and infinity cannot be stored"):format(path), 0)
-  end
-  if math_type and math_type(n) == "integer" then return ("%d"):format(n) end
-  if n == math.floor(n) and n > -2^53 and n < 2^53 then return ("%.0f"):format(n) end
-  return ("%.17g"):format(n)
-end
-
-function encode_value(v, path)
-  local t = type(v)
-  if t == "string" then return cjson.encode(v) end
-  if t == "number" then return encode_number(v, path) end
-  if t == "boolean" then return tostring(v) end
-  -- tables (common.copy_record has already refused everything else)
-  local n = #v
-  local count = 0
-  for _ in pairs(v) do count = count + 1 end
-  local parts = {}
-  if n > 0 and count == n then
-    for i = 1, n do parts[i] = encode_value(v[i], path .. "[" .. i .. "]") end
-    return "[" .. table.concat(parts, ",") .. "]"
-  end
-  for k, x in pairs(v) do
-    parts[#parts + 1] = cjson.encode(tostring(k)) .. ":" .. encode_value(x, path .. "." .. tostring(k))
-  end
-  table.sort(parts)
-  return "{" .. table.concat(parts, ",") .. "}"
-end
-
--- Integral floats from cjson back to integers (Lua 5.3+), recursively.
-local function normalize(v)
-  if type(v) == "table" then
-    for k, x in pairs(v) do
-      if x == cjson.null then v[k] = nil else v[k] = normalize(x) end
-    end
-  elseif tointeger and type(v) == "number" and math_type(v) == "float" then
-    return tointeger(v) or v
-  end
-  return v
-end
 
 local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
 
@@ -175,7 +129,7 @@ function M.new(dir, opts)
       return nil, errors.new("store_corrupt",
         ("connkit.store.file: the record of account %q is not a JSON object"):format(id))
     end
-    return normalize(rec)
+    return check.from_json(rec, cjson.null)
   end)
 
   store.put = method(store, function(id, record)
@@ -189,8 +143,8 @@ function M.new(dir, opts)
       return true
     end
     local copy = common.copy_record(record, "connkit.store.file: put")
-    local okj, json = pcall(encode_value, copy, "record")
-    if not okj then raise(json) end
+    local json, jerr = encode_json(copy)
+    if not json then raise("connkit.store.file: put: the record cannot be stored: " .. jerr) end
     local sealed = MAGIC .. core.seal(key, json, aad(id))
     local okw, code, err = core.write_file_atomic(path, sealed, 384) -- 0600
     if not okw then return nil, errors.new(code, "connkit.store.file: " .. err) end
