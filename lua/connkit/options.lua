@@ -110,6 +110,22 @@ function KINDS.port(v)
   return false
 end
 
+function KINDS.chunk_size(v) -- an SFTP transfer chunk: 4 KiB .. 16 MiB
+  if type(v) ~= "number" then return "must be an integer from 4096 to 16 MiB" end
+  if not finite(v) or v % 1 ~= 0 or v < 4096 or v > 16 * 1024 * 1024 then
+    return "must be an integer from 4096 to 16 MiB", true
+  end
+  return false
+end
+
+function KINDS.mode(v) -- a file permission mode
+  if type(v) ~= "number" then return "must be an integer permission mode from 0 to 4095 (0777 octal is 511)" end
+  if not finite(v) or v % 1 ~= 0 or v < 0 or v > 4095 then
+    return "must be an integer permission mode from 0 to 4095 (0777 octal is 511)", true
+  end
+  return false
+end
+
 --- A timeout: from a millisecond to a day.
 function KINDS.timeout(v)
   local why, bad = seconds(v, function(x) return x >= 0.001 end)
@@ -238,7 +254,7 @@ end
 
 --- Checks the options table of a public function against its schema
 -- (name -> kind: "string", "nonempty", "number", "count", "bytes", "port",
--- "timeout", "wait", "boolean", "table", "callable", "query", "headers",
+-- "chunk_size", "mode", "timeout", "wait", "boolean", "table", "callable", "query", "headers",
 -- "values", "follow", "retry", "any"). Raises at the
 -- user's line, naming the option, for an unknown name, a wrong type, a
 -- nested table where a value belongs, a negative or absurd timeout. A nil
@@ -261,6 +277,16 @@ function M.check(who, opts, schema)
     if why then fail(k, bad and why or (why .. ", not a " .. describe(v))) end
   end
   return opts
+end
+
+--- One argument of a public function (not an options table) checked as
+-- `kind`; raises at the user's line naming the call and the argument.
+-- Returns v.
+function M.argument(who, name, v, kind)
+  local function fail(n, why) M.raise(("%s: %s %s"):format(who, n, why)) end
+  local why, bad = KINDS[kind](v, name, fail)
+  if why then fail(name, bad and why or (why .. ", not a " .. describe(v))) end
+  return v
 end
 
 --- One value of a definition or account checked as an option of `kind`

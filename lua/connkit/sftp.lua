@@ -13,6 +13,8 @@ local File = require "connkit.sftp_file"
 local schema = require "connkit.sftp_schema"
 local sftp_login = require "connkit.sftp_login"
 
+local raise = require("connkit.options").raise -- (at the user's line)
+
 local M = {}
 
 local CONNECT_OPTS = { timeout = "timeout" }
@@ -83,9 +85,9 @@ Session.__name = "connkit.sftp.session"
 -- @tparam[opt] table opts `timeout` (seconds) overrides `sftp.timeout`
 -- @return a session, or nil and an error
 function M.connect(account, opts)
-  opts = schema.check_opts("account:sftp", opts, CONNECT_OPTS, 2) -- Account:sftp tail-calls here
+  opts = schema.check_opts("account:sftp", opts, CONNECT_OPTS)
   local integ = account.integration
-  local def = integ.sftp or M.check_definition(integ.def.sftp, function(f, m) error(f .. " " .. m, 3) end)
+  local def = integ.sftp
   local function fill(v)
     if type(v) == "number" then return v end
     return account:fill(v, "raw")
@@ -154,7 +156,7 @@ local RENAME_OPTS = { overwrite = "boolean" }
 
 -- Raises (at the user's call) unless the path argument is a string.
 local function check_path(what, path, name)
-  return schema.check_string("sftp:" .. what, name or "path", path, 3)
+  return schema.check_string("sftp:" .. what, name or "path", path)
 end
 
 local function wrap(ok, code, msg)
@@ -179,7 +181,7 @@ Session.__close = Session.close
 
 --- Sets the time limit (seconds) for each blocking step from now on.
 function Session:set_timeout(seconds)
-  schema.check_timeout("sftp:set_timeout", "seconds", seconds, 2)
+  schema.check_timeout("sftp:set_timeout", "seconds", seconds)
   self._s:set_timeout(seconds)
   return true
 end
@@ -206,7 +208,7 @@ function Session:rmdir(path) return wrap(self._s:rmdir(check_path("rmdir", path)
 -- and accepts an existing directory (like mkdir -p); `mode` (default 0755).
 function Session:mkdir(path, opts)
   check_path("mkdir", path)
-  opts = schema.check_opts("sftp:mkdir", opts, MKDIR_OPTS, 2)
+  opts = schema.check_opts("sftp:mkdir", opts, MKDIR_OPTS)
   local mode = whole(opts.mode or 493)
   if not opts.parents then return wrap(self._s:mkdir(path, mode)) end
   local st = self._s:stat(path, false)
@@ -234,7 +236,7 @@ end
 function Session:rename(from, to, opts)
   check_path("rename", from, "from")
   check_path("rename", to, "to")
-  opts = schema.check_opts("sftp:rename", opts, RENAME_OPTS, 2)
+  opts = schema.check_opts("sftp:rename", opts, RENAME_OPTS)
   local ok, code, msg = self._s:rename(from, to)
   if ok then return true end
   if opts.overwrite and code ~= "timeout" and code ~= "connection" then
@@ -290,9 +292,9 @@ local MODES = { r = "r", w = "wct", a = "wca", ["r+"] = "rw", ["w+"] = "rwct", [
 function Session:open(path, mode)
   check_path("open", path)
   mode = mode or "r"
-  schema.check_string("sftp:open", "mode", mode, 2)
+  schema.check_string("sftp:open", "mode", mode)
   local flags = MODES[(mode:gsub("b", ""))]
-  if not flags then error("sftp:open: bad mode '" .. mode .. "' (\"r\", \"w\", \"a\", \"r+\", \"w+\" or \"a+\")", 2) end
+  if not flags then raise("sftp:open: bad mode '" .. mode .. "' (\"r\", \"w\", \"a\", \"r+\", \"w+\" or \"a+\")") end
   local f, code, msg = self._s:open(path, flags)
   if not f then return nil, errors.from_core(code, msg) end
   return File.new(f, path, flags, self.chunk_size)

@@ -10,6 +10,8 @@ local File = {}
 File.__index = File
 File.__name = "connkit.sftp.file"
 
+local raise = require("connkit.options").raise -- (at the user's line)
+
 local M = {}
 
 local LINE_CHUNK = 64 * 1024
@@ -32,7 +34,7 @@ local function fail(self, code, msg)
 end
 
 local function check(self)
-  if not self._f:is_open() then error("attempt to use a closed SFTP file", 3) end
+  if not self._f:is_open() then raise("attempt to use a closed SFTP file") end
 end
 
 -- Sends the write buffer. Returns true or nil, err.
@@ -132,18 +134,18 @@ end
 local function read_one(self, fmt)
   if type(fmt) == "number" then
     if fmt % 1 ~= 0 or fmt < 0 then
-      error("bad argument to 'read' (byte count must be a whole number >= 0, not " .. tostring(fmt) .. ")", 3)
+      raise("bad argument to 'read' (byte count must be a whole number >= 0, not " .. tostring(fmt) .. ")")
     end
     return read_n(self, whole(fmt))
   end
-  if type(fmt) ~= "string" then error("bad argument to 'read' (invalid format, a " .. type(fmt) .. ")", 3) end
+  if type(fmt) ~= "string" then raise("bad argument to 'read' (invalid format, a " .. type(fmt) .. ")") end
   fmt = tostring(fmt):gsub("^%*", "")
   local c = fmt:sub(1, 1)
   if c == "l" then return read_line(self, false) end
   if c == "L" then return read_line(self, true) end
   if c == "a" then return read_all(self) end
   if c == "n" then return read_number(self) end
-  error("bad argument to 'read' (invalid format '" .. fmt .. "')", 3)
+  raise("bad argument to 'read' (invalid format '" .. fmt .. "')")
 end
 
 --- Reads like io: formats "l" (default), "L", "a", "n" or a byte count.
@@ -175,7 +177,7 @@ function File:write(...)
     local v = select(i, ...)
     if type(v) == "number" then v = tostring(v) end
     if type(v) ~= "string" then
-      error("bad argument #" .. i .. " to 'write' (string expected, got " .. type(v) .. ")", 2)
+      raise("bad argument #" .. i .. " to 'write' (string expected, got " .. type(v) .. ")")
     end
     self._wbuf[#self._wbuf + 1] = v
     self._wlen = self._wlen + #v
@@ -200,10 +202,10 @@ end
 function File:seek(whence, offset)
   check(self)
   whence, offset = whence or "cur", offset or 0
-  if type(whence) ~= "string" then error("bad argument #1 to 'seek' (string expected, got " .. type(whence) .. ")", 2) end
+  if type(whence) ~= "string" then raise("bad argument #1 to 'seek' (string expected, got " .. type(whence) .. ")") end
   if type(offset) ~= "number" or offset % 1 ~= 0 then
-    error("bad argument #2 to 'seek' (whole number expected, got " .. (type(offset) == "number" and tostring(offset)
-      or type(offset)) .. ")", 2)
+    raise("bad argument #2 to 'seek' (whole number expected, got " .. (type(offset) == "number" and tostring(offset)
+      or type(offset)) .. ")")
   end
   offset = whole(offset)
   local ok, err = flush(self)
@@ -219,7 +221,7 @@ function File:seek(whence, offset)
     if not st then return fail(self, code, msg) end
     pos = (st.size or 0) + offset
   else
-    error("bad argument #1 to 'seek' (invalid option '" .. tostring(whence) .. "')", 2)
+    raise("bad argument #1 to 'seek' (invalid option '" .. tostring(whence) .. "')")
   end
   if pos < 0 then return nil, errors.new("invalid_argument", "seek before the start of " .. self.path) end
   self._rbuf = ""

@@ -1,6 +1,8 @@
 --- The `sftp` block of a definition and SFTP credentials: field-by-field
 -- checks (see connkit.sftp for the sessions).
 -- @module connkit.sftp_schema
+local options = require "connkit.options"
+
 local M = {}
 
 local DEF_FIELDS = {
@@ -13,10 +15,6 @@ local CRED_FIELDS = {
 --- A pinned host key as `ssh-keygen -l -E sha256` prints it.
 M.FINGERPRINT = "^SHA256:[%w+/]+=?$"
 local FINGERPRINT = M.FINGERPRINT
-local MiB = 1024 * 1024
---- The longest time limit accepted (seconds): more than a day is a mistake.
-M.MAX_TIMEOUT = 86400
-local MAX_TIMEOUT = M.MAX_TIMEOUT
 
 --- A whole number as an integer: JSON decoders (Debian's lua-cjson on Lua
 -- 5.4) give 37535.0 for 37535, which must not reach "[host]:port" strings
@@ -27,62 +25,23 @@ function M.whole(n)
 end
 local whole = M.whole
 
--- Option checkers: each returns nil when v fits, else what it must be.
-local function is_timeout(v)
-  if type(v) ~= "number" or not (v > 0) or v > MAX_TIMEOUT then
-    return "must be a number of seconds > 0 and at most " .. MAX_TIMEOUT
-  end
-end
-local KINDS = {
-  boolean = function(v) if type(v) ~= "boolean" then return "must be true or false" end end,
-  ["function"] = function(v) if type(v) ~= "function" then return "must be a function" end end,
-  timeout = is_timeout,
-  chunk_size = function(v)
-    if type(v) ~= "number" or v % 1 ~= 0 or v < 4096 or v > 16 * MiB then
-      return "must be an integer from 4096 to 16 MiB"
-    end
-  end,
-  mode = function(v)
-    if type(v) ~= "number" or v % 1 ~= 0 or v < 0 or v > 4095 then
-      return "must be an integer permission mode from 0 to 4095 (0777 octal is 511)"
-    end
-  end,
-}
-
 --- Checks the options table of a public SFTP call against `spec` (option
--- name -> "boolean" | "function" | "timeout" | "chunk_size" | "mode") and
--- raises naming the call and the option, e.g. "sftp:get: unknown option
--- 'resum'". Returns the options (an empty table for nil).
--- @tparam string what the call, e.g. "sftp:get"
--- @param opts the caller's options
--- @tparam table spec the options the call takes
--- @tparam number level the error level of the user's call, seen from here
-function M.check_opts(what, opts, spec, level)
-  if opts == nil then return {} end
-  level = level + 1
-  if type(opts) ~= "table" then error(what .. ": options must be a table, not a " .. type(opts), level) end
-  for k, v in pairs(opts) do
-    local kind = spec[k]
-    if not kind then error(what .. ": unknown option '" .. tostring(k) .. "'", level) end
-    local bad = KINDS[kind](v)
-    if bad then error(("%s: option '%s' %s, not %s"):format(what, k, bad, M.describe(v)), level) end
-  end
-  return opts
+-- name -> a kind of connkit.options: "boolean", "callable", "timeout",
+-- "chunk_size", "mode") and raises at the user's line naming the call and
+-- the option, e.g. "sftp:get: unknown option 'resum'". Returns the options
+-- (an empty table for nil).
+function M.check_opts(what, opts, spec)
+  return options.check(what, opts, spec)
 end
 
 --- Raises unless v is a string (a path or mode argument), naming it.
-function M.check_string(what, name, v, level)
-  if type(v) ~= "string" then
-    error(("%s: %s must be a string, not %s"):format(what, name, M.describe(v)), level + 1)
-  end
-  return v
+function M.check_string(what, name, v)
+  return options.argument(what, name, v, "string")
 end
 
---- Raises unless v is a time limit in seconds (> 0, at most a day).
-function M.check_timeout(what, name, v, level)
-  local bad = is_timeout(v)
-  if bad then error(("%s: %s %s, not %s"):format(what, name, bad, M.describe(v)), level + 1) end
-  return v
+--- Raises unless v is a time limit in seconds (at most a day).
+function M.check_timeout(what, name, v)
+  return options.argument(what, name, v, "timeout")
 end
 
 --- A short description of a bad value for error messages: its type, and the
@@ -146,18 +105,12 @@ function M.check_definition(block, fail, env)
       out.host_key = k:gsub("=$", "")
     end
   end
-  local t = block.timeout == nil and 30 or block.timeout
-  if is_timeout(t) then fail("sftp.timeout", is_timeout(t)) end
-  out.timeout = t
+  out.timeout = options.field({ fail = fail }, "sftp.timeout", block.timeout, "timeout", 30)
   if block.legacy_algorithms ~= nil and type(block.legacy_algorithms) ~= "boolean" then
     fail("sftp.legacy_algorithms", "must be true or false")
   end
   out.legacy_algorithms = block.legacy_algorithms == true
-  local c = block.chunk_size == nil and MiB or block.chunk_size
-  if type(c) ~= "number" or c % 1 ~= 0 or c < 4096 or c > 16 * MiB then
-    fail("sftp.chunk_size", "must be an integer from 4096 to 16 MiB")
-  end
-  out.chunk_size = whole(c)
+  out.chunk_size = whole(options.field({ fail = fail }, "sftp.chunk_size", block.chunk_size, "chunk_size", 1024 * 1024))
   return out
 end
 

@@ -17,14 +17,14 @@ local schema = require "connkit.sftp_schema"
 
 local M = {}
 
-local OPTS = { progress = "function", resume = "boolean", chunk_size = "chunk_size" }
+local OPTS = { progress = "callable", resume = "boolean", chunk_size = "chunk_size" }
 
 -- Checks the arguments of get/put (raised at the user's call, two levels
 -- up: Session:get tail-calls here).
 local function check_args(what, from, to, opts)
-  schema.check_string(what, "the source path", from, 3)
-  schema.check_string(what, "the target path", to, 3)
-  return schema.check_opts(what, opts, OPTS, 3)
+  schema.check_string(what, "the source path", from)
+  schema.check_string(what, "the target path", to)
+  return schema.check_opts(what, opts, OPTS)
 end
 
 local function local_error(what, path, msg)
