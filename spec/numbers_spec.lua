@@ -135,7 +135,7 @@ describe("connkit.json", function()
     assert.equal("{}", json.encode({}))
     assert.equal('{"1.5":true}', json.encode({ [1.5] = true }))
     assert.equal('[1,null,3]', json.encode({ [1] = 1, [3] = 3 }))
-    assert.same({ a = { b = { 1, 2 } } }, cjson.decode(json.encode({ a = { b = { 1, 2 } } })))
+    assert.equal('{"a":{"b":[1,2]}}', json.encode({ a = { b = { 1, 2 } } }))
   end)
 
   it("refuses what JSON cannot hold, saying why", function()
