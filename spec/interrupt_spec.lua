@@ -363,9 +363,11 @@ s2:close()
     local connkit = require "connkit"
     local before = sshd_children()
     local acct = connkit.integration { name = "S", key = "s", auth = "sftp",
-      sftp = { host = info.host, port = info.port, host_key = info.host_keys["ssh-ed25519"].fingerprint, timeout = 1 },
+      sftp = { host = info.host, port = info.port, host_key = info.host_keys["ssh-ed25519"].fingerprint, timeout = 10 },
     }:account { credentials = { username = info.user, private_key = info.keys.ed25519.path } }
     local s = assert(acct:sftp())
+    -- (the 1 s limit only once connected: a busy machine may take longer to log in)
+    s:set_timeout(1)
     local t0
     local n, err = s:get(info.dir .. "/interrupt-source", dir .. "/timeout", { chunk_size = 65536,
       progress = function()
