@@ -40,11 +40,21 @@ function M.parse_form(s)
   return t, dups
 end
 
--- The first bytes of a body, printable, for an error message.
+-- The first bytes of a body, printable, for an error message: secrets are
+-- scrubbed before the body is cut (errors.excerpt), so a secret straddling
+-- the cut shows no prefix; control and non-ASCII bytes become "?" after.
 local function snippet(acct, body)
   if body == "" then return "an empty body" end
-  local s = body:sub(1, 60):gsub("[%c\128-\255]", "?")
-  return ("%q%s"):format(acct:_redact(s), #body > 60 and "..." or "")
+  local s, cut = errors.excerpt(body, 60, acct._secrets)
+  return ("%q%s"):format(s:gsub("[%c\128-\255]", "?"), cut and "..." or "")
+end
+
+--- A peer's `error_description` for a message: secrets scrubbed, then cut
+-- to 200 characters.
+function M.description(acct, desc)
+  if type(desc) ~= "string" then return "" end
+  local s, cut = errors.excerpt(desc, 200, acct._secrets)
+  return ": " .. s .. (cut and "..." or "")
 end
 
 --- The client id and secret in use: the account's credentials override the
@@ -138,7 +148,7 @@ function M.parse_reply(acct, res, what)
   if fields and type(fields.error) == "string" then
     local code = OAUTH_ERRORS[fields.error] and fields.error
       or ((res.status == 401 or res.status == 403) and "auth" or "oauth_error")
-    local desc = type(fields.error_description) == "string" and (": " .. fields.error_description:sub(1, 200)) or ""
+    local desc = M.description(acct, fields.error_description)
     return nil, errors.new(code, acct:_redact(("%s answered %d %s%s"):format(what, res.status, fields.error, desc)),
       { status = res.status, oauth_error = fields.error })
   end
