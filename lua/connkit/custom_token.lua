@@ -10,8 +10,11 @@ local M = {}
 
 local FIELDS = {
   token_url = true, token_method = true, params = true, headers = true, format = true,
-  token_path = true, expires_in_path = true, ttl = true,
+  token_path = true, expires_in_path = true, ttl = true, public_credentials = true,
 }
+
+-- credentials that are not secrets unless the definition says otherwise
+local DEFAULT_PUBLIC = { "username" }
 
 -- a dotted path: names separated by single dots
 local PATH = "^[%w_%-]+[%.%w_%-]*$"
@@ -54,6 +57,22 @@ function M.check_definition(b, fail, env)
       end
       table.sort(out[part], function(x, y) return x.name < y.name end)
     end
+  end
+  -- every credential is a secret (scrubbed from every message) except the
+  -- ones named here: names that help reading a message, such as a user name
+  local public = b.public_credentials
+  if public == nil then public = DEFAULT_PUBLIC end
+  if type(public) ~= "table" then fail("custom_token.public_credentials", "must be a list of credential names") end
+  out.public_credentials = {}
+  for i, name in pairs(public) do
+    local field = "custom_token.public_credentials[" .. tostring(i) .. "]"
+    if type(i) ~= "number" or type(name) ~= "string" then
+      fail("custom_token.public_credentials", "must be a list of credential names")
+    end
+    if b.public_credentials ~= nil and not out.credential_names[name] then
+      fail(field, ("names %q, which is not a credential of custom_token.params or headers"):format(name))
+    end
+    out.public_credentials[name] = true
   end
   return out
 end
