@@ -92,7 +92,8 @@ end
 -- or JSON with format = "json"; the query for GET) filled from the
 -- credentials and parameters; the token at token_path; its lifetime at
 -- expires_in_path (a number or numeric string; anything else there is an
--- error naming the path), else ttl, else refresh.default_ttl.
+-- error naming the path), else ttl, else refresh.default_ttl; at most
+-- token_endpoint.MAX_LIFETIME (10 years).
 function M.fetch_token(acct)
   local c = acct.integration.custom_token
   local creds = acct.credentials
@@ -123,9 +124,9 @@ function M.fetch_token(acct)
     ttl, terr = endpoint.number_field(dig(fields, c.expires_in_path), c.expires_in_path, what)
     if terr then return nil, terr end
   end
-  if not ttl or ttl <= 0 then ttl = c.ttl or acct.integration.refresh.default_ttl end
   local now = core.now()
-  return { access_token = token, token_type = "bearer", issued_at = now, expires_at = now + ttl }
+  return { access_token = token, token_type = "bearer", issued_at = now,
+    expires_at = endpoint.expires_at(now, ttl, nil, c.ttl or acct.integration.refresh.default_ttl) }
 end
 
 return M
