@@ -189,6 +189,37 @@ describe("excerpts of a token reply (defect 2)", function()
   end)
 end)
 
+describe("errors.excerpt", function()
+  local errors = require "connkit.errors"
+
+  it("replaces a secret that begins before the cut whole, and cuts in the text as it came", function()
+    local text = ("a"):rep(8) .. "S3CRETxyz" .. ("b"):rep(20)
+    local s, cut = errors.excerpt(text, 10, { "S3CRETxyz" })
+    assert.equal(("a"):rep(8) .. "***", s)
+    assert.is_true(cut)
+    -- shrinking by a replacement pulls nothing from beyond the cut in
+    s = errors.excerpt("S3CRETxyz" .. "cc" .. "T0KENabcdef", 13, { "S3CRETxyz", "T0KENabcdef" })
+    assert.equal("***cc***", s)
+    s = errors.excerpt("S3CRETxyz" .. "cc" .. "T0KENabcdef", 12, { "S3CRETxyz", "T0KENabcdef" })
+    assert.equal("***cc***", s)
+    -- overlapping secrets, and a text without any
+    assert.equal("x***y", (errors.excerpt("xABCDEFGHy", 20, { "ABCDEF", "DEFGH" })))
+    local plain, c2 = errors.excerpt("short", 60, { "S3CRETxyz" })
+    assert.equal("short", plain)
+    assert.is_false(c2)
+  end)
+
+  it("C error messages are not cut (a long path keeps its end)", function()
+    local dir = helpers.tmpdir("longmsg")
+    local path = dir .. "/" .. ("d"):rep(200) .. "/" .. ("e"):rep(200) .. "/" .. ("f"):rep(200) .. "/END-0f-PATH"
+    local data, code, msg = core.read_file(path)
+    assert.is_nil(data)
+    assert.equal("not_found", code)
+    assert.is_true(#msg > 600)
+    assert.matches("END-0f-PATH", msg, 1, true)
+  end)
+end)
+
 describe("custom-token credentials (defect 3)", function()
   local API_KEY = "Kx9pAPIKEY-fedcba9876543210"
 

@@ -177,7 +177,7 @@ function M.install(acct, rec, keep_store)
   -- checked before it is stored: a record that cannot be used must never
   -- replace a good one (nor stay in the store for the next process)
   local cok, cerr = M.check_record(acct, rec)
-  if not cok then return nil, cerr end
+  if not cok then return nil, errors.new(cerr.code, "new token refused, nothing stored: " .. cerr.message) end
   local put_ok, put_err = true, nil
   if not keep_store then put_ok, put_err = store_put(acct, rec) end
   local ok, err = adopt(acct, rec)
