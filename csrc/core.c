@@ -25,12 +25,23 @@ static void global_init(void) {
   if (libssh2_init(0) != 0) init_status = 2;
 }
 
+/* The message is never cut: the Lua side scrubs secrets from it, and a
+ * secret cut in two would not be found (a long one goes in a userdata left
+ * below the three results). */
 int ck_fail(lua_State *L, const char *code, const char *fmt, ...) {
-  char msg[512];
+  char small[512];
+  char *msg = small;
   va_list ap;
+  int n;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  n = vsnprintf(small, sizeof small, fmt, ap);
   va_end(ap);
+  if (n >= (int)sizeof small) {
+    msg = (char *)lua_newuserdatauv(L, (size_t)n + 1, 0);
+    va_start(ap, fmt);
+    vsnprintf(msg, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+  }
   lua_pushnil(L);
   lua_pushstring(L, code);
   lua_pushstring(L, msg);

@@ -156,6 +156,27 @@ void http_detach(transfer *t) {
   t->eng = NULL;
 }
 
+/* curl reports a reply it cannot parse with codes that otherwise mean a bad
+ * URL (a malformed status line: CURLE_UNSUPPORTED_PROTOCOL) or no memory (a
+ * header line over its 100 KB limit: CURLE_OUT_OF_MEMORY, "Out of memory").
+ * Once the request went out the reply is at fault: such a result becomes
+ * CURLE_WEIRD_SERVER_REPLY (code "protocol") with a message that says so.
+ * Read before the handle is given back (a reset clears its info). */
+static void classify_reply_fault(transfer *t) {
+  long sent = 0;
+  if (t->result != CURLE_UNSUPPORTED_PROTOCOL &&
+      t->result != CURLE_OUT_OF_MEMORY)
+    return;
+  if (curl_easy_getinfo(t->easy, CURLINFO_REQUEST_SIZE, &sent) != CURLE_OK ||
+      sent <= 0)
+    return;
+  if (t->result == CURLE_OUT_OF_MEMORY)
+    snprintf(t->errbuf, sizeof t->errbuf, "%s",
+             "the reply cannot be read: a header line or the header block "
+             "is over curl's limit (100 KB)");
+  t->result = CURLE_WEIRD_SERVER_REPLY;
+}
+
 /* Reads the multi's completion messages and finishes those transfers; a
  * finished transfer object is no longer anchored. Returns how many. */
 static int drain(lua_State *L, int ei, engine *e) {
@@ -167,6 +188,7 @@ static int drain(lua_State *L, int ei, engine *e) {
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&t);
     if (t == NULL) continue;
     t->result = m->data.result;
+    classify_reply_fault(t);
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
     if (t->result == CURLE_OK && t->status >= 300 && t->status < 400) {
       char *loc = NULL;
@@ -448,6 +470,8 @@ static const char *code_of(CURLcode rc) {
   case CURLE_URL_MALFORMAT:
   case CURLE_UNSUPPORTED_PROTOCOL:
     return "url";
+  case CURLE_WEIRD_SERVER_REPLY:
+    return "protocol";
   case CURLE_SEND_ERROR:
   case CURLE_RECV_ERROR:
   case CURLE_GOT_NOTHING:

@@ -8,13 +8,16 @@
  *   core.mkdir(path [, mode])        -> true | nil, code, message
  *   core.write_file_atomic(path, data [, mode]) -> true | nil, code, message
  *   core.read_file(path [, private]) -> data | nil, code, message
+ *   core.remove_stale_temps(dir, max_age) -> count | nil, code, message
  *
  * Every descriptor is opened O_CLOEXEC (a child started by the application
  * must not inherit a lock); lock files are opened O_NOFOLLOW. Codes:
  * "not_found", "io", "lock_timeout", "insecure_permissions".
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,25 +236,33 @@ static int fsync_parent(const char *path, char *scratch) {
   return e;
 }
 
+/* The marker of temp files in their names: "<path>.tmp.<pid>.XXXXXX". */
+#define TMP_MARK ".tmp."
+
 /* write_file_atomic(path, data [, mode = 0600]) -> true, or nil, "io", msg.
  * Writes a temp file beside path, fsyncs it, renames it over path and fsyncs
  * the directory: after a crash at any moment path holds the old or the new
- * content, never a mix. The temp file is removed on failure. */
+ * content, never a mix. The temp file is removed on failure. While it
+ * exists its writer holds a flock on it, and its name carries the writer's
+ * PID: remove_stale_temps tells a live writer's file from a crashed one's. */
 static int fs_write_file_atomic(lua_State *L) {
   size_t pn, dn;
   const char *path = luaL_checklstring(L, 1, &pn);
   const char *data = luaL_checklstring(L, 2, &dn);
   mode_t mode = opt_mode(L, 3, 0600);
-  char *tmp = (char *)lua_newuserdatauv(L, pn + 16, 0);
+  char *tmp = (char *)lua_newuserdatauv(L, pn + 48, 0);
   const char *what = "create temp file for";
   int fd, e = 0;
   luaL_argcheck(L, pn > 0, 1, "path must not be empty");
   memcpy(tmp, path, pn);
-  memcpy(tmp + pn, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
+  snprintf(tmp + pn, 48, TMP_MARK "%ld.XXXXXX", (long)getpid());
   fd = mkostemp(tmp, O_CLOEXEC);
   if (fd < 0)
     return ck_fail(L, "io", "cannot %s %s: %s", what, path, strerror(errno));
-  if (fchmod(fd, mode) != 0) {
+  if (flock(fd, LOCK_EX) != 0) {
+    e = errno;
+    what = "lock the temp file of";
+  } else if (fchmod(fd, mode) != 0) {
     e = errno;
     what = "set the mode of";
   } else if ((e = write_all(fd, data, dn)) != 0) {
@@ -260,14 +271,14 @@ static int fs_write_file_atomic(lua_State *L) {
     e = errno;
     what = "fsync";
   }
-  if (close(fd) != 0 && e == 0) {
-    e = errno;
-    what = "close";
-  }
+  /* renamed while still open and locked: the temp file is never unlocked
+   * under its temp name while its writer lives (the data is fsynced, so a
+   * failing close after that loses nothing) */
   if (e == 0 && rename(tmp, path) != 0) {
     e = errno;
     what = "rename temp file onto";
   }
+  (void)close(fd);
   if (e != 0) {
     (void)unlink(tmp);
     return ck_fail(L, "io", "cannot %s %s: %s", what, path, strerror(e));
@@ -343,6 +354,70 @@ static int fs_read_file(lua_State *L) {
   return 1;
 }
 
+/* The writer PID in a temp file name after its marker ("<pid>.XXXXXX"), or
+ * 0 when it has none (a name from an older version: ".tmp.XXXXXX"). */
+static long temp_writer_pid(const char *after_mark) {
+  char *end;
+  long pid;
+  if (*after_mark < '0' || *after_mark > '9') return 0;
+  pid = strtol(after_mark, &end, 10);
+  return (*end == '.' && pid > 0) ? pid : 0;
+}
+
+/* Whether a temp file is stale: nobody holds its flock (a live writer
+ * does, from creating it until it is renamed) and it is older than max_age
+ * seconds or its writer's PID is gone. The flock is what protects a live
+ * writer (also one in another PID namespace); the age and PID rules cover
+ * the instant between its creation and the writer's flock. fd: the file,
+ * locked here when stale. */
+static int temp_is_stale(int fd, const struct stat *st, long pid,
+                         double max_age) {
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) return 0; /* a live writer */
+  if (difftime(time(NULL), st->st_mtime) > max_age) return 1;
+  return pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+/* remove_stale_temps(dir, max_age) -> number removed, or nil, "io", msg.
+ * Removes the temp files a crashed write_file_atomic left in dir (names
+ * holding ".rec" TMP_MARK) that are stale (temp_is_stale). Never follows a
+ * symlink; leaves anything that is not a regular file. */
+static int fs_remove_stale_temps(lua_State *L) {
+  const char *dir = luaL_checkstring(L, 1);
+  double max_age = (double)luaL_checknumber(L, 2);
+  int dfd, removed = 0;
+  DIR *d;
+  struct dirent *ent;
+  dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0)
+    return ck_fail(L, "io", "cannot open directory %s: %s", dir,
+                   strerror(errno));
+  d = fdopendir(dfd);
+  if (d == NULL) {
+    int e = errno;
+    close(dfd);
+    return ck_fail(L, "io", "cannot read directory %s: %s", dir, strerror(e));
+  }
+  while ((ent = readdir(d)) != NULL) {
+    const char *mark = strstr(ent->d_name, ".rec" TMP_MARK);
+    struct stat st;
+    int fd;
+    if (mark == NULL) continue;
+    fd = openat(dfd, ent->d_name,
+                O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) continue;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        temp_is_stale(fd, &st,
+                      temp_writer_pid(mark + sizeof ".rec" TMP_MARK - 1),
+                      max_age) &&
+        unlinkat(dfd, ent->d_name, 0) == 0)
+      removed++;
+    close(fd);
+  }
+  closedir(d); /* closes dfd */
+  lua_pushinteger(L, removed);
+  return 1;
+}
+
 /* Adds the lock and file functions to the module table on top of the stack
  * and registers the lock class. */
 void lock_open(lua_State *L) {
@@ -351,6 +426,7 @@ void lock_open(lua_State *L) {
       {"mkdir", fs_mkdir},
       {"write_file_atomic", fs_write_file_atomic},
       {"read_file", fs_read_file},
+      {"remove_stale_temps", fs_remove_stale_temps},
       {NULL, NULL},
   };
   static const luaL_Reg methods[] = {

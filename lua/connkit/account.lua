@@ -6,6 +6,7 @@
 local core = require "connkit.core"
 local check = require "connkit.check"
 local errors = require "connkit.errors"
+local cjson = require "cjson"
 
 local M = {}
 
@@ -27,11 +28,17 @@ local CREDENTIALS = {
   oauth2 = { client_id = false, client_secret = false },
 }
 
--- credential fields that are secrets
-local SECRET_CREDENTIALS = {
-  token = true, password = true, client_secret = true, passphrase = true,
-  private_key_data = true, refresh_token = true, access_token = true,
-}
+-- Every credential is a secret (scrubbed from every message) except these:
+-- names and identifiers, and a key's file path (its contents are a secret).
+-- A custom token declares its own (custom_token.public_credentials,
+-- default { "username" }).
+local PUBLIC_CREDENTIALS = { username = true, client_id = true, private_key = true }
+
+-- The credential names of this account that are not secrets.
+local function public_credentials(integ)
+  if integ.auth == "custom_token" then return integ.custom_token.public_credentials end
+  return PUBLIC_CREDENTIALS
+end
 
 local function check_parameters(self, ctx, given)
   local integ = self.integration
@@ -108,7 +115,9 @@ function Account:_add_secret(s)
   if type(s) == "number" then s = core.format_number(s) end
   if type(s) ~= "string" or #s < 4 then return end
   local list, set = self._secrets, self._secret_set
-  for _, form in ipairs({ s, core.escape(s, "query"), core.escape(s, "form") }) do
+  -- as it is, URL-encoded, and JSON-escaped (an echo in a JSON body)
+  local json = cjson.encode(s):sub(2, -2)
+  for _, form in ipairs({ s, core.escape(s, "query"), core.escape(s, "form"), json, (json:gsub("\\/", "/")) }) do
     if not set[form] then
       set[form] = true
       list[#list + 1] = form
@@ -269,8 +278,9 @@ function M.new(integ, opts)
   self._values = check_parameters(self, ctx, opts.parameters)
   self.credentials = check_credentials(self, ctx, opts.credentials)
   for name in pairs(integ.secret_parameters) do self:_add_secret(self._values[name]) end
+  local public = public_credentials(integ)
   for k, v in pairs(self.credentials) do
-    if SECRET_CREDENTIALS[k] then self:_add_secret(v) end
+    if not public[k] then self:_add_secret(v) end
     if k == "username" or k == "password" then self._values[k] = v end
   end
   self.on_token = check.field(ctx, "on_token", opts.on_token, "callable")

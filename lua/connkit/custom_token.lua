@@ -10,8 +10,11 @@ local M = {}
 
 local FIELDS = {
   token_url = true, token_method = true, params = true, headers = true, format = true,
-  token_path = true, expires_in_path = true, ttl = true,
+  token_path = true, expires_in_path = true, ttl = true, public_credentials = true,
 }
+
+-- credentials that are not secrets unless the definition says otherwise
+local DEFAULT_PUBLIC = { "username" }
 
 -- a dotted path: names separated by single dots
 local PATH = "^[%w_%-]+[%.%w_%-]*$"
@@ -55,6 +58,22 @@ function M.check_definition(b, fail, env)
       table.sort(out[part], function(x, y) return x.name < y.name end)
     end
   end
+  -- every credential is a secret (scrubbed from every message) except the
+  -- ones named here: names that help reading a message, such as a user name
+  local public = b.public_credentials
+  if public == nil then public = DEFAULT_PUBLIC end
+  if type(public) ~= "table" then fail("custom_token.public_credentials", "must be a list of credential names") end
+  out.public_credentials = {}
+  for i, name in pairs(public) do
+    local field = "custom_token.public_credentials[" .. tostring(i) .. "]"
+    if type(i) ~= "number" or type(name) ~= "string" then
+      fail("custom_token.public_credentials", "must be a list of credential names")
+    end
+    if b.public_credentials ~= nil and not out.credential_names[name] then
+      fail(field, ("names %q, which is not a credential of custom_token.params or headers"):format(name))
+    end
+    out.public_credentials[name] = true
+  end
   return out
 end
 
@@ -73,7 +92,8 @@ end
 -- or JSON with format = "json"; the query for GET) filled from the
 -- credentials and parameters; the token at token_path; its lifetime at
 -- expires_in_path (a number or numeric string; anything else there is an
--- error naming the path), else ttl, else refresh.default_ttl.
+-- error naming the path), else ttl, else refresh.default_ttl; at most
+-- token_endpoint.MAX_LIFETIME (10 years).
 function M.fetch_token(acct)
   local c = acct.integration.custom_token
   local creds = acct.credentials
@@ -104,9 +124,9 @@ function M.fetch_token(acct)
     ttl, terr = endpoint.number_field(dig(fields, c.expires_in_path), c.expires_in_path, what)
     if terr then return nil, terr end
   end
-  if not ttl or ttl <= 0 then ttl = c.ttl or acct.integration.refresh.default_ttl end
   local now = core.now()
-  return { access_token = token, token_type = "bearer", issued_at = now, expires_at = now + ttl }
+  return { access_token = token, token_type = "bearer", issued_at = now,
+    expires_at = endpoint.expires_at(now, ttl, nil, c.ttl or acct.integration.refresh.default_ttl) }
 end
 
 return M

@@ -76,4 +76,45 @@ function errors.redact(message, secrets)
   return message
 end
 
+--- The first `limit` characters of `text` with every occurrence of the
+-- secret strings replaced by "***", for an error message that quotes a peer.
+-- Secrets are found before the text is cut (an occurrence that begins
+-- before the cut is replaced whole, so no prefix of it shows), and the cut
+-- is made in the text as it came. Returns the excerpt and true when text
+-- was cut.
+function errors.excerpt(text, limit, secrets)
+  local longest = 0
+  for _, s in ipairs(secrets or {}) do
+    if type(s) == "string" and #s > longest then longest = #s end
+  end
+  -- every occurrence that begins within the first `limit` characters ends
+  -- within the window
+  local window = text:sub(1, limit + longest)
+  local masked = {}
+  for _, s in ipairs(secrets or {}) do
+    if type(s) == "string" and #s >= 4 then
+      local i = 1
+      while true do
+        local a, b = window:find(s, i, true)
+        if not a or a > limit then break end
+        for p = a, b do masked[p] = true end
+        i = a + 1
+      end
+    end
+  end
+  local out, i, stop = {}, 1, math.min(limit, #window)
+  while i <= stop do
+    if masked[i] then
+      out[#out + 1] = "***"
+      while masked[i] do i = i + 1 end
+    else
+      local j = i
+      while j < stop and not masked[j + 1] do j = j + 1 end
+      out[#out + 1] = window:sub(i, j)
+      i = j + 1
+    end
+  end
+  return table.concat(out), #text >= i
+end
+
 return errors

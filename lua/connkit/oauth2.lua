@@ -196,7 +196,7 @@ function Account:finish_authorization(input)
   if p.error then
     local code = endpoint.OAUTH_ERRORS[p.error] and p.error or "oauth_error"
     return nil, errors.new(code, self:_redact("authorization refused: " .. p.error ..
-      (p.error_description and (": " .. p.error_description:sub(1, 200)) or "")))
+      endpoint.description(self, p.error_description)))
   end
   if not p.code or p.code == "" or dups.code then
     return nil, errors.new("invalid_request", "the authorization response has no code, or more than one")

@@ -40,11 +40,21 @@ function M.parse_form(s)
   return t, dups
 end
 
--- The first bytes of a body, printable, for an error message.
+-- The first bytes of a body, printable, for an error message: secrets are
+-- scrubbed before the body is cut (errors.excerpt), so a secret straddling
+-- the cut shows no prefix; control and non-ASCII bytes become "?" after.
 local function snippet(acct, body)
   if body == "" then return "an empty body" end
-  local s = body:sub(1, 60):gsub("[%c\128-\255]", "?")
-  return ("%q%s"):format(acct:_redact(s), #body > 60 and "..." or "")
+  local s, cut = errors.excerpt(body, 60, acct._secrets)
+  return ("%q%s"):format(s:gsub("[%c\128-\255]", "?"), cut and "..." or "")
+end
+
+--- A peer's `error_description` for a message: secrets scrubbed, then cut
+-- to 200 characters.
+function M.description(acct, desc)
+  if type(desc) ~= "string" then return "" end
+  local s, cut = errors.excerpt(desc, 200, acct._secrets)
+  return ": " .. s .. (cut and "..." or "")
 end
 
 --- The client id and secret in use: the account's credentials override the
@@ -138,7 +148,7 @@ function M.parse_reply(acct, res, what)
   if fields and type(fields.error) == "string" then
     local code = OAUTH_ERRORS[fields.error] and fields.error
       or ((res.status == 401 or res.status == 403) and "auth" or "oauth_error")
-    local desc = type(fields.error_description) == "string" and (": " .. fields.error_description:sub(1, 200)) or ""
+    local desc = M.description(acct, fields.error_description)
     return nil, errors.new(code, acct:_redact(("%s answered %d %s%s"):format(what, res.status, fields.error, desc)),
       { status = res.status, oauth_error = fields.error })
   end
@@ -162,22 +172,44 @@ end
 M.number_of = number_of
 
 --- A lifetime field of a reply: nil when absent, the number (a numeric
--- string is accepted), or nil and an error naming the field when it is
--- something else ("abc", a table): a guess would hide a broken server.
+-- string is accepted; "1e999" is infinity, which M.expires_at clamps), or
+-- nil and an error naming the field when it is something else ("abc", a
+-- table, NaN): a guess would hide a broken server.
 function M.number_field(v, field, what)
   if v == nil then return nil end
   local n = number_of(v)
-  if n == nil or n ~= n or n == math.huge or n == -math.huge then
+  if n == nil or n ~= n then
     return nil, errors.new("token_endpoint", ("%s reply: %s is not a number (got a %s)")
       :format(what, field, type(v) == "string" and "non-numeric string" or type(v)))
   end
   return n
 end
 
+--- The longest lifetime a token is given (10 years): a reply's lifetime
+-- above it (`"1e999"` is infinity) is clamped, so a record's times stay
+-- finite numbers that a store can hold.
+M.MAX_LIFETIME = 10 * 365 * 86400
+
+--- When a token fetched at `now` expires: `ttl` seconds from now when it is
+-- positive, else the epoch time `at` when it is in the future, else
+-- `default` seconds from now; never more than M.MAX_LIFETIME from now.
+function M.expires_at(now, ttl, at, default)
+  local exp
+  if ttl and ttl > 0 then
+    exp = now + ttl
+  elseif at and at > now then
+    exp = at
+  else
+    exp = now + default
+  end
+  return math.min(exp, now + M.MAX_LIFETIME)
+end
+
 --- The token record of an OAuth token reply, or nil and an error.
 -- Lifetime: expires_in (number or numeric string), else expires_at (epoch
--- seconds), else the integration's refresh.default_ttl; a field that is
--- there but not a number is an error naming it.
+-- seconds), else the integration's refresh.default_ttl, at most
+-- M.MAX_LIFETIME; a field that is there but not a number is an error
+-- naming it.
 function M.token_record(acct, f, what)
   if type(f.access_token) ~= "string" or f.access_token == "" then
     return nil, errors.new("token_endpoint", what .. " reply has no access_token")
@@ -197,13 +229,7 @@ function M.token_record(acct, f, what)
   if terr then return nil, terr end
   local at, aerr = M.number_field(f.expires_at, "expires_at", what)
   if aerr then return nil, aerr end
-  if ttl and ttl > 0 then
-    rec.expires_at = now + ttl
-  elseif at and at > now then
-    rec.expires_at = at
-  else
-    rec.expires_at = now + acct.integration.refresh.default_ttl
-  end
+  rec.expires_at = M.expires_at(now, ttl, at, acct.integration.refresh.default_ttl)
   if rec.refresh_token then acct:_add_secret(rec.refresh_token) end
   acct:_add_secret(rec.access_token)
   return rec

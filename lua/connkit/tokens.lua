@@ -56,17 +56,48 @@ local function store_lock(acct)
   return unlock
 end
 
+local function finite(v)
+  return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge
+end
+
+--- Whether a token record can be used and stored: true, or nil and an
+-- error (code "token_endpoint") saying why without showing the token. It
+-- must have an access token that can be sent (no CR, LF or NUL; the
+-- auth_token template takes it), a refresh token that is a string if any,
+-- and finite numbers for its times (JSON cannot hold others).
+function M.check_record(acct, rec)
+  if type(rec) ~= "table" then return nil, errors.new("token_endpoint", "the token record is not a table") end
+  local tok = rec.access_token
+  if type(tok) ~= "string" or tok == "" then
+    return nil, errors.new("token_endpoint", "the token record has no access token")
+  end
+  if not core.header_safe(tok) then
+    return nil, errors.new("token_endpoint", "the access token holds CR, LF or NUL; refused")
+  end
+  local _, ferr = acct:fill(acct.integration.auth_token.template, nil, { token = tok })
+  if ferr then return nil, errors.new("token_endpoint", "the access token cannot be sent: " .. ferr.message) end
+  if rec.refresh_token ~= nil and (type(rec.refresh_token) ~= "string" or rec.refresh_token == "") then
+    return nil, errors.new("token_endpoint", "the refresh token is not a non-empty string")
+  end
+  for _, f in ipairs({ "expires_at", "issued_at" }) do
+    if rec[f] ~= nil and not finite(rec[f]) then
+      return nil, errors.new("token_endpoint", ("the token record's %s is not a finite number"):format(f))
+    end
+  end
+  return true
+end
+
 --- Makes `rec` the account's token state in memory (no store write).
--- Returns true, or nil and an error for a token that cannot be sent.
+-- Returns true, or nil and an error for a record that cannot be used (see
+-- M.check_record); the state is then left as it was.
 local function adopt(acct, rec)
-  if type(rec) ~= "table" or type(rec.access_token) ~= "string" or rec.access_token == "" then
+  if type(rec) ~= "table" or rec.access_token == nil then
     acct._tok = rec
     acct._refresh_at = nil
     return acct:_set_token(nil)
   end
-  if not core.header_safe(rec.access_token) then
-    return nil, errors.new("token_endpoint", "the access token holds CR, LF or NUL; refused")
-  end
+  local cok, cerr = M.check_record(acct, rec)
+  if not cok then return nil, cerr end
   local ok, err = acct:_set_token(rec.access_token)
   if not ok then return nil, err end
   if rec.refresh_token then acct:_add_secret(rec.refresh_token) end
@@ -75,6 +106,24 @@ local function adopt(acct, rec)
   return true
 end
 M.adopt = adopt
+
+-- A stored record that cannot be used (an access token with CR/LF that an
+-- older version stored, times that are not numbers) is stale, not a
+-- permanent failure: its refresh token, if it has a usable one, replaces the
+-- one in memory (it is the newer), the rest of the state in memory is kept,
+-- and the token is renewed at the next use (the new record replaces it).
+local function adopt_stale(acct, rec)
+  local rt = rec.refresh_token
+  local cur = acct._tok or {}
+  if type(rt) ~= "string" or rt == "" then rt = cur.refresh_token end
+  local keep = {}
+  for k, v in pairs(cur) do keep[k] = v end
+  keep.refresh_token = rt
+  if keep.scope == nil and type(rec.scope) == "string" then keep.scope = rec.scope end
+  if rt then acct:_add_secret(rt) end
+  acct._tok = keep
+  acct._refresh_at = nil
+end
 
 --- Loads the account's state from its store (at creation).
 -- A record the store cannot give (wrong key, tampered file) is not
@@ -85,8 +134,8 @@ function M.load(acct)
   local rec, err = store_get(acct)
   if err then
     acct._store_err = err
-  elseif rec then
-    adopt(acct, rec)
+  elseif rec and not adopt(acct, rec) then
+    adopt_stale(acct, rec)
   end
 end
 
@@ -125,6 +174,10 @@ end
 -- error is returned. `keep_store`: the store's record could not be read, so
 -- it is left as it is (the token lives in memory only).
 function M.install(acct, rec, keep_store)
+  -- checked before it is stored: a record that cannot be used must never
+  -- replace a good one (nor stay in the store for the next process)
+  local cok, cerr = M.check_record(acct, rec)
+  if not cok then return nil, errors.new(cerr.code, "new token refused, nothing stored: " .. cerr.message) end
   local put_ok, put_err = true, nil
   if not keep_store then put_ok, put_err = store_put(acct, rec) end
   local ok, err = adopt(acct, rec)
@@ -157,16 +210,24 @@ local function locked_renew(acct, force, used)
     acct._store_err = nil
   end
   local current = acct._tok and acct._tok.access_token
-  if rec and rec.access_token and rec.access_token ~= current then
-    -- another process (or account object) renewed meanwhile: adopt it
-    local aok, aerr = adopt(acct, rec)
-    if not aok then return nil, aerr end
-    current = rec.access_token
+  local stale = false
+  if rec and rec.access_token ~= nil and rec.access_token ~= current then
+    -- another process (or account object) renewed meanwhile: adopt it, or
+    -- renew now if it cannot be used
+    if adopt(acct, rec) then
+      current = rec.access_token
+    else
+      adopt_stale(acct, rec)
+      stale = true
+    end
   end
-  if used then
-    if current and current ~= used then return true end -- already replaced
-  elseif not force and acct._refresh_at and now() < acct._refresh_at then
-    return true -- no longer due
+  -- (a stale record is renewed whatever the state in memory says)
+  if not stale then
+    if used then
+      if current and current ~= used then return true end -- already replaced
+    elseif not force and acct._refresh_at and now() < acct._refresh_at then
+      return true -- no longer due
+    end
   end
   local fresh, ferr = acct:_fetch_token()
   if not fresh then return nil, ferr end

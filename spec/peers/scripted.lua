@@ -25,6 +25,11 @@
 --   /ratelimit [key=, fail=1, retry_after=1, date=1]  429 + Retry-After, then 200
 --   /delay?s=N                200 after N seconds
 --   /hang                     reads the request, never answers
+--   /token/crlf-first [key=]  first reply per key: an access token holding CR/LF; then good ones
+--   /token/echo ?field=F [at=N, mode=desc|body]  echoes request field F after N padding chars:
+--                             400 error_description (desc) or 503 text/plain body (body)
+--   /raw/huge-header          a 200 KB header line
+--   /raw/bad-status           a malformed status line ("HTTP/1.1 2OO OK")
 -- Control (not recorded): /last?path=P, /requests[?path=P], /stats[?key=K],
 --   /invalidate-all (every token issued so far becomes invalid), /reset.
 local http = require "scripted.http"

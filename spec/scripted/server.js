@@ -184,6 +184,34 @@ const ROUTES = {
   },
   '/hang': (req, res) => { hung.add(res.socket); }, // headers never come
 
+  // --- issue 10: token validation, scrubbing, protocol codes --------------
+  '/token/crlf-first': (req, res, q) => {
+    // the first reply per key carries an access token with CR/LF in it
+    // (a header injection if it were sent), every later one a good token
+    if (count(`crlf:${q.key || 'default'}`) === 1) {
+      return send(res, 200, { access_token: 'tok-bad\r\nX-Injected: 1', token_type: 'Bearer', expires_in: 3600 });
+    }
+    return send(res, 200, tokenReply(q));
+  },
+  '/token/echo': (req, res, q, body) => {
+    // echoes the request field `field` (form or JSON body, else the query)
+    // after `at` padding characters: mode=desc in a 400 error_description,
+    // mode=body as a 503 text/plain body
+    const v = String(body[q.field] ?? q[q.field] ?? '');
+    const text = `${'x'.repeat(Number(q.at || 0))}${v} (echoed)`;
+    if (q.mode === 'body') return send(res, 503, text);
+    return send(res, 400, { error: 'invalid_client', error_description: text });
+  },
+  '/raw/huge-header': (req, res) => {
+    // a 200 KB header line (curl's limit is 100 KB)
+    const sock = res.socket;
+    sock.end(`HTTP/1.1 200 OK\r\nX-Huge: ${'h'.repeat(200 * 1024)}\r\nContent-Length: 2\r\n\r\nok`);
+  },
+  '/raw/bad-status': (req, res) => {
+    // a status line that is not HTTP ("2OO" with letters O)
+    res.socket.end('HTTP/1.1 2OO OK\r\nContent-Length: 2\r\n\r\nok');
+  },
+
   // --- control -----------------------------------------------------------
   '/last': (req, res, q) => {
     const want = q.path;

@@ -4,7 +4,9 @@
 -- write); the account id is bound as associated data, so a file copied onto
 -- another account's name does not open. Files are written to a temp file,
 -- fsynced, renamed over the old one, and the directory is fsynced: a crash
--- or `kill -9` at any moment leaves the old record or the new one. Files are
+-- or `kill -9` at any moment leaves the old record or the new one (the temp
+-- files such a crash leaves are removed when a store opens the directory,
+-- see STALE_TEMP_AGE). Files are
 -- 0600, the directory is created 0700. A wrong key or a changed file gives
 -- `err.code == "store_auth"` and the file is left as it is.
 --
@@ -23,6 +25,10 @@ local M = {}
 
 local MAGIC = "CKS1"                  -- file format tag, also bound as AAD
 local DEFAULT_LOCK_TIMEOUT = 60       -- seconds
+-- A temp file that no writer holds (a live one keeps a flock on it until
+-- the rename) is removed when the store opens its directory once it is
+-- this old (seconds), or at once when its writer's PID is gone.
+local STALE_TEMP_AGE = 60
 -- (key and key_file have checks of their own: load_key)
 local OPTIONS = { key = "any", key_file = "any", lock_timeout = "wait" }
 
@@ -100,6 +106,9 @@ function M.new(dir, opts)
   dir = dir:gsub("(.)/+$", "%1")
   local ok, _, msg = core.mkdir(dir, 448) -- 0700
   if not ok then raise("connkit.store.file: argument 'dir': " .. msg) end
+  -- what crashed writes left behind (best effort: a directory that cannot
+  -- be listed fails on the first get or put instead, naming the path)
+  core.remove_stale_temps(dir, STALE_TEMP_AGE)
 
   local store = { dir = dir }
 
