@@ -13,8 +13,8 @@
 --
 -- A store plugs in with an entry in spec/support/crash_stores.lua (opened
 -- from a plain config table on both sides) and, when it has store-specific
--- leftovers to look for (the file store's temp files), an `after_reopen`
--- function.
+-- leftovers to look for (the file store's temp files), `after_kill` and
+-- `after_reopen` functions.
 local rec = require "support.crash_record"
 
 local M = {}
@@ -44,7 +44,9 @@ end
 -- @tparam table opts `store` (name in crash_stores), `config` (its config
 --   table), `rounds` (200), `ids` (account ids), `max_delay` (seconds after
 --   the writer is ready before the kill, uniform; default 0.02), `seed`,
---   `after_reopen(store, stats)` -> table of counts to add to stats.after
+--   `after_kill(config, stats)` (called once the writer is gone, before the
+--   store is reopened), `after_reopen(store, stats)` -> table of counts to
+--   add to stats.after
 function M.run(opts)
   local helpers = require "helpers"
   local socket = require "socket"
@@ -100,6 +102,7 @@ function M.run(opts)
       expected[rec.id_of(ids, n)] = n
     end
     local in_flight = last_ack + 1
+    if opts.after_kill then opts.after_kill(opts.config, stats) end
     local store = stores.open(opts.store, opts.config)
     for _, id in ipairs(ids) do
       local got, err = store.get(id)
