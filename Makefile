@@ -2,6 +2,7 @@
 #   make                 build connkit/core.so for $(LUA) (default lua5.4)
 #   make test            install missing packages, build, start peers, run the specs
 #   make test-asan       the same, under AddressSanitizer + UBSan
+#   make test-valgrind   a script through every C path under valgrind (memcheck)
 #   make demo            run examples/demo.lua end to end on loopback
 #   make bench           connkit against its baselines, side by side
 #   make rock            install with LuaRocks into ./luarocks
@@ -26,12 +27,20 @@ WARN    := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
            -Wwrite-strings -Wpointer-arith -Wcast-qual -Wformat=2 -Werror=implicit-function-declaration
 OPT     ?= -O2 -g
 SAN     :=
+VDEFS   :=
 ifeq ($(VARIANT),-asan)
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 OPT     := -O1 -g
+VDEFS   := -DCONNKIT_NO_RECYCLE
+endif
+# test-valgrind: no sanitizer; both checked builds leave libcurl's buffers to
+# malloc (csrc/curl_mem.c) so the checkers see every one
+ifeq ($(VARIANT),-valgrind)
+OPT     := -O1 -g
+VDEFS   := -DCONNKIT_NO_RECYCLE
 endif
 PKGS    := libcurl openssl libssh2
-CFLAGS_ALL  = $(OPT) $(WARN) $(SAN) -std=c99 -D_GNU_SOURCE -fPIC -fvisibility=hidden \
+CFLAGS_ALL  = $(OPT) $(WARN) $(SAN) $(VDEFS) -std=c99 -D_GNU_SOURCE -fPIC -fvisibility=hidden \
               $(shell pkg-config --cflags $(LUA_PC) $(PKGS) 2>/dev/null) $(CFLAGS)
 LDFLAGS_ALL = -shared $(SAN) $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -ldl $(LDFLAGS)
 
@@ -40,7 +49,7 @@ OBJS    := $(patsubst csrc/%.c,$(BUILD)/%.o,$(SRCS))
 HDRS    := $(wildcard csrc/*.h)
 SO      := $(BUILD)/connkit/core.so
 
-.PHONY: all deps test test-asan demo bench clean format rock test-fresh
+.PHONY: all deps test test-asan test-valgrind demo bench clean format rock test-fresh
 # connkit/core.so is the module of the last LUA built (copied every time, so
 # switching LUA never leaves another version's module there)
 all: $(SO)
@@ -65,6 +74,13 @@ test: deps
 test-asan: deps
 	@$(MAKE) --no-print-directory VARIANT=-asan build/$(LUA)-asan/connkit/core.so
 	@LUA=$(LUA) BUILD=build/$(LUA)-asan SANITIZE=1 sh tools/run-specs.sh
+
+# spec/support/valgrind_workload.lua under valgrind (tools/valgrind.sh):
+# fails on any memcheck error or a definitely lost block
+test-valgrind:
+	@LUA=$(LUA) sh tools/deps.sh valgrind
+	@$(MAKE) --no-print-directory VARIANT=-valgrind build/$(LUA)-valgrind/connkit/core.so
+	@LUA=$(LUA) BUILD=build/$(LUA)-valgrind sh tools/valgrind.sh spec/support/valgrind_workload.lua
 
 demo: deps
 	@$(MAKE) --no-print-directory $(SO)

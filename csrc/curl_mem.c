@@ -15,6 +15,11 @@
  * libcurl keeps these function pointers for the life of the process, so the
  * module pins itself in memory: lua_close unloads the C modules it loaded,
  * and libcurl must never call into an unmapped library.
+ *
+ * Built with -DCONNKIT_NO_RECYCLE (the Makefile's sanitizer and valgrind
+ * variants) libcurl keeps its own memory functions: a recycled block hides
+ * a use after free or an overrun of the download buffer from ASan and
+ * valgrind, and an idle block is memory they would not see freed.
  */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -25,6 +30,24 @@
 #include <curl/curl.h>
 
 #include "connkit.h"
+
+/* Loads this module once more with RTLD_NODELETE: it then stays mapped
+ * after lua_close's dlclose. */
+static void pin_module(void) {
+  static const char anchor = 0;
+  Dl_info info;
+  if (dladdr(&anchor, &info) != 0 && info.dli_fname != NULL)
+    (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
+}
+
+#ifdef CONNKIT_NO_RECYCLE
+
+int ck_curl_global_init(void) {
+  pin_module(); /* as below: the same library lifetime in every build */
+  return (int)curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+#else
 
 #define BLOCK_SIZE (CURL_MAX_WRITE_SIZE + 1) /* curl's buffer_size + 1 */
 #define BLOCK_ALIGN 4096u
@@ -97,18 +120,11 @@ static void *mem_realloc(void *p, size_t n) {
   return np;
 }
 
-/* Loads this module once more with RTLD_NODELETE: it then stays mapped
- * after lua_close's dlclose. */
-static void pin_module(void) {
-  static const char anchor = 0;
-  Dl_info info;
-  if (dladdr(&anchor, &info) != 0 && info.dli_fname != NULL)
-    (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
-}
-
 int ck_curl_global_init(void) {
   pin_module();
   /* strdup and calloc never see a block: the C library's own will do */
   return (int)curl_global_init_mem(CURL_GLOBAL_DEFAULT, mem_malloc, mem_free,
                                    mem_realloc, strdup, calloc);
 }
+
+#endif /* CONNKIT_NO_RECYCLE */

@@ -2,9 +2,10 @@
 # Installs the Debian packages a make target needs, when any is missing, and
 # the pinned npm packages of the OAuth peer. As root it runs apt-get;
 # otherwise it names what to install.
-#   sh tools/deps.sh [--print] [test|bench|rock]
+#   sh tools/deps.sh [--print] [test|bench|valgrind|rock]
 #     test   (default) make, make test, make test-asan and make demo
 #     bench  the same plus valgrind (make bench)
+#     valgrind  the same plus valgrind (make test-valgrind)
 #     rock   the build plus luarocks (make rock), no peers
 #   --print: only print the target's packages, one a line (spec/deps_spec.lua)
 # apt-get runs with --no-install-recommends, so everything used is named
@@ -41,8 +42,9 @@ node=0
 case "$target" in
   test) pkgs=$test node=1 ;;
   bench) pkgs="$test valgrind" node=1 ;; # callgrind counts instructions
+  valgrind) pkgs="$test valgrind" node=1 ;; # memcheck: make test-valgrind
   rock) pkgs="$build luarocks" ;;
-  *) echo "deps: unknown target '$target' (test, bench or rock)" >&2; exit 2 ;;
+  *) echo "deps: unknown target '$target' (test, bench, valgrind or rock)" >&2; exit 2 ;;
 esac
 
 if [ "$print" = 1 ]; then
