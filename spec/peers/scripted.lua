@@ -25,6 +25,7 @@
 --   /ratelimit [key=, fail=1, retry_after=1, date=1]  429 + Retry-After, then 200
 --   /delay?s=N                200 after N seconds
 --   /hang                     reads the request, never answers
+--   /redirect/slow [n=3, s=1, key=]  302 to n-1 after s seconds each; n=0: 200
 -- Control (not recorded): /last?path=P, /requests[?path=P], /stats[?key=K],
 --   /invalidate-all (every token issued so far becomes invalid), /reset.
 local http = require "scripted.http"
