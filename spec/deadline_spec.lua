@@ -13,6 +13,7 @@ local helpers = require "helpers"
 local connkit = require "connkit"
 local core = require "connkit.core"
 local request = require "connkit.request"
+local deadlines = require "connkit.deadline"
 
 local SLACK = 0.5
 
@@ -276,12 +277,12 @@ describe("timeouts under a millisecond", function()
 
   it("a request whose deadline has 0.4 ms left times out", function()
     local req = assert(static_account():prepare { url = sp.hang_url .. "/", timeout = 2, auth = false })
-    local w = assert(request.wire_until(req, core.now() + 0.0004))
+    local w = assert(deadlines.wire_until(req, core.now() + 0.0004))
     local code, took = outcome(w)
     assert.equal("timeout", code)
     within(took, 0)
     -- and one whose deadline has passed is not sent at all
-    local none, err = request.wire_until(req, core.now() - 0.001)
+    local none, err = deadlines.wire_until(req, core.now() - 0.001)
     assert.is_nil(none)
     assert.equal("timeout", err.code)
   end)

@@ -11,6 +11,7 @@
 local core = require "connkit.core"
 local errors = require "connkit.errors"
 local request = require "connkit.request"
+local deadlines = require "connkit.deadline"
 local tokens = require "connkit.tokens"
 local check = require "connkit.check"
 
@@ -45,7 +46,7 @@ end
 
 -- One attempt is over: retry later, or finish.
 local function settle(h, res, err)
-  local d = h._deadline and request.retry_wait(h.request, res, err, h._attempt, h._deadline)
+  local d = h._deadline and deadlines.retry_wait(h.request, res, err, h._attempt, h._deadline)
   if d then
     h._retry_at = core.now() + d
     pending[h] = true
@@ -59,7 +60,7 @@ local function transmit(h)
   local w = rawget(h.request, "_wire")
   if h._deadline then
     local err
-    w, err = request.wire_until(h.request, h._deadline)
+    w, err = deadlines.wire_until(h.request, h._deadline)
     if not w then return settle(h, nil, err) end
   end
   local xfer, code, msg = engine:start(w)
@@ -107,7 +108,7 @@ local function advance(h)
     if not task:done() then
       if h._deadline and now() >= h._deadline then
         -- the token is late: this handle stops waiting; the renewal goes on
-        finish(h, request.out_of_time(h.request,
+        finish(h, deadlines.out_of_time(h.request,
           h._after == request.refreshed and "the token was renewed" or "the token came"))
       end
       return
@@ -174,7 +175,7 @@ end
 function Handle:result()
   while not self:done() do
     if self._task then
-      request.wait_task(self._task, self._deadline)
+      deadlines.wait_task(self._task, self._deadline)
     elseif self._xfer then
       self._xfer:result() -- waits for this transfer, driving the others too
     elseif self._retry_at then

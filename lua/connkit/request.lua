@@ -1,7 +1,8 @@
 --- Requests: prepare (templates, auth, request parameters, body), send on
 -- the shared transfer engine, refresh and retry on on_status, follow
--- redirects when asked. (Replies: connkit.response; non-blocking requests:
--- connkit.async.)
+-- redirects when asked, all within the request's timeout. (Replies:
+-- connkit.response; non-blocking requests: connkit.async; the one deadline
+-- over every step: connkit.deadline.)
 -- @module connkit.request
 local core = require "connkit.core"
 local errors = require "connkit.errors"
@@ -255,56 +256,8 @@ local fail = M.fail
 
 local tokens = require "connkit.tokens"
 
----------------------------------------------------------------------------
--- The deadline: one per send() or start(), over every step of the request
--- (token fetch, lock wait, transfers, redirect hops, retries). Only requests
--- that may take more than one step compute it (a plain request is one
--- transfer, bounded by its own timeout).
----------------------------------------------------------------------------
-
---- The deadline (core.now() seconds) of a request sent now.
-function M.deadline(req)
-  return now() + rawget(req, "timeout")
-end
-
---- The error of a request whose deadline passed `before` something.
-function M.out_of_time(req, before)
-  return fail(req, "timeout", ("the request's timeout (%s s) ran out before %s")
-    :format(core.format_number(rawget(req, "timeout")), before))
-end
-local out_of_time = M.out_of_time
-
---- The wire spec to send now: the request's own while (nearly) all its time
--- is left, else a copy whose timeout is what is left (at least 1 ms: C
--- rounds up). Returns the spec, or nil and a "timeout" error once the
--- deadline has passed.
-function M.wire_until(req, deadline, before)
-  local left = deadline - now()
-  if left <= 0 then return out_of_time(req, before or "it was sent") end
-  if left >= rawget(req, "timeout") - 0.001 then return rawget(req, "_wire") end
-  local w, code, msg = wire {
-    method = req.method, url = req.url, body = req.body, header_lines = rawget(req, "header_lines"),
-    timeout = left, connect_timeout = req.connect_timeout, ca_file = req.ca_file,
-    max_body = req.max_body, decompress = req.decompress,
-  }
-  if not w then return fail(req, code, msg) end
-  return w
-end
-local wire_until = M.wire_until
-
---- Waits for a task (connkit.cosync), driving the engine, until it is over
--- or the deadline passes: true when it is over. A task given up on goes on
--- for whoever else waits for it (connkit.poll and later callers drive it).
-function M.wait_task(task, deadline)
-  while not task:done() do
-    local left = deadline - now()
-    if left <= 0 then return false end
-    if left > 0.1 then left = 0.1 end -- slices: an interrupt hook runs between them
-    if engine:pending() > 0 then engine:poll(left) else core.sleep(left / 10) end
-  end
-  return true
-end
-local wait_task = M.wait_task
+local deadlines = require "connkit.deadline"
+local out_of_time, wire_until, wait_task = deadlines.out_of_time, deadlines.wire_until, deadlines.wait_task
 
 --- One transfer of the request within its deadline: the response, or nil,
 -- an error.
@@ -330,7 +283,7 @@ end
 -- within the deadline.
 function M.follow(req, res, deadline)
   if rawget(req, "follow") and REDIRECT[res.status] then
-    return redirect.follow(req, res, fail, deadline or M.deadline(req))
+    return redirect.follow(req, res, fail, deadline or deadlines.of(req))
   end
   return res
 end
@@ -426,23 +379,6 @@ function M.attempt(req, deadline)
   return res, nil, 0
 end
 
---- The wait before the next attempt per the retry rules, or nil: none, or
--- one that would not start before the deadline (then a failure's message
--- says so; a reply is given back as it is).
-function M.retry_wait(req, res, err, attempt, deadline)
-  local rules = rawget(req, "_retry")
-  local wait = rules and retry.delay(rules, req.method, res, err, attempt)
-  if not wait then return nil end
-  if now() + wait >= deadline then
-    if err then
-      err.message = err.message .. ("; not retried: the next attempt would start after the request's timeout (%s s)")
-        :format(core.format_number(rawget(req, "timeout")))
-    end
-    return nil
-  end
-  return wait
-end
-
 --- After attempt number `attempt` gave (res | nil, err) and `extra`
 -- attempts beside the retry rules' (a refresh and retry): more attempts
 -- while the retry rules ask for them and they fit before the deadline
@@ -450,9 +386,9 @@ end
 -- attempt made.
 function M.settle(req, res, err, attempt, extra, deadline)
   extra = extra or 0
-  deadline = deadline or M.deadline(req)
+  deadline = deadline or deadlines.of(req)
   while true do
-    local wait = M.retry_wait(req, res, err, attempt, deadline)
+    local wait = deadlines.retry_wait(req, res, err, attempt, deadline)
     if not wait then break end
     core.sleep(wait)
     attempt = attempt + 1
