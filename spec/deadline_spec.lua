@@ -287,20 +287,38 @@ describe("timeouts under a millisecond", function()
     assert.equal("timeout", err.code)
   end)
 
-  it("an SFTP connect with 0.4 ms is a timeout, not a wait for ever", function()
-    -- in a child process, so a hang fails the test instead of hanging it
-    local script = helpers.tmpdir("deadline-ssh") .. "/c.lua"
-    helpers.write_file(script, ([[
-      local core = require "connkit.core"
-      local s, code = core.ssh_connect("127.0.0.1", %d, 0.0004, {})
-      io.write(tostring(code))
-    ]]):format(sp.hang_port))
+  -- Runs a Lua script in a child process (killed after 5 s, so a wait for
+  -- ever fails the test instead of hanging it): its output and the seconds
+  -- it took.
+  local function child(code)
+    local script = helpers.tmpdir("deadline-child") .. "/c.lua"
+    helpers.write_file(script, code)
     local t0 = core.now()
     local p = assert(io.popen(("timeout 5 %s %s 2>&1"):format(helpers.lua, helpers.shell_quote(script))))
     local out = p:read("*a")
     p:close()
+    return out, core.now() - t0
+  end
+
+  it("an SFTP connect with 0.4 ms is a timeout, not a wait for ever", function()
+    local out, took = child(([[
+      local core = require "connkit.core"
+      local s, code = core.ssh_connect("127.0.0.1", %d, 0.0004, {})
+      io.write(tostring(code))
+    ]]):format(sp.hang_port))
     assert.equal("timeout", out)
-    within(core.now() - t0, 0)
+    within(took, 0)
+  end)
+
+  it("the loopback listener refuses a NaN wait instead of waiting for ever", function()
+    local out, took = child([[
+      local core = require "connkit.core"
+      local l = assert(core.listen(0))
+      local ok, err = pcall(l.accept, l, 0 / 0)
+      io.write(ok and "waited" or tostring(err))
+    ]])
+    assert.matches("not NaN", out, 1, true)
+    within(took, 0)
   end)
 
   it("NaN is refused where seconds are given", function()
