@@ -158,6 +158,24 @@ describe("one deadline per request", function()
       assert.equal(0, #sp.requests("/resource"))
     end)
 
+    it("the refresh after a 401 is bounded too (send and a handle)", function()
+      local acct = cc_account("/token/slow?delay=1.5")
+      assert(acct:get("/resource", { timeout = 5 })) -- the first token
+      sp.invalidate_all()                             -- /resource now answers 401
+      local res, err, took = timed(function() return acct:get("/resource", { timeout = 0.6 }) end)
+      assert.is_nil(res)
+      assert.equal("timeout", err.code)
+      assert.matches("renewed", err.message)
+      within(took, 0.6)
+      local h = assert(acct:prepare { url = "/resource", timeout = 0.6 }):start()
+      res, err, took = timed(function() return h:result() end)
+      assert.equal("timeout", err.code)
+      within(took, 0.6)
+      -- one refresh was asked for; the two refused requests and the first one reached /resource
+      assert.equal(2, #sp.requests("/token/slow"))
+      assert.equal(3, #sp.requests("/resource"))
+    end)
+
     it("connkit.all", function()
       local acct = cc_account("/token/slow?delay=3")
       local reqs = {
@@ -187,7 +205,7 @@ describe("one deadline per request", function()
         require("connkit.core").sleep(tonumber(arg[5]))
         unlock()
       ]])
-      local holder = helpers.spawn("lockholder", ("%s %s %s %s %s %s 3"):format(helpers.lua,
+      local holder = helpers.spawn("lockholder", ("%s %s %s %s %s %s 4"):format(helpers.lua,
         helpers.shell_quote(script), helpers.shell_quote(dir), helpers.shell_quote(skey), "locked",
         helpers.shell_quote(ready)), { env = helpers.child_env() })
       local t0 = core.now()
@@ -197,6 +215,15 @@ describe("one deadline per request", function()
       end
       local acct = cc_account("/token/ok", { id = "locked", store = connkit.store.file(dir, { key = skey }) })
       local res, err, took = timed(function() return acct:get("/resource", { timeout = 1 }) end)
+      assert.is_nil(res)
+      assert.equal("timeout", err.code)
+      within(took, 1)
+      -- a handle: start() waits for the lock no longer than the deadline either
+      local handle
+      res, err, took = timed(function()
+        handle = assert(acct:prepare { url = "/resource", timeout = 1 }):start()
+        return handle:result()
+      end)
       assert.is_nil(res)
       assert.equal("timeout", err.code)
       within(took, 1)
