@@ -39,6 +39,19 @@ CK_HIDDEN int ck_fail(lua_State *L, const char *code, const char *fmt, ...)
  * CURLcode. */
 CK_HIDDEN int ck_curl_global_init(void);
 
+/* Seconds to the milliseconds of libcurl and libssh2, for which 0 means
+ * "no timeout": anything above 0 is rounded up (so 0.4 ms is 1 ms, never
+ * "none"), and more than LONG_MAX-ish is capped at 2^31 - 1 ms (24 days).
+ * NaN, 0 and less give 0: callers refuse NaN before they get here. */
+static inline long ck_seconds_to_ms(double s) {
+  double ms = s * 1000.0;
+  long whole;
+  if (!(ms > 0)) return 0;
+  if (ms >= 2147483647.0) return 2147483647L;
+  whole = (long)ms;
+  return whole < ms ? whole + 1 : whole;
+}
+
 /* Overwrites a buffer that held a secret before it is freed. */
 CK_HIDDEN void ck_cleanse(void *p, size_t n);
 

@@ -805,7 +805,7 @@ static int engine_run(lua_State *L) {
 static int engine_poll(lua_State *L) {
   engine *e = http_check_engine(L, 1);
   lua_Number s = luaL_optnumber(L, 2, 0);
-  int ms = s > 0 ? (int)(s * 1000.0) : 0;
+  int ms = (int)ck_seconds_to_ms((double)s); /* 0.0004 s waits 1 ms, not 0 */
   lua_pushinteger(L, http_step(L, 1, e, ms));
   return 1;
 }

@@ -215,13 +215,17 @@ static const char *keep_string(lua_State *L, int t, int s, const char *k,
   return v;
 }
 
+/* A timeout field in milliseconds (0: none). Under a millisecond is
+ * rounded up, never down to "none" (a deadline's last microseconds); NaN is
+ * a spec the Lua side should never build. */
 static long field_ms(lua_State *L, int t, const char *k) {
   long ms = 0;
   lua_pushstring(L, k);
   lua_rawget(L, t);
   if (lua_type(L, -1) == LUA_TNUMBER) {
-    lua_Number v = lua_tonumber(L, -1) * 1000.0;
-    ms = v > 0 && v < 2147483647.0 ? (long)v : 0;
+    lua_Number v = lua_tonumber(L, -1);
+    if (v != v) luaL_error(L, "connkit: bad request spec: %s is NaN", k);
+    ms = ck_seconds_to_ms((double)v);
   }
   lua_pop(L, 1);
   return ms;

@@ -104,8 +104,11 @@ static void drop_conn(listener *l) {
  * HTTP, is dropped and the wait goes on until the overall deadline. */
 static int loopback_accept(lua_State *L) {
   listener *l = check_listener(L, 1);
-  double deadline = now_seconds() + luaL_optnumber(L, 2, 120);
+  double timeout = (double)luaL_optnumber(L, 2, 120);
+  double deadline = now_seconds() + timeout;
   char head[MAX_HEAD + 1];
+  /* NaN would make poll() wait for ever: (int)NaN is no number of ms */
+  luaL_argcheck(L, timeout == timeout, 2, "timeout must be a number of seconds, not NaN");
   drop_conn(l);
   for (;;) {
     size_t n = 0;

@@ -352,7 +352,7 @@ static int ssh_connect(lua_State *L) {
   s = (ck_session *)lua_newuserdatauv(L, sizeof *s, 1);
   memset(s, 0, sizeof *s);
   s->sock = -1;
-  s->timeout_ms = (long)(timeout * 1000);
+  s->timeout_ms = ck_seconds_to_ms((double)timeout); /* never 0: "none" */
   luaL_setmetatable(L, CK_SSH_SESSION);
 
   memset(&hints, 0, sizeof hints);
@@ -725,7 +725,7 @@ static int session_set_timeout(lua_State *L) {
   ck_session *s = sftp_check_session(L, 1, 0);
   lua_Number t = luaL_checknumber(L, 2);
   luaL_argcheck(L, t > 0, 2, "timeout must be > 0");
-  s->timeout_ms = (long)(t * 1000);
+  s->timeout_ms = ck_seconds_to_ms((double)t); /* never 0: "none" */
   libssh2_session_set_timeout(s->ssh, s->timeout_ms);
   return 0;
 }

@@ -50,6 +50,7 @@ build = {
     ["connkit.options"] = "lua/connkit/options.lua",
     ["connkit.request"] = "lua/connkit/request.lua",
     ["connkit.redirect"] = "lua/connkit/redirect.lua",
+    ["connkit.deadline"] = "lua/connkit/deadline.lua",
     ["connkit.response"] = "lua/connkit/response.lua",
     ["connkit.retry"] = "lua/connkit/retry.lua",
     ["connkit.sftp"] = "lua/connkit/sftp.lua",

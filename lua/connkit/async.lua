@@ -4,18 +4,21 @@
 -- renewed first when due, one refresh and retry on refresh.on_status,
 -- redirects when asked, and the retry rules. Waiting for a token reply or
 -- for a retry does not block: the next step happens on a later done() or
--- connkit.poll. (Following a redirect is still a blocking transfer.)
+-- connkit.poll. (Following a redirect is still a blocking transfer.) The
+-- request's timeout covers all of it: a handle past its deadline ends with
+-- code "timeout", also while it waits for a token another caller shares.
 -- @module connkit.async
 local core = require "connkit.core"
 local errors = require "connkit.errors"
 local request = require "connkit.request"
-local retry = require "connkit.retry"
+local deadlines = require "connkit.deadline"
 local tokens = require "connkit.tokens"
 local check = require "connkit.check"
 
 local POLL_OPTIONS = { timeout = "wait" }
 local ALL_OPTIONS = { concurrency = "count" }
 
+local now = core.now
 local engine = request.engine
 local Request = request.Request
 local RequestMT = request.RequestMT
@@ -43,8 +46,7 @@ end
 
 -- One attempt is over: retry later, or finish.
 local function settle(h, res, err)
-  local rules = rawget(h.request, "_retry")
-  local d = rules and retry.delay(rules, h.request.method, res, err, h._attempt)
+  local d = h._deadline and deadlines.retry_wait(h.request, res, err, h._attempt, h._deadline)
   if d then
     h._retry_at = core.now() + d
     pending[h] = true
@@ -55,7 +57,13 @@ end
 
 -- The request is up to date: its transfer starts.
 local function transmit(h)
-  local xfer, code, msg = engine:start(rawget(h.request, "_wire"))
+  local w = rawget(h.request, "_wire")
+  if h._deadline then
+    local err
+    w, err = deadlines.wire_until(h.request, h._deadline)
+    if not w then return settle(h, nil, err) end
+  end
+  local xfer, code, msg = engine:start(w)
   if xfer then
     h._xfer = xfer
   else
@@ -71,7 +79,7 @@ end
 local function attempt(h)
   h._attempt = h._attempt + 1
   h._refreshed = false
-  local ok, x = request.ready_start(h.request)
+  local ok, x = request.ready_start(h.request, h._deadline)
   if ok == false then return await(h, x, request.ready_after) end
   if not ok then return finish(h, nil, x) end
   transmit(h)
@@ -83,13 +91,13 @@ local function replied(h, res, err)
   local req = h.request
   if res and not h._refreshed and request.refused(req, res) then
     h._refreshed = true
-    local ok, x = request.refresh_start(req)
+    local ok, x = request.refresh_start(req, h._deadline)
     if ok == false then return await(h, x, request.refreshed) end
     if not ok then return settle(h, nil, x) end
     h._extra = h._extra + 1
     return transmit(h)
   end
-  if res then res, err = request.follow(req, res) end
+  if res then res, err = request.follow(req, res, h._deadline) end
   settle(h, res, err)
 end
 
@@ -97,7 +105,14 @@ end
 local function advance(h)
   local task = h._task
   if task then
-    if not task:done() then return end
+    if not task:done() then
+      if h._deadline and now() >= h._deadline then
+        -- the token is late: this handle stops waiting; the renewal goes on
+        finish(h, deadlines.out_of_time(h.request,
+          h._after == request.refreshed and "the token was renewed" or "the token came"))
+      end
+      return
+    end
     h._task = nil
     pending[h] = nil
     local ok, err = h._after(h.request, task)
@@ -140,6 +155,8 @@ end
 -- the handle's work: start() returns once its request is under way.
 function Request:start()
   local h = setmetatable({ request = self, _attempt = 0, _extra = 0 }, Handle)
+  -- a plain request is one transfer, bounded by its own timeout
+  if not self._plain then h._deadline = now() + self.timeout end
   attempt(h)
   return h
 end
@@ -158,7 +175,7 @@ end
 function Handle:result()
   while not self:done() do
     if self._task then
-      self._task:wait()
+      deadlines.wait_task(self._task, self._deadline)
     elseif self._xfer then
       self._xfer:result() -- waits for this transfer, driving the others too
     elseif self._retry_at then
@@ -241,6 +258,7 @@ local function run_handles(reqs, n)
           finished = true
         else
           if h._retry_at then wait = math.min(wait, math.max(0, h._retry_at - core.now())) end
+          if h._task then wait = math.min(wait, math.max(0, h._deadline - core.now())) end
           j = j + 1
         end
       end

@@ -7,6 +7,7 @@ local core = require "connkit.core"
 local urls = require "connkit.url"
 
 local engine = core.engine()
+local now = core.now
 
 local M = {}
 
@@ -22,8 +23,10 @@ end
 
 --- Follows the redirects of reply `res` to request `req` (which asked for
 -- them with `follow`); `fail` makes the error of a failed hop. Auth and request
--- parameter headers go only to the origin the request was made for.
-function M.follow(req, res, fail)
+-- parameter headers go only to the origin the request was made for. Every
+-- hop gets what is left until `deadline` (core.now() seconds): the request's
+-- timeout covers all of them.
+function M.follow(req, res, fail, deadline)
   local hops, max = 0, req.follow
   local spec = req
   local origin = urls.origin(req.url)
@@ -31,6 +34,11 @@ function M.follow(req, res, fail)
   while REDIRECT[res.status] and res.redirect_url do
     if hops >= max then
       return fail(req, "too_many_redirects", ("more than %d redirects"):format(max), { status = res.status })
+    end
+    local left = deadline - now()
+    if left <= 0 then
+      return fail(req, "timeout", ("the request's timeout (%s s) ran out after %d redirects")
+        :format(core.format_number(req.timeout), hops), { status = res.status })
     end
     hops = hops + 1
     local url = res.redirect_url
@@ -42,7 +50,7 @@ function M.follow(req, res, fail)
     local lines = rawget(req, "header_lines")
     if cross then lines = rawget(req, "_own_lines") or {} end
     spec = {
-      method = method, url = url, body = body, header_lines = lines, timeout = req.timeout,
+      method = method, url = url, body = body, header_lines = lines, timeout = left,
       connect_timeout = req.connect_timeout, ca_file = req.ca_file, max_body = req.max_body,
       decompress = req.decompress,
     }

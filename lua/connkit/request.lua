@@ -1,7 +1,8 @@
 --- Requests: prepare (templates, auth, request parameters, body), send on
 -- the shared transfer engine, refresh and retry on on_status, follow
--- redirects when asked. (Replies: connkit.response; non-blocking requests:
--- connkit.async.)
+-- redirects when asked, all within the request's timeout. (Replies:
+-- connkit.response; non-blocking requests: connkit.async; the one deadline
+-- over every step: connkit.deadline.)
 -- @module connkit.request
 local core = require "connkit.core"
 local errors = require "connkit.errors"
@@ -15,6 +16,7 @@ local REDIRECT = redirect.STATUS
 require "connkit.response" -- the metatable of every reply
 
 local find, sub, upper, concat = string.find, string.sub, string.upper, table.concat
+local now = core.now
 local engine = core.engine()
 local perform = core.performer() -- perform(spec): engine:perform, bound
 local wire = core.wire
@@ -254,6 +256,19 @@ local fail = M.fail
 
 local tokens = require "connkit.tokens"
 
+local deadlines = require "connkit.deadline"
+local out_of_time, wire_until, wait_task = deadlines.out_of_time, deadlines.wire_until, deadlines.wait_task
+
+--- One transfer of the request within its deadline: the response, or nil,
+-- an error.
+local function perform_until(req, deadline)
+  local w, err = wire_until(req, deadline)
+  if not w then return nil, err end
+  local res, code, msg = engine:perform(w)
+  if not res then return fail(req, code, msg) end
+  return res
+end
+
 --- Whether this reply asks for one refresh and one retry: a token account
 -- and a status in refresh.on_status.
 function M.refused(req, res)
@@ -264,9 +279,12 @@ function M.refused(req, res)
     and acct.integration.refresh.on_status[res.status] == true
 end
 
---- The end of a reply that is not refused: redirects when asked.
-function M.follow(req, res)
-  if rawget(req, "follow") and REDIRECT[res.status] then return redirect.follow(req, res, fail) end
+--- The end of a reply that is not refused: redirects when asked, every hop
+-- within the deadline.
+function M.follow(req, res, deadline)
+  if rawget(req, "follow") and REDIRECT[res.status] then
+    return redirect.follow(req, res, fail, deadline or deadlines.of(req))
+  end
   return res
 end
 
@@ -282,8 +300,8 @@ end
 -- in flight, if any) is started. Returns true (the request is up to date:
 -- send it again), nil and an error, or false and the task to wait for
 -- (then M.refreshed(req, task)).
-function M.refresh_start(req)
-  local task = tokens.renewal(rawget(req, "_account"), true, rawget(req, "_token"))
+function M.refresh_start(req, deadline)
+  local task = tokens.renewal(rawget(req, "_account"), true, rawget(req, "_token"), deadline)
   if not task:done() then return false, task end
   return M.refreshed(req, task)
 end
@@ -292,21 +310,21 @@ end
 -- refresh and one retry (token accounts); redirects when asked. Used by
 -- send(). Returns the outcome and the number of extra attempts made (1
 -- after a refresh and retry).
-function M.complete(req, res)
+function M.complete(req, res, deadline)
   local extra = 0
   if M.refused(req, res) then
-    local task = tokens.renewal(rawget(req, "_account"), true, rawget(req, "_token"))
+    local task = tokens.renewal(rawget(req, "_account"), true, rawget(req, "_token"), deadline)
+    if not wait_task(task, deadline) then
+      local _, terr = out_of_time(req, "the token was renewed")
+      return nil, terr, 0
+    end
     local ok, err = M.refreshed(req, task)
     if not ok then return nil, err, 0 end
-    local code, msg
-    res, code, msg = engine:perform(rawget(req, "_wire"))
-    if not res then
-      local _, ferr = fail(req, code, msg)
-      return nil, ferr, 1
-    end
+    res, err = perform_until(req, deadline)
+    if not res then return nil, err, 1 end
     extra = 1
   end
-  local r, err = M.follow(req, res)
+  local r, err = M.follow(req, res, deadline)
   return r, err, extra
 end
 
@@ -322,11 +340,12 @@ end
 
 --- Brings the request up to date with the account's token without waiting:
 -- true, or nil and an error, or false and the renewal task that fetches the
--- token (then M.ready_after(req, task)).
-function M.ready_start(req)
+-- token (then M.ready_after(req, task)). `deadline` bounds the wait for
+-- the store's lock.
+function M.ready_start(req, deadline)
   local acct = rawget(req, "_account")
   if acct._ensure_token and not rawget(req, "_bare") then
-    local ok, x = tokens.ensure_start(acct)
+    local ok, x = tokens.ensure_start(acct, deadline)
     if ok == false then return false, x end
     if not ok then return nil, x end
   end
@@ -335,43 +354,46 @@ function M.ready_start(req)
 end
 
 --- Brings the request up to date with the account's token (fetching or
--- refreshing it first when it is due, and waiting for that). Returns true,
--- or nil and an error.
-function M.ready(req)
-  local ok, x = M.ready_start(req)
-  if ok == false then return M.ready_after(req, x) end
+-- refreshing it first when it is due, and waiting for that until the
+-- deadline). Returns true, or nil and an error.
+function M.ready(req, deadline)
+  local ok, x = M.ready_start(req, deadline)
+  if ok == false then
+    if not wait_task(x, deadline) then return out_of_time(req, "the token came") end
+    return M.ready_after(req, x)
+  end
   return ok, x
 end
 
 --- One attempt: the token brought up to date, the transfer, and what
--- follows a reply (refresh and retry on on_status, redirects). Returns the
--- outcome and the number of extra attempts (see M.complete).
-function M.attempt(req)
-  local ok, err = M.ready(req)
+-- follows a reply (refresh and retry on on_status, redirects), all within
+-- the deadline. Returns the outcome and the number of extra attempts (see
+-- M.complete).
+function M.attempt(req, deadline)
+  local ok, err = M.ready(req, deadline)
   if not ok then return nil, err, 0 end
-  local res, code, msg = engine:perform(rawget(req, "_wire"))
-  if not res then
-    local _, ferr = fail(req, code, msg)
-    return nil, ferr, 0
-  end
-  if rawget(req, "_account")._ensure_token or rawget(req, "follow") then return M.complete(req, res) end
+  local res
+  res, err = perform_until(req, deadline)
+  if not res then return nil, err, 0 end
+  if rawget(req, "_account")._ensure_token or rawget(req, "follow") then return M.complete(req, res, deadline) end
   return res, nil, 0
 end
 
 --- After attempt number `attempt` gave (res | nil, err) and `extra`
 -- attempts beside the retry rules' (a refresh and retry): more attempts
--- while the retry rules ask for them (waiting in between), then the outcome
--- with `attempts` set to every attempt made.
-function M.settle(req, res, err, attempt, extra)
+-- while the retry rules ask for them and they fit before the deadline
+-- (waiting in between), then the outcome with `attempts` set to every
+-- attempt made.
+function M.settle(req, res, err, attempt, extra, deadline)
   extra = extra or 0
-  local rules = rawget(req, "_retry")
-  while rules do
-    local wait = retry.delay(rules, req.method, res, err, attempt)
+  deadline = deadline or deadlines.of(req)
+  while true do
+    local wait = deadlines.retry_wait(req, res, err, attempt, deadline)
     if not wait then break end
     core.sleep(wait)
     attempt = attempt + 1
     local x
-    res, err, x = M.attempt(req)
+    res, err, x = M.attempt(req, deadline)
     extra = extra + x
   end
   M.count(res, err, attempt + extra)
@@ -400,8 +422,9 @@ function Request:send()
     err.attempts = 1
     return nil, err
   end
-  local res, err, extra = M.attempt(self)
-  return M.settle(self, res, err, 1, extra)
+  local deadline = now() + self.timeout
+  local res, err, extra = M.attempt(self, deadline)
+  return M.settle(self, res, err, 1, extra, deadline)
 end
 
 M.engine = engine

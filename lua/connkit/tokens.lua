@@ -47,8 +47,15 @@ local function store_put(acct, rec)
   return true
 end
 
-local function store_lock(acct)
-  local ok, unlock, err = pcall(acct.store.lock, acct.id)
+-- `deadline` (core.now() seconds, optional): the store waits for the lock
+-- until then at most (a store may wait less: its lock_timeout)
+local function store_lock(acct, deadline)
+  local ok, unlock, err
+  if deadline then
+    ok, unlock, err = pcall(acct.store.lock, acct.id, math.max(0, deadline - now()))
+  else
+    ok, unlock, err = pcall(acct.store.lock, acct.id)
+  end
   if not ok then return nil, errors.new("store", "store.lock failed: " .. tostring(unlock)) end
   if type(unlock) ~= "function" then
     return nil, errors.is(err) and err or errors.new("store", "store.lock did not return an unlock function")
@@ -248,12 +255,15 @@ local holding = {}
 M.active = {}
 
 -- The body of a renewal task: wait for the turn, lock, renew, unlock.
-local function renew_body(acct, force, used, task)
+-- `deadline`: that of the request that started it, which bounds the wait
+-- for the store's lock (the token request itself has the account's timeout:
+-- other callers may wait for it longer).
+local function renew_body(acct, force, used, task, deadline)
   local ids = busy[acct.store]
   if not ids then ids = {}; busy[acct.store] = ids end
   while ids[acct.id] and ids[acct.id] ~= task do cosync.await(ids[acct.id]) end
   ids[acct.id] = task
-  local unlock, lerr = store_lock(acct)
+  local unlock, lerr = store_lock(acct, deadline)
   -- a lock this Lua state already holds (file store: "lock_busy") belongs
   -- to a renewal that waits for its token reply, e.g. of an account object
   -- on another store object over the same directory: wait for it, try again
@@ -261,7 +271,7 @@ local function renew_body(acct, force, used, task)
     local holder = next(holding)
     if holder == nil then break end
     cosync.await(holder)
-    unlock, lerr = store_lock(acct)
+    unlock, lerr = store_lock(acct, deadline)
   end
   local ok, res, err
   if unlock then
@@ -274,6 +284,10 @@ local function renew_body(acct, force, used, task)
   end
   ids[acct.id] = nil
   if not ok then error(res, 0) end
+  if not unlock and deadline and lerr.code == "lock_timeout" and now() >= deadline - 0.01 then
+    -- the request's time ran out, not the store's: no cooldown for others
+    return nil, errors.new("timeout", "the request's timeout ran out waiting for the token store's lock")
+  end
   if not res then
     acct._fail_at, acct._fail_err = now(), err
     return nil, err
@@ -292,8 +306,8 @@ end
 -- record is written. `used` is the access token a request was refused with
 -- (401/403): if the state already holds another one, somebody renewed it
 -- meanwhile and that one is used. `force` renews even when the token is not
--- due.
-function M.renewal(acct, force, used)
+-- due. `deadline` (optional) bounds the wait for the store's lock.
+function M.renewal(acct, force, used, deadline)
   local cur = acct._renewal
   if cur then
     if not cur:running() then return cur end
@@ -313,7 +327,7 @@ function M.renewal(acct, force, used)
     return cosync.finished(nil, acct._fail_err)
   end
   local task
-  task = cosync.task(function() return renew_body(acct, force, used, task) end)
+  task = cosync.task(function() return renew_body(acct, force, used, task, deadline) end)
   task.on_done = function()
     M.active[task] = nil
     if acct._renewal == task then acct._renewal = nil end
@@ -360,11 +374,12 @@ function M.ensure(acct)
 end
 
 --- M.ensure without waiting: true, or nil and an error, or false and the
--- renewal task to wait for (then M.ensured(acct, task)).
-function M.ensure_start(acct)
+-- renewal task to wait for (then M.ensured(acct, task)). `deadline`: see
+-- M.renewal.
+function M.ensure_start(acct, deadline)
   local at = acct._refresh_at
   if at and now() < at then return true end
-  local task = M.renewal(acct, false, nil)
+  local task = M.renewal(acct, false, nil, deadline)
   if task:done() then return ensured(acct, task:result()) end
   return false, task
 end

@@ -30,6 +30,7 @@
 --                             400 error_description (desc) or 503 text/plain body (body)
 --   /raw/huge-header          a 200 KB header line
 --   /raw/bad-status           a malformed status line ("HTTP/1.1 2OO OK")
+--   /redirect/slow [n=3, s=1, key=]  302 to n-1 after s seconds each; n=0: 200
 -- Control (not recorded): /last?path=P, /requests[?path=P], /stats[?key=K],
 --   /invalidate-all (every token issued so far becomes invalid), /reset.
 local http = require "scripted.http"

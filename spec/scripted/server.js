@@ -183,6 +183,15 @@ const ROUTES = {
       Number(q.s || 1) * 1000);
   },
   '/hang': (req, res) => { hung.add(res.socket); }, // headers never come
+  // n slow redirect hops (s seconds each), then 200: a request's timeout covers them all
+  '/redirect/slow': (req, res, q) => {
+    const n = Number(q.n || 3);
+    setTimeout(() => {
+      if (res.destroyed) return;
+      if (n <= 0) return send(res, 200, { hops_done: true });
+      send(res, 302, '', { location: `/redirect/slow?n=${n - 1}&s=${q.s || 1}&key=${q.key || ''}` });
+    }, Number(q.s || 1) * 1000);
+  },
 
   // --- issue 10: token validation, scrubbing, protocol codes --------------
   '/token/crlf-first': (req, res, q) => {

@@ -162,7 +162,8 @@ function M.new(dir, opts)
 
   store.lock = method(store, function(id, timeout)
     check_id(id, "lock")
-    if timeout == nil then timeout = lock_timeout end
+    -- a timeout given (connkit passes what the request has left) only shortens the wait
+    if type(timeout) ~= "number" or not (timeout <= lock_timeout) then timeout = lock_timeout end
     local path = path_of(id) .. ".lock"
     if held[path] then
       return nil, errors.new("lock_busy", ("connkit.store.file: the lock of account %q "

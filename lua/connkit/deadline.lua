@@ -1,0 +1,81 @@
+--- The deadline of a request: one per send() or start(), over every step of
+-- it (the wait for a token, the wait for the store's lock, transfers,
+-- redirect hops, retries and their waits). Only requests that may take more
+-- than one step compute it: a plain request is one transfer, bounded by its
+-- own timeout. Deadlines are core.now() seconds.
+-- @module connkit.deadline
+local core = require "connkit.core"
+local retry = require "connkit.retry"
+
+local now, wire, format_number = core.now, core.wire, core.format_number
+local engine = core.engine()
+
+local M = {}
+
+-- the request's error for a failure (connkit.request.fail: names the
+-- request, not its secrets); looked up when needed (request requires us)
+local function fail(...)
+  return require("connkit.request").fail(...)
+end
+
+--- The deadline of request `req` sent now.
+function M.of(req)
+  return now() + rawget(req, "timeout")
+end
+
+--- nil and the "timeout" error of a request whose deadline passed `before`
+-- something ("the token came", ...).
+function M.out_of_time(req, before)
+  return fail(req, "timeout", ("the request's timeout (%s s) ran out before %s")
+    :format(format_number(rawget(req, "timeout")), before))
+end
+local out_of_time = M.out_of_time
+
+--- The wire spec to send now: the request's own while (nearly) all its time
+-- is left, else a copy whose timeout is what is left (C rounds it up to a
+-- whole millisecond: never 0, which curl reads as "none"). Returns the
+-- spec, or nil and a "timeout" error once the deadline has passed.
+function M.wire_until(req, deadline)
+  local left = deadline - now()
+  if left <= 0 then return out_of_time(req, "it was sent") end
+  if left >= rawget(req, "timeout") - 0.001 then return rawget(req, "_wire") end
+  local w, code, msg = wire {
+    method = req.method, url = req.url, body = req.body, header_lines = rawget(req, "header_lines"),
+    timeout = left, connect_timeout = req.connect_timeout, ca_file = req.ca_file,
+    max_body = req.max_body, decompress = req.decompress,
+  }
+  if not w then return fail(req, code, msg) end
+  return w
+end
+
+--- Waits for a task (connkit.cosync), driving the engine, until it is over
+-- or the deadline passes: true when it is over. A task given up on goes on
+-- for whoever else waits for it (connkit.poll and later callers drive it).
+function M.wait_task(task, deadline)
+  while not task:done() do
+    local left = deadline - now()
+    if left <= 0 then return false end
+    if left > 0.1 then left = 0.1 end -- slices: an interrupt hook runs between them
+    if engine:pending() > 0 then engine:poll(left) else core.sleep(left / 10) end
+  end
+  return true
+end
+
+--- Seconds to wait before the next attempt per the request's retry rules,
+-- or nil: no retry, or one that would start after the deadline (a failure's
+-- message then says so; a reply is given back as it is).
+function M.retry_wait(req, res, err, attempt, deadline)
+  local rules = rawget(req, "_retry")
+  local wait = rules and retry.delay(rules, req.method, res, err, attempt)
+  if not wait then return nil end
+  if now() + wait >= deadline then
+    if err then
+      err.message = err.message .. ("; not retried: the next attempt would start after the request's timeout (%s s)")
+        :format(format_number(rawget(req, "timeout")))
+    end
+    return nil
+  end
+  return wait
+end
+
+return M
