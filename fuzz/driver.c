@@ -28,6 +28,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <sanitizer/lsan_interface.h>
 
 #ifndef FUZZ_TARGET
 #error "build with -DFUZZ_TARGET=\"name\""
@@ -105,7 +106,9 @@ static int ref_curl_url(lua_State *l) {
 /* fuzz.knownhost(line, name) -> true | false (libssh2 says the line names
  * `name`), or nil when libssh2 does not read the line. Asks
  * libssh2_knownhost_checkp with the line's own key, so only the host part
- * decides. */
+ * decides. libssh2 1.10 leaks an HMAC_CTX per check of a hashed (|1|) entry:
+ * LeakSanitizer is told to ignore what the reference allocates (connkit
+ * itself calls none of libssh2's known_hosts functions). */
 static int ref_knownhost(lua_State *l) {
   static LIBSSH2_SESSION *session;
   size_t n;
@@ -116,8 +119,9 @@ static int ref_knownhost(lua_State *l) {
   int r = -1;
   if (session == NULL) session = libssh2_session_init();
   if (session == NULL) return luaL_error(l, "libssh2_session_init failed");
+  __lsan_disable();
   kh = libssh2_knownhost_init(session);
-  if (kh == NULL) return luaL_error(l, "libssh2_knownhost_init failed");
+  if (kh == NULL) abort();
   if (libssh2_knownhost_readline(kh, line, n, LIBSSH2_KNOWNHOST_FILE_OPENSSH) == 0 &&
       libssh2_knownhost_get(kh, &e, NULL) == 0 && e != NULL && e->key != NULL) {
     int mask = LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_BASE64 |
@@ -126,6 +130,7 @@ static int ref_knownhost(lua_State *l) {
         LIBSSH2_KNOWNHOST_CHECK_MATCH;
   }
   libssh2_knownhost_free(kh);
+  __lsan_enable();
   if (r < 0) lua_pushnil(l);
   else lua_pushboolean(l, r);
   return 1;
