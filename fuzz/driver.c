@@ -16,12 +16,16 @@
  *
  * The scripts get a table `fuzz` with reference implementations the C side
  * has: fuzz.curl_url (libcurl's own URL parser) and fuzz.knownhost
- * (libssh2's own known_hosts parser).
+ * (libssh2's own known_hosts parser), and fuzz.send (a client connection
+ * to a loopback port).
  */
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <libssh2.h>
@@ -136,6 +140,39 @@ static int ref_knownhost(lua_State *l) {
   return 1;
 }
 
+/* fuzz.send(port, data) -> fd: connects to 127.0.0.1:port, sends data and
+ * shuts the sending side (the server sees the end of the request);
+ * fuzz.close(fd) closes it. */
+static int client_send(lua_State *l) {
+  lua_Integer port = luaL_checkinteger(l, 1);
+  size_t n, off = 0;
+  const char *data = luaL_checklstring(l, 2, &n);
+  struct sockaddr_in a;
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return luaL_error(l, "socket failed");
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((unsigned short)port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    close(fd);
+    return luaL_error(l, "connect to the loopback listener failed");
+  }
+  while (off < n) {
+    ssize_t w = send(fd, data + off, n - off, MSG_NOSIGNAL);
+    if (w <= 0) break;
+    off += (size_t)w;
+  }
+  shutdown(fd, SHUT_WR);
+  lua_pushinteger(l, fd);
+  return 1;
+}
+
+static int client_close(lua_State *l) {
+  close((int)luaL_checkinteger(l, 1));
+  return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* libFuzzer                                                                 */
 
@@ -154,6 +191,8 @@ static int traceback(lua_State *l) {
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   static const luaL_Reg refs[] = {{"curl_url", ref_curl_url},
                                   {"knownhost", ref_knownhost},
+                                  {"send", client_send},
+                                  {"close", client_close},
                                   {NULL, NULL}};
   (void)argc;
   (void)argv;
