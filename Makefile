@@ -84,7 +84,7 @@ rock:
 test-fresh:
 	@sh tools/test-fresh.sh
 
-# ---- fuzz (fuzz/README.md): libFuzzer targets, clang + Lua 5.4 ------------
+# ---- fuzz: libFuzzer targets (fuzz/, README "Fuzzing"), clang + Lua 5.4 -----
 FUZZ_TARGETS := template token known_hosts url loopback envelope
 FUZZ_SECONDS ?= 30
 FUZZ_DIR     := build/fuzz
@@ -98,7 +98,7 @@ FUZZ_BINS    := $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
 .PHONY: fuzz fuzz-build
 .SECONDARY: $(FUZZ_OBJS)
 fuzz:
-	@sh tools/deps.sh fuzz
+	@LUA=lua5.4 sh tools/deps.sh fuzz
 	@$(MAKE) --no-print-directory fuzz-build
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh $(FUZZ_TARGETS)
 
