@@ -128,6 +128,7 @@ static int loopback_accept(lua_State *L) {
       double d = now_seconds() + 5 < deadline ? now_seconds() + 5 : deadline;
       if (wait_readable(l->conn, d) <= 0) break;
       got = recv(l->conn, head + n, MAX_HEAD - n, 0);
+      if (got < 0 && errno == EINTR) continue; /* a signal: the request goes on */
       if (got <= 0) break;
       n += (size_t)got;
       head[n] = '\0';

@@ -19,7 +19,9 @@
  * (libssh2's own known_hosts parser), and fuzz.send (a client connection
  * to a loopback port).
  */
+#include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,24 +144,50 @@ static int ref_knownhost(lua_State *l) {
 
 /* fuzz.send(port, data) -> fd: connects to 127.0.0.1:port, sends data and
  * shuts the sending side (the server sees the end of the request);
- * fuzz.close(fd) closes it. */
+ * fuzz.close(fd) closes it. The client closes first, so its side of each
+ * connection waits in TIME_WAIT for a minute: the source address cycles
+ * through 127.0.1.1-200, or thousands of connections a second would run
+ * out of ephemeral ports. */
 static int client_send(lua_State *l) {
+  static unsigned conns;
   lua_Integer port = luaL_checkinteger(l, 1);
   size_t n, off = 0;
   const char *data = luaL_checklstring(l, 2, &n);
   struct sockaddr_in a;
+  int one = 1;
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return luaL_error(l, "socket failed");
   memset(&a, 0, sizeof a);
   a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(0x7f000101u + conns++ % 200);
+  setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+    close(fd);
+    return luaL_error(l, "bind to a loopback source address failed");
+  }
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
   a.sin_port = htons((unsigned short)port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  /* (libFuzzer's timer signal interrupts calls: a connect goes on, then) */
   if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-    close(fd);
-    return luaL_error(l, "connect to the loopback listener failed");
+    struct pollfd p;
+    int e = errno, err = 0;
+    socklen_t len = sizeof err;
+    p.fd = fd;
+    p.events = POLLOUT;
+    if (e == EINTR) {
+      while (poll(&p, 1, 5000) < 0 && errno == EINTR) {}
+      e = getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 ? err : errno;
+    }
+    if (e != 0) {
+      close(fd);
+      return luaL_error(l, "connect to the loopback listener: %s", strerror(e));
+    }
   }
   while (off < n) {
     ssize_t w = send(fd, data + off, n - off, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
     if (w <= 0) break;
     off += (size_t)w;
   }
