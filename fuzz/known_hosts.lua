@@ -38,6 +38,8 @@ return function(data)
   -- (libssh2 reads unknown key types as such and never matches them)
   if not hosts or not KEY_TYPES[ktype] or line:find("[%z\r]") then return end
   if hosts:sub(1, 3) ~= "|1|" and hosts:find("[%*%?!@#A-Z]") then return end
+  -- (an empty name, which no caller asks for, matches an empty list entry)
+  if name == "" then return end
   local ref = fuzz.knownhost(line .. "\n", name)
   if ref == nil then return end
   local found = lookup(line .. "\n", name)
