@@ -6,6 +6,7 @@
 #   make demo            run examples/demo.lua end to end on loopback
 #   make bench           connkit against its baselines, side by side
 #   make rock            install with LuaRocks into ./luarocks
+#   make fuzz            libFuzzer targets: replay fuzz/corpus, then FUZZ_SECONDS each
 #   make test-fresh      make test and make demo on a bare Debian 12 root (as root)
 # LUA may be lua5.4, lua5.3, lua5.1 or luajit.
 
@@ -98,6 +99,36 @@ rock:
 # the committed tree's make test and make demo on a bare Debian 12 root
 test-fresh:
 	@sh tools/test-fresh.sh
+
+# ---- fuzz: libFuzzer targets (fuzz/, README "Fuzzing"), clang + Lua 5.4 -----
+FUZZ_TARGETS := template token known_hosts url loopback envelope
+FUZZ_SECONDS ?= 30
+FUZZ_DIR     := build/fuzz
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS   = -O1 -g $(WARN) $(FUZZ_SAN) -std=c99 -D_GNU_SOURCE \
+                $(shell pkg-config --cflags lua5.4 $(PKGS) 2>/dev/null)
+FUZZ_LIBS     = $(shell pkg-config --libs lua5.4 $(PKGS) 2>/dev/null) -lpthread -ldl -lm
+FUZZ_OBJS    := $(patsubst csrc/%.c,$(FUZZ_DIR)/obj/%.o,$(SRCS))
+FUZZ_BINS    := $(addprefix $(FUZZ_DIR)/,$(FUZZ_TARGETS))
+
+.PHONY: fuzz fuzz-build
+.SECONDARY: $(FUZZ_OBJS)
+fuzz:
+	@LUA=lua5.4 sh tools/deps.sh fuzz
+	@$(MAKE) --no-print-directory fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh fuzz/run.sh $(FUZZ_TARGETS)
+
+fuzz-build: $(FUZZ_BINS)
+
+$(FUZZ_DIR)/obj/%.o: csrc/%.c $(HDRS) Makefile
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_DIR)/%: fuzz/driver.c fuzz/%.lua $(FUZZ_OBJS) Makefile
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -DFUZZ_TARGET='"$*"' -DFUZZ_ROOT='"$(CURDIR)"' \
+	  -o $@ fuzz/driver.c $(FUZZ_OBJS) $(FUZZ_LIBS)
+# ---- end fuzz ----------------------------------------------------------------
 
 format:
 	clang-format -i csrc/*.c csrc/*.h bench/*.c

@@ -99,6 +99,14 @@ static void drop_conn(listener *l) {
   l->conn = -1;
 }
 
+/* True when s (n bytes) holds a control character (CR and NUL included). */
+static int has_control(const char *s, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++)
+    if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] == 0x7f) return 1;
+  return 0;
+}
+
 /* listener:accept(timeout) -> target | nil, code, message.
  * Reads one request head; a connection that sends nothing in time, or not
  * HTTP, is dropped and the wait goes on until the overall deadline. */
@@ -112,7 +120,7 @@ static int loopback_accept(lua_State *L) {
   drop_conn(l);
   for (;;) {
     size_t n = 0;
-    char *sp1, *sp2;
+    char *sp1, *sp2, *line_end;
     int r = wait_readable(l->fd, deadline);
     if (r == 0) return ck_fail(L, "timeout", "no browser came back to the loopback redirect in time");
     if (r < 0) return ck_fail(L, "listen", "poll: %s", strerror(errno));
@@ -123,15 +131,21 @@ static int loopback_accept(lua_State *L) {
       double d = now_seconds() + 5 < deadline ? now_seconds() + 5 : deadline;
       if (wait_readable(l->conn, d) <= 0) break;
       got = recv(l->conn, head + n, MAX_HEAD - n, 0);
+      if (got < 0 && errno == EINTR) continue; /* a signal: the request goes on */
       if (got <= 0) break;
       n += (size_t)got;
       head[n] = '\0';
       if (strstr(head, "\r\n\r\n") || strstr(head, "\n\n")) break;
     }
     head[n] = '\0';
+    /* the target is the middle of the request line, "GET /cb?code=... HTTP/1.1":
+     * nothing after the line's end, no control character, not empty */
+    line_end = strchr(head, '\n');
+    if (line_end != NULL) *line_end = '\0';
     sp1 = strchr(head, ' ');
     sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-    if (n == 0 || sp1 == NULL || sp2 == NULL) {
+    if (n == 0 || sp1 == NULL || sp2 == NULL || sp2 == sp1 + 1 ||
+        has_control(sp1 + 1, (size_t)(sp2 - sp1 - 1))) {
       drop_conn(l);
       continue;
     }

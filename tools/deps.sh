@@ -2,11 +2,13 @@
 # Installs the Debian packages a make target needs, when any is missing, and
 # the pinned npm packages of the OAuth peer. As root it runs apt-get;
 # otherwise it names what to install.
-#   sh tools/deps.sh [--print] [test|bench|valgrind|rock]
+#   sh tools/deps.sh [--print] [test|bench|valgrind|rock|fuzz]
 #     test   (default) make, make test, make test-asan and make demo
 #     bench  the same plus valgrind (make bench)
 #     valgrind  the same plus valgrind (make test-valgrind)
 #     rock   the build plus luarocks (make rock), no peers
+#     fuzz   the build plus clang and its libFuzzer/sanitizer runtimes
+#            (make fuzz, with LUA=lua5.4), no peers
 #   --print: only print the target's packages, one a line (spec/deps_spec.lua)
 # apt-get runs with --no-install-recommends, so everything used is named
 # here, what Debian only recommends included (python3-httpbin's gunicorn).
@@ -44,7 +46,8 @@ case "$target" in
   bench) pkgs="$test valgrind" node=1 ;; # callgrind counts instructions
   valgrind) pkgs="$test valgrind" node=1 ;; # memcheck: make test-valgrind
   rock) pkgs="$build luarocks" ;;
-  *) echo "deps: unknown target '$target' (test, bench, valgrind or rock)" >&2; exit 2 ;;
+  fuzz) pkgs="$build clang libclang-rt-14-dev" ;;
+  *) echo "deps: unknown target '$target' (test, bench, valgrind, rock or fuzz)" >&2; exit 2 ;;
 esac
 
 if [ "$print" = 1 ]; then
