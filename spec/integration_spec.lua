@@ -836,6 +836,9 @@ describe("integration: URLs need a scheme, and endpoints that carry credentials 
     refuses(def(nil, function(d) d.base_url = "acme.test" end), "base_url", "must be an absolute URL")
     refuses(def(nil, function(d) d.allowed_origins = { "cdn.acme.test" } end), "allowed_origins[1]", "must be an absolute URL")
     refuses(def(nil, function(d) d.base_url = "ftp://acme.test/" end), "base_url", "not ftp://")
+    -- no host: curl would take the path's first segment for one
+    refuses(def(nil, function(d) d.base_url = "https:///api.acme.test/v1" end), "base_url", "must name a host")
+    refuses(def(nil, function(d) d.allowed_origins = { "https://:8443" } end), "allowed_origins[1]", "must name a host")
   end)
 
   it("refuses http:// to a host that is not loopback in every endpoint field, naming the fix", function()

@@ -148,6 +148,10 @@ describe("the origin rule", function()
     assert.equal("http://api.acme.test:80", urls.origin("http://api.acme.test?x"))
     assert.equal("http://evil.test:80", urls.origin("http://api.acme.test@evil.test/"))
     assert.equal("http://evil.test:80", urls.origin("http://evil.test#@api.acme.test/"))
+    -- no host, no origin (curl would connect to a.example and b.example)
+    assert.is_nil(urls.origin("https:///a.example/x"))
+    assert.is_nil(urls.origin("https://user@:443/x"))
+    assert.equal("https://h:443", urls.origin("https://h:/x"))
     -- a base_url written in capitals still names the peer's origin
     local acct = account { base_url = hb.url:gsub("^http", "HTTP") }
     assert.equal("Bearer tok-origin-1", assert(acct:get(hb.url .. "/headers")):json().headers.Authorization)

@@ -51,7 +51,11 @@ function M.origin(url)
   local scheme, auth = url:match("^(%a[%w+.-]*)://([^/?#]*)")
   if not scheme then return nil end
   scheme = scheme:lower()
-  auth = auth:gsub("^.*@", ""):lower()
+  -- (an empty port is the default one, as curl reads it)
+  auth = auth:gsub("^.*@", ""):gsub(":$", ""):lower()
+  -- no host ("https:///x"): curl would take the path's first segment as the
+  -- host, so this URL has no origin to compare
+  if auth == "" or auth:find("^:") then return nil end
   if not auth:find(":%d+$") then
     auth = auth .. (scheme == "https" and ":443" or scheme == "http" and ":80" or "")
   end
@@ -86,6 +90,8 @@ local function url_problem(url, opts, host)
   if scheme ~= "https" and scheme ~= "http" then
     return ("must be an https:// (or http://) URL, not %s://"):format(scheme)
   end
+  local authority = url:match("^%a[%w+.-]*://([^/?#]*)")
+  if authority:gsub("^.*@", ""):find("^:?%d*$") then return "must name a host after " .. scheme .. "://" end
   if opts.origin and not url:find(ORIGIN_SHAPE) then
     return "must be an origin: scheme://host[:port], with no path, query or user name"
   end
