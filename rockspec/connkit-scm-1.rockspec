@@ -49,6 +49,7 @@ build = {
     ["connkit.oauth2"] = "lua/connkit/oauth2.lua",
     ["connkit.options"] = "lua/connkit/options.lua",
     ["connkit.request"] = "lua/connkit/request.lua",
+    ["connkit.attempt"] = "lua/connkit/attempt.lua",
     ["connkit.redirect"] = "lua/connkit/redirect.lua",
     ["connkit.deadline"] = "lua/connkit/deadline.lua",
     ["connkit.response"] = "lua/connkit/response.lua",

@@ -11,6 +11,7 @@
 local core = require "connkit.core"
 local errors = require "connkit.errors"
 local request = require "connkit.request"
+local attempt = require "connkit.attempt"
 local deadlines = require "connkit.deadline"
 local tokens = require "connkit.tokens"
 local check = require "connkit.check"
@@ -38,7 +39,7 @@ local pending = {}
 -- Ends the handle with a result; `attempts` says how many were made (the
 -- retry rules' attempts and each refresh and retry).
 local function finish(h, res, err)
-  request.count(res, err, h._attempt + h._extra)
+  attempt.count(res, err, h._attempt + h._extra)
   h._res, h._err, h._final = res, err, true
   h._task, h._xfer, h._retry_at = nil, nil, nil
   pending[h] = nil
@@ -76,11 +77,11 @@ local function await(h, task, after)
   pending[h] = true
 end
 
-local function attempt(h)
+local function next_attempt(h)
   h._attempt = h._attempt + 1
   h._refreshed = false
-  local ok, x = request.ready_start(h.request, h._deadline)
-  if ok == false then return await(h, x, request.ready_after) end
+  local ok, x = attempt.ready_start(h.request, h._deadline)
+  if ok == false then return await(h, x, attempt.ready_after) end
   if not ok then return finish(h, nil, x) end
   transmit(h)
 end
@@ -89,15 +90,15 @@ end
 -- status asks for it, else redirects when asked, then the retry rules.
 local function replied(h, res, err)
   local req = h.request
-  if res and not h._refreshed and request.refused(req, res) then
+  if res and not h._refreshed and attempt.refused(req, res) then
     h._refreshed = true
-    local ok, x = request.refresh_start(req, h._deadline)
-    if ok == false then return await(h, x, request.refreshed) end
+    local ok, x = attempt.refresh_start(req, h._deadline)
+    if ok == false then return await(h, x, attempt.refreshed) end
     if not ok then return settle(h, nil, x) end
     h._extra = h._extra + 1
     return transmit(h)
   end
-  if res then res, err = request.follow(req, res, h._deadline) end
+  if res then res, err = attempt.follow(req, res, h._deadline) end
   settle(h, res, err)
 end
 
@@ -109,7 +110,7 @@ local function advance(h)
       if h._deadline and now() >= h._deadline then
         -- the token is late: this handle stops waiting; the renewal goes on
         finish(h, deadlines.out_of_time(h.request,
-          h._after == request.refreshed and "the token was renewed" or "the token came"))
+          h._after == attempt.refreshed and "the token was renewed" or "the token came"))
       end
       return
     end
@@ -117,10 +118,10 @@ local function advance(h)
     pending[h] = nil
     local ok, err = h._after(h.request, task)
     if not ok then
-      if h._after == request.ready_after then return finish(h, nil, err) end
+      if h._after == attempt.ready_after then return finish(h, nil, err) end
       return settle(h, nil, err)
     end
-    if h._after == request.refreshed then h._extra = h._extra + 1 end
+    if h._after == attempt.refreshed then h._extra = h._extra + 1 end
     return transmit(h)
   end
   local xfer = h._xfer
@@ -134,7 +135,7 @@ local function advance(h)
   if h._retry_at and core.now() >= h._retry_at then
     h._retry_at = nil
     pending[h] = nil
-    attempt(h)
+    next_attempt(h)
   end
 end
 
@@ -157,7 +158,7 @@ function Request:start()
   local h = setmetatable({ request = self, _attempt = 0, _extra = 0 }, Handle)
   -- a plain request is one transfer, bounded by its own timeout
   if not self._plain then h._deadline = now() + self.timeout end
-  attempt(h)
+  next_attempt(h)
   return h
 end
 

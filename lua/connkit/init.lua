@@ -32,7 +32,7 @@ connkit.store = setmetatable({}, {
 })
 
 local Account = account.Account
-local send = request.send -- called directly: a request's __index is a function
+local send = require("connkit.attempt").send -- called directly: a request's __index is a function
 
 -- acct.get(url) instead of acct:get(url) would fail deep inside connkit
 local function check_self(self, name)

@@ -1,0 +1,196 @@
+--- One attempt of a prepared request and what follows it: the account's
+-- token made ready first (fetched or refreshed, shared with every other
+-- caller), the transfer, one refresh and one retry on refresh.on_status,
+-- redirects when asked, then the retry rules; all within the request's
+-- deadline. `Request:send()` is defined here; the non-blocking handles of
+-- connkit.async take the same steps without waiting.
+-- @module connkit.attempt
+local core = require "connkit.core"
+local retry = require "connkit.retry"
+local redirect = require "connkit.redirect"
+local request = require "connkit.request"
+
+local REDIRECT = redirect.STATUS
+local now = core.now
+local engine = request.engine
+local perform = core.performer() -- perform(spec): engine:perform, bound
+local finalize, fail = request.finalize, request.fail
+local Request = request.Request
+
+local M = {}
+
+local tokens = require "connkit.tokens"
+
+local deadlines = require "connkit.deadline"
+local out_of_time, wire_until, wait_task = deadlines.out_of_time, deadlines.wire_until, deadlines.wait_task
+
+--- One transfer of the request within its deadline: the response, or nil,
+-- an error.
+local function perform_until(req, deadline)
+  local w, err = wire_until(req, deadline)
+  if not w then return nil, err end
+  local res, code, msg = engine:perform(w)
+  if not res then return fail(req, code, msg) end
+  return res
+end
+
+--- Whether this reply asks for one refresh and one retry: a token account
+-- and a status in refresh.on_status.
+function M.refused(req, res)
+  local acct = rawget(req, "_account")
+  -- (a request sent without the account's credentials (req._bare) was not
+  -- refused for its token)
+  return acct._ensure_token ~= nil and not rawget(req, "_bare")
+    and acct.integration.refresh.on_status[res.status] == true
+end
+
+--- The end of a reply that is not refused: redirects when asked, every hop
+-- within the deadline.
+function M.follow(req, res, deadline)
+  if rawget(req, "follow") and REDIRECT[res.status] then
+    return redirect.follow(req, res, fail, deadline or deadlines.of(req))
+  end
+  return res
+end
+
+--- After `task` (a renewal of the request's account) is over: the request
+-- brought up to date with the new token. Returns true, or nil and an error.
+function M.refreshed(req, task)
+  local ok, err = task:result()
+  if not ok then return nil, tokens.own(err) end
+  return finalize(req, rawget(req, "_account"))
+end
+
+--- After a refused reply, without waiting: the account's renewal (the one
+-- in flight, if any) is started. Returns true (the request is up to date:
+-- send it again), nil and an error, or false and the task to wait for
+-- (then M.refreshed(req, task)).
+function M.refresh_start(req, deadline)
+  local task = tokens.renewal(rawget(req, "_account"), true, rawget(req, "_token"), deadline)
+  if not task:done() then return false, task end
+  return M.refreshed(req, task)
+end
+
+--- What happens after a reply: on a status in refresh.on_status, one
+-- refresh and one retry (token accounts); redirects when asked. Used by
+-- send(). Returns the outcome and the number of extra attempts made (1
+-- after a refresh and retry).
+function M.complete(req, res, deadline)
+  local extra = 0
+  if M.refused(req, res) then
+    local task = tokens.renewal(rawget(req, "_account"), true, rawget(req, "_token"), deadline)
+    if not wait_task(task, deadline) then
+      local _, terr = out_of_time(req, "the token was renewed")
+      return nil, terr, 0
+    end
+    local ok, err = M.refreshed(req, task)
+    if not ok then return nil, err, 0 end
+    res, err = perform_until(req, deadline)
+    if not res then return nil, err, 1 end
+    extra = 1
+  end
+  local r, err = M.follow(req, res, deadline)
+  return r, err, extra
+end
+
+--- The request brought up to date with the account's token once `task`
+-- (from M.ready_start) is over. Returns true, or nil and an error.
+function M.ready_after(req, task)
+  local acct = rawget(req, "_account")
+  local ok, err = tokens.ensured(acct, task)
+  if not ok then return nil, err end
+  if rawget(req, "_src_lines") ~= acct._lines then return finalize(req, acct) end
+  return true
+end
+
+--- Brings the request up to date with the account's token without waiting:
+-- true, or nil and an error, or false and the renewal task that fetches the
+-- token (then M.ready_after(req, task)). `deadline` bounds the wait for
+-- the store's lock.
+function M.ready_start(req, deadline)
+  local acct = rawget(req, "_account")
+  if acct._ensure_token and not rawget(req, "_bare") then
+    local ok, x = tokens.ensure_start(acct, deadline)
+    if ok == false then return false, x end
+    if not ok then return nil, x end
+  end
+  if rawget(req, "_src_lines") ~= acct._lines then return finalize(req, acct) end
+  return true
+end
+
+--- Brings the request up to date with the account's token (fetching or
+-- refreshing it first when it is due, and waiting for that until the
+-- deadline). Returns true, or nil and an error.
+function M.ready(req, deadline)
+  local ok, x = M.ready_start(req, deadline)
+  if ok == false then
+    if not wait_task(x, deadline) then return out_of_time(req, "the token came") end
+    return M.ready_after(req, x)
+  end
+  return ok, x
+end
+
+--- One attempt: the token brought up to date, the transfer, and what
+-- follows a reply (refresh and retry on on_status, redirects), all within
+-- the deadline. Returns the outcome and the number of extra attempts (see
+-- M.complete).
+function M.attempt(req, deadline)
+  local ok, err = M.ready(req, deadline)
+  if not ok then return nil, err, 0 end
+  local res
+  res, err = perform_until(req, deadline)
+  if not res then return nil, err, 0 end
+  if rawget(req, "_account")._ensure_token or rawget(req, "follow") then return M.complete(req, res, deadline) end
+  return res, nil, 0
+end
+
+--- After attempt number `attempt` gave (res | nil, err) and `extra`
+-- attempts beside the retry rules' (a refresh and retry): more attempts
+-- while the retry rules ask for them and they fit before the deadline
+-- (waiting in between), then the outcome with `attempts` set to every
+-- attempt made.
+function M.settle(req, res, err, attempt, extra, deadline)
+  extra = extra or 0
+  deadline = deadline or deadlines.of(req)
+  while true do
+    local wait = deadlines.retry_wait(req, res, err, attempt, deadline)
+    if not wait then break end
+    core.sleep(wait)
+    attempt = attempt + 1
+    local x
+    res, err, x = M.attempt(req, deadline)
+    extra = extra + x
+  end
+  M.count(res, err, attempt + extra)
+  return res, err
+end
+
+--- Sets `attempts` on an outcome. (A response says 1 through its
+-- metatable: setting it would grow the table.)
+function M.count(res, err, n)
+  if res then
+    if n ~= 1 then res.attempts = n end
+  elseif err then
+    err.attempts = n
+  end
+end
+
+--- Sends the request and waits for the reply, retrying per the retry rules.
+-- @return response, or nil and an error (both carry `attempts`)
+function Request:send()
+  local acct = self._account
+  if self._plain and self._src_lines == acct._lines then
+    -- the common case, kept short: static auth, nothing to follow or retry
+    local res, code, msg = perform(self._wire)
+    if res then return res end -- (attempts = 1 comes from the metatable)
+    local _, err = fail(self, code, msg)
+    err.attempts = 1
+    return nil, err
+  end
+  local deadline = now() + self.timeout
+  local res, err, extra = M.attempt(self, deadline)
+  return M.settle(self, res, err, 1, extra, deadline)
+end
+
+M.send = Request.send
+return M
