@@ -124,15 +124,20 @@ function M.table(title)
       if not known then faults[#faults + 1] = f end
     end
   end
-  local w = 14
-  for _, call in ipairs(order) do w = math.max(w, #call) end
+  local w, cw = 14, 12
+  for _, call in ipairs(order) do
+    w = math.max(w, #call)
+    for _, v in pairs(rows[call]) do cw = math.max(cw, #v) end
+  end
+  for _, f in ipairs(faults) do cw = math.max(cw, #f) end
+  local col = " | %-" .. cw .. "s"
   local out = { ("%s (elapsed s, code; bound: deadline + %g s)"):format(title, M.BOUND) }
   local head = ("%-" .. w .. "s"):format("call \\ fault")
-  for _, f in ipairs(faults) do head = head .. (" | %-16s"):format(f) end
+  for _, f in ipairs(faults) do head = head .. col:format(f) end
   out[#out + 1] = head
   for _, call in ipairs(order) do
     local line = ("%-" .. w .. "s"):format(call)
-    for _, f in ipairs(faults) do line = line .. (" | %-16s"):format(rows[call][f] or "-") end
+    for _, f in ipairs(faults) do line = line .. col:format(rows[call][f] or "-") end
     out[#out + 1] = line
   end
   return table.concat(out, "\n") .. "\n"
