@@ -182,6 +182,13 @@ async function badClient(port, fault, data) {
         sock.write(buf.subarray(i, i + 1)); await sleep(fault.arg || 1000);
       }
       break;
+    case 'bandwidth': {
+      const per = Math.max(1, Math.floor((fault.arg || 1024) / 10));
+      for (let i = 0; i < buf.length && !sock.destroyed; i += per) {
+        sock.write(buf.subarray(i, i + per)); await sleep(100);
+      }
+      break;
+    }
     case 'slice':
       for (let i = 0; i < buf.length && !sock.destroyed; i++) {
         sock.write(buf.subarray(i, i + 1)); await new Promise((r) => setImmediate(r));
