@@ -1,7 +1,7 @@
 -- Fault matrix of plain requests (acct:request), connkit.all and
 -- non-blocking handles (req:start + connkit.poll) against httpbin behind the
 -- fault proxy (spec/peers/faultproxy.js), plus nginx stopped by SIGSTOP and a
--- peer killed mid-transfer. Every call returns within its timeout (1 s) plus
+-- peer killed mid-transfer. Every call returns within its timeout (faults.TIMEOUT) plus
 -- faults.BOUND with a documented code (or succeeds, for the faults a correct
 -- client gets through: what httpbin received and sent back is checked), the
 -- engine is usable after it (a following request through the same listener
@@ -11,7 +11,7 @@ local helpers = require "helpers"
 local faults = require "support.faults"
 local engine = require("connkit.request").engine
 
-local TIMEOUT = 1
+local TIMEOUT = faults.TIMEOUT
 local TOKEN = "sk-fault-9c1f27d3e8a4b6f0"
 local PAD = 20000 -- httpbin echoes the body: the reply is > 20 kB
 faults.secret(TOKEN)
@@ -108,7 +108,7 @@ setup(function()
 end)
 
 teardown(function()
-  faults.write("http", "requests, connkit.all, handles x faults (httpbin behind the fault proxy; timeout 1 s)")
+  faults.write("http", "requests, connkit.all, handles x faults (httpbin behind the fault proxy; timeout " .. TIMEOUT .. " s)")
 end)
 
 local EXPECT = {

@@ -4,7 +4,7 @@
 -- (code and state) but connects and stalls, drips it, cuts it, resets it,
 -- slices it into 1-byte writes or closes late. A callback that arrives whole
 -- (slice, slow close) completes the login (the scripted token endpoint gets
--- the code); any other ends in `timeout` within login's timeout (1 s) plus
+-- the code); any other ends in `timeout` within login's timeout (faults.TIMEOUT) plus
 -- faults.BOUND, the listener is closed, and the engine takes the next request.
 local connkit = require "connkit"
 local helpers = require "helpers"
@@ -12,7 +12,7 @@ local socket = require "socket"
 local faults = require "support.faults"
 local engine = require("connkit.request").engine
 
-local TIMEOUT = 1
+local TIMEOUT = faults.TIMEOUT
 local CLIENT_SECRET = "Lg0n-Fx:7a6c0e29b3"
 faults.secret(CLIENT_SECRET)
 
@@ -48,7 +48,7 @@ setup(function()
 end)
 
 teardown(function()
-  faults.write("login", "loopback login listener x misbehaving browser (login timeout 1 s)")
+  faults.write("login", "loopback login listener x misbehaving browser (login timeout " .. TIMEOUT .. " s)")
 end)
 
 describe("fault matrix: login listener", function()

@@ -89,9 +89,10 @@ async function pump(src, dst, lst, conn, dir) {
           }
           case 'drip':
             await write(buf.subarray(0, 1)); buf = buf.subarray(1); await sleep(f.arg || 1000); break;
-          case 'slice':
-            await write(buf.subarray(0, 1)); buf = buf.subarray(1);
-            await new Promise((r) => setImmediate(r)); break;
+          case 'slice': { // one write (one segment: TCP_NODELAY) per byte
+            for (let i = 0; i < buf.length; i++) await write(buf.subarray(i, i + 1));
+            buf = Buffer.alloc(0); break;
+          }
           case 'stall':
             await never; break;
           case 'stall_headers': {
