@@ -89,6 +89,34 @@ describe("fault matrix: login listener", function()
   end
 end)
 
+describe("fault matrix: login listener, a stalled client first", function()
+  -- Any local process can connect to the listener; one that connects and
+  -- says nothing must not keep the browser's callback out until the login
+  -- times out.
+  it("the browser's callback behind it still completes the login", function()
+    local acct = account()
+    local port = helpers.free_port()
+    local wait = TIMEOUT * 4
+    local function on_url(url)
+      local state = assert(url:match("[?&]state=([^&]+)"))
+      fp.client(port, "stall", nil, "")
+      -- the browser comes 0.2 s later, well within the login's timeout
+      fp.client(port, "latency", 200, ("GET /callback?code=c0de-behind&state=%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n")
+        :format(state, port))
+    end
+    local elapsed, ok, err = faults.timed(acct.login, acct, { port = port, timeout = wait, on_url = on_url })
+    faults.record("login", "stalled client first", elapsed, err)
+    faults.message(err)
+    local why = not ok and faults.open_defect("login-serial", "the login listener reads one "
+      .. "connection at a time and waits up to 5 s for its request, so a client that connects "
+      .. "and stalls keeps the browser's callback out")
+    if why then pending(why) return end
+    assert(ok, err and err.message)
+    assert.equal("c0de-behind", sp.last("/token/ok").form.code)
+    assert.is_true(elapsed < wait)
+  end)
+end)
+
 describe("fault matrix: secrets", function()
   it("no message of the run holds a secret or 4+ characters of one", function()
     assert.same({}, faults.leaks())
