@@ -12,7 +12,7 @@ local faults = require "support.faults"
 local q = helpers.shell_quote
 
 local TIMEOUT = faults.TIMEOUT
-local SIZE = 64 * 1024
+local SIZE = 16 * 1024 -- small: a sliced transfer (one write per byte) must fit a step
 
 local info, fp, work
 local n = 0
