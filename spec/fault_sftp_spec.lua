@@ -44,8 +44,8 @@ end
 -- The file at path holds `want` (no binary dump when it does not).
 local function assert_file(path, want)
   local got = helpers.read_file(path)
-  assert(got == want, ("%s holds %d bytes (%q...), expected %d (%q...)"):format(path,
-    got and #got or -1, (got or ""):sub(1, 10), #want, want:sub(1, 10)))
+  assert(got == want, ("%s holds %s bytes, not the %d expected (%s)"):format(path,
+    got and #got or "no", #want, want == source and "the source" or want))
 end
 
 local function remote(name) return info.dir .. "/" .. name end
