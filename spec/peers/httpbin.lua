@@ -9,6 +9,7 @@ return function(helpers)
   return {
     port = port,
     url = "http://127.0.0.1:" .. port,
+    pid = proc.pid, -- gunicorn's master; the worker serving requests is its child
     stop = function() helpers.stop(proc) end,
   }
 end
