@@ -84,15 +84,21 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
 
 /* Header lines arrive one per call. Only "Name: value" lines are kept: a
  * status line (an interim 1xx reply before the final one, or the final
- * one) starts the set again, and the blank line that ends it is dropped. */
+ * one) starts the set again, and the blank line that ends it is dropped
+ * but noted (a reply cut inside its headers is an error, see drain). */
 static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   transfer *t = (transfer *)ud;
   size_t len = size * n;
   if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
     t->head.n = 0;
+    t->head_done = 0;
     return len;
   }
-  if (len == 0 || (len <= 2 && (p[0] == '\r' || p[0] == '\n'))) return len;
+  if (len == 0) return len;
+  if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {
+    t->head_done = 1;
+    return len;
+  }
   return buffer_add(&t->head, p, len) ? len : 0;
 }
 
@@ -189,6 +195,13 @@ static int drain(lua_State *L, int ei, engine *e) {
     if (t == NULL) continue;
     t->result = m->data.result;
     classify_reply_fault(t);
+    if (t->result == CURLE_OK && !t->head_done) {
+      /* the connection closed inside the header block: libcurl 7.88 takes
+       * that for a whole reply with no body */
+      snprintf(t->errbuf, sizeof t->errbuf, "%s",
+               "the reply ended inside its header block");
+      t->result = CURLE_PARTIAL_FILE;
+    }
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
     if (t->result == CURLE_OK && t->status >= 300 && t->status < 400) {
       char *loc = NULL;
@@ -411,6 +424,7 @@ const char *http_attach(engine *e, const http_spec *s, transfer *t) {
   e->running = t;
   e->nrunning++;
   t->too_big = 0;
+  t->head_done = 0;
   t->errbuf[0] = '\0';
   t->result = CURLE_OK;
   t->status = 0;

@@ -67,6 +67,7 @@ typedef struct transfer {
   buffer body, head;
   size_t max_body;
   int too_big;
+  int head_done; /* the blank line that ends the reply's header block came */
   int dirty;    /* set options beyond a plain GET's: reset the handle after */
   int anchored; /* a userdata kept alive by the engine while it runs */
   int index;    /* connkit.all: position in the input */
