@@ -11,11 +11,15 @@
  *   listener:close()                     idempotent; also __gc/__close
  *   core.sleep(seconds), core.now() -> seconds (wall clock, sub-second)
  *
- * Connections are plain fds kept in the listener (one at a time), so nothing
- * leaks if the caller forgets to reply: close() and __gc close them.
+ * Connections are plain fds kept in the listener, so nothing leaks if the
+ * caller forgets to reply: close() and __gc close them. Up to MAX_PENDING
+ * connections are read at once, each for at most CONN_READ_SECONDS: a
+ * local client that connects and stays silent cannot keep the browser's
+ * callback out.
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -28,11 +32,22 @@
 
 #define LISTENER_MT "connkit.loopback"
 #define MAX_HEAD 16384
+#define MAX_PENDING 8          /* connections read at the same time */
+#define CONN_READ_SECONDS 5.0  /* for one connection's request head */
+
+/* A connection whose request head is still arriving. */
+typedef struct {
+  int fd;       /* -1: a free slot */
+  size_t n;     /* bytes in buf */
+  double until; /* when it is dropped unless its head is complete */
+  char *buf;    /* MAX_HEAD + 1 bytes, malloc'd on accept */
+} pending_conn;
 
 typedef struct {
   int fd;   /* listening socket, -1 when closed */
   int conn; /* the accepted connection awaiting a reply, or -1 */
   int port;
+  pending_conn pend[MAX_PENDING];
 } listener;
 
 static listener *check_listener(lua_State *L, int i) {
@@ -56,8 +71,9 @@ static int loopback_listen(lua_State *L) {
   listener *l;
   luaL_argcheck(L, port >= 0 && port <= 65535, 1, "port must be 0-65535");
   l = (listener *)lua_newuserdatauv(L, sizeof *l, 0);
+  memset(l, 0, sizeof *l);
   l->fd = l->conn = -1;
-  l->port = 0;
+  for (int i = 0; i < MAX_PENDING; i++) l->pend[i].fd = -1;
   luaL_setmetatable(L, LISTENER_MT);
   l->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (l->fd < 0) return ck_fail(L, "listen", "socket: %s", strerror(errno));
@@ -78,25 +94,46 @@ static int loopback_listen(lua_State *L) {
   return 1;
 }
 
-/* Waits until fd is readable or the deadline passes; 1 ready, 0 timeout. */
-static int wait_readable(int fd, double deadline) {
-  for (;;) {
-    struct pollfd p;
-    double left = deadline - now_seconds();
-    int r;
-    if (left <= 0) return 0;
-    p.fd = fd;
-    p.events = POLLIN;
-    r = poll(&p, 1, (int)(left * 1000.0) + 1);
-    if (r > 0) return 1;
-    if (r == 0) return 0;
-    if (errno != EINTR) return -1;
-  }
-}
-
 static void drop_conn(listener *l) {
   if (l->conn >= 0) close(l->conn);
   l->conn = -1;
+}
+
+/* Closes a pending connection and wipes what it sent (it may hold an
+ * authorization code). */
+static void drop_pending(pending_conn *c) {
+  if (c->fd >= 0) close(c->fd);
+  if (c->buf != NULL) {
+    ck_cleanse(c->buf, c->n);
+    free(c->buf);
+  }
+  c->fd = -1;
+  c->buf = NULL;
+  c->n = 0;
+}
+
+/* Accepts a connection into a free slot (the oldest one is dropped when all
+ * are taken). */
+static void take_conn(listener *l, double now) {
+  pending_conn *slot = NULL;
+  int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+  if (fd < 0) return;
+  for (int i = 0; i < MAX_PENDING; i++) {
+    pending_conn *c = &l->pend[i];
+    if (c->fd < 0) {
+      slot = c;
+      break;
+    }
+    if (slot == NULL || c->until < slot->until) slot = c;
+  }
+  drop_pending(slot);
+  slot->buf = (char *)malloc(MAX_HEAD + 1);
+  if (slot->buf == NULL) {
+    close(fd);
+    return;
+  }
+  slot->fd = fd;
+  slot->until = now + CONN_READ_SECONDS;
 }
 
 /* True when s (n bytes) holds a control character (CR and NUL included). */
@@ -107,51 +144,96 @@ static int has_control(const char *s, size_t n) {
   return 0;
 }
 
+/* Reads what a pending connection has. Returns 1 when its request head is
+ * complete (or fills the buffer), 0 to go on reading, -1 when it closed. */
+static int read_pending(pending_conn *c) {
+  ssize_t got = recv(c->fd, c->buf + c->n, MAX_HEAD - c->n, MSG_DONTWAIT);
+  if (got < 0) return (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+  if (got == 0) return -1;
+  c->n += (size_t)got;
+  c->buf[c->n] = '\0';
+  return c->n == MAX_HEAD || strstr(c->buf, "\r\n\r\n") || strstr(c->buf, "\n\n");
+}
+
+/* The request target of a complete head, "GET /cb?code=... HTTP/1.1": the
+ * middle of the request line, nothing after the line's end, no control
+ * character, not empty. Sets *len; NULL when the head is not such a line. */
+static const char *request_target(char *head, size_t n, size_t *len) {
+  char *sp1, *sp2, *line_end = strchr(head, '\n');
+  if (line_end != NULL) *line_end = '\0';
+  sp1 = strchr(head, ' ');
+  sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+  if (n == 0 || sp1 == NULL || sp2 == NULL || sp2 == sp1 + 1 ||
+      has_control(sp1 + 1, (size_t)(sp2 - sp1 - 1)))
+    return NULL;
+  *len = (size_t)(sp2 - sp1 - 1);
+  return sp1 + 1;
+}
+
 /* listener:accept(timeout) -> target | nil, code, message.
- * Reads one request head; a connection that sends nothing in time, or not
- * HTTP, is dropped and the wait goes on until the overall deadline. */
+ * Reads request heads from up to MAX_PENDING connections at once, each for
+ * at most CONN_READ_SECONDS; the first that is an HTTP request gives the
+ * target and becomes the connection reply() answers. A connection that
+ * sends nothing in time, or not HTTP, is dropped; the others are kept for
+ * the next accept(). Waits in slices that give way to Ctrl-C. */
 static int loopback_accept(lua_State *L) {
   listener *l = check_listener(L, 1);
   double timeout = (double)luaL_optnumber(L, 2, 120);
   double deadline = now_seconds() + timeout;
-  char head[MAX_HEAD + 1];
+  ck_wait w;
   /* NaN would make poll() wait for ever: (int)NaN is no number of ms */
   luaL_argcheck(L, timeout == timeout, 2, "timeout must be a number of seconds, not NaN");
   drop_conn(l);
+  ck_wait_begin(L, &w);
   for (;;) {
-    size_t n = 0;
-    char *sp1, *sp2, *line_end;
-    int r = wait_readable(l->fd, deadline);
-    if (r == 0) return ck_fail(L, "timeout", "no browser came back to the loopback redirect in time");
-    if (r < 0) return ck_fail(L, "listen", "poll: %s", strerror(errno));
-    l->conn = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
-    if (l->conn < 0) continue;
-    while (n < MAX_HEAD) {
-      ssize_t got;
-      double d = now_seconds() + 5 < deadline ? now_seconds() + 5 : deadline;
-      if (wait_readable(l->conn, d) <= 0) break;
-      got = recv(l->conn, head + n, MAX_HEAD - n, 0);
-      if (got < 0 && errno == EINTR) continue; /* a signal: the request goes on */
-      if (got <= 0) break;
-      n += (size_t)got;
-      head[n] = '\0';
-      if (strstr(head, "\r\n\r\n") || strstr(head, "\n\n")) break;
+    struct pollfd p[MAX_PENDING + 1];
+    int idx[MAX_PENDING + 1], np = 0, r;
+    double now = now_seconds(), wake = deadline;
+    if (now >= deadline) return ck_fail(L, "timeout", "no browser came back to the loopback redirect in time");
+    p[np].fd = l->fd;
+    p[np].events = POLLIN;
+    idx[np++] = -1;
+    for (int i = 0; i < MAX_PENDING; i++) {
+      pending_conn *c = &l->pend[i];
+      if (c->fd < 0) continue;
+      if (now >= c->until) {
+        drop_pending(c);
+        continue;
+      }
+      if (c->until < wake) wake = c->until;
+      p[np].fd = c->fd;
+      p[np].events = POLLIN;
+      idx[np++] = i;
     }
-    head[n] = '\0';
-    /* the target is the middle of the request line, "GET /cb?code=... HTTP/1.1":
-     * nothing after the line's end, no control character, not empty */
-    line_end = strchr(head, '\n');
-    if (line_end != NULL) *line_end = '\0';
-    sp1 = strchr(head, ' ');
-    sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-    if (n == 0 || sp1 == NULL || sp2 == NULL || sp2 == sp1 + 1 ||
-        has_control(sp1 + 1, (size_t)(sp2 - sp1 - 1))) {
-      drop_conn(l);
-      continue;
+    {
+      double ms = (wake - now) * 1000.0 + 1;
+      r = poll(p, (nfds_t)np, ms < CK_WAIT_SLICE_MS ? (int)ms : CK_WAIT_SLICE_MS);
     }
-    lua_pushlstring(L, sp1 + 1, (size_t)(sp2 - sp1 - 1));
-    ck_cleanse(head, n); /* it held an authorization code */
-    return 1;
+    if (ck_wait_interrupted(&w)) {
+      ck_wait_give_way(L, &w);
+      return ck_fail(L, "cancelled", "interrupted");
+    }
+    if (r < 0 && errno != EINTR) return ck_fail(L, "listen", "poll: %s", strerror(errno));
+    if (r <= 0) continue;
+    for (int k = 1; k < np; k++) {
+      pending_conn *c = &l->pend[idx[k]];
+      const char *target;
+      size_t tlen;
+      if (!(p[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      r = read_pending(c);
+      if (r == 0) continue;
+      target = r > 0 ? request_target(c->buf, c->n, &tlen) : NULL;
+      if (target == NULL) {
+        drop_pending(c);
+        continue;
+      }
+      lua_pushlstring(L, target, tlen);
+      l->conn = c->fd; /* reply() answers it */
+      c->fd = -1;
+      drop_pending(c);
+      return 1;
+    }
+    if (p[0].revents & POLLIN) take_conn(l, now_seconds());
   }
 }
 
@@ -182,6 +264,7 @@ static int loopback_reply(lua_State *L) {
 static int loopback_close(lua_State *L) {
   listener *l = (listener *)luaL_checkudata(L, 1, LISTENER_MT);
   drop_conn(l);
+  for (int i = 0; i < MAX_PENDING; i++) drop_pending(&l->pend[i]);
   if (l->fd >= 0) close(l->fd);
   l->fd = -1;
   return 0;

@@ -46,9 +46,7 @@ for c in ([[connect dns timeout tls network url header template too_large too_ma
 --- Defects of issue 10 not fixed on this branch yet: a cell they break is
 -- marked pending (naming the defect) after its row is recorded. The lead
 -- drops a number here when merging its fix.
--- ("login-serial" is not among the nine: the suite found it; see the
--- guard in fault_login_spec.)
-M.OPEN_DEFECTS = { [6] = true, ["login-serial"] = true }
+M.OPEN_DEFECTS = { [6] = true }
 
 --- The reason to mark a test pending while defect n is open (nil once it
 -- is fixed): `local why = faults.open_defect(4, "...") if why then
