@@ -110,18 +110,41 @@ ck_session *sftp_check_session(lua_State *L, int i, int need_sftp) {
   return s;
 }
 
+static long long now_ms(void);
+
+/* Breaks the session: no more waiting on the peer, every send fails. */
+static void session_break(ck_session *s) {
+  s->broken = 1;
+  if (s->sock >= 0) shutdown(s->sock, SHUT_RDWR);
+}
+
+/* Gives the next goodbye step what is left until deadline; breaks the
+ * session once nothing is left. */
+static void release_budget(ck_session *s, long long deadline) {
+  long long left = deadline - now_ms();
+  if (left <= 0 && !s->broken) session_break(s);
+  libssh2_session_set_timeout(s->ssh, left > 0 ? (long)left : 1);
+}
+
 /* Closes every handle, the SFTP channel, the SSH session and the socket.
  * Idempotent; serves close, __gc and __close. A broken session (timeout,
- * dead transport) is freed without the goodbye exchange, and a healthy one
- * gets at most a few seconds for it. */
+ * dead transport) is freed without the goodbye exchange. A healthy one gets
+ * one timeout (at most 5 s) for the whole exchange, not one per step: a
+ * server that stops answering meanwhile breaks it, and the rest is freed
+ * without waiting. */
 static void session_release(ck_session *s) {
   if (s->ssh != NULL) {
-    if (s->timeout_ms <= 0 || s->timeout_ms > 5000)
-      libssh2_session_set_timeout(s->ssh, 5000);
-    /* a broken session: no more waiting on the peer, every send fails */
-    if (s->broken && s->sock >= 0) shutdown(s->sock, SHUT_RDWR);
-    while (s->handles != NULL) sftp_handle_close(s->handles);
-    if (s->sftp != NULL) libssh2_sftp_shutdown(s->sftp);
+    long cap = (s->timeout_ms <= 0 || s->timeout_ms > 5000) ? 5000 : s->timeout_ms;
+    long long deadline = now_ms() + cap;
+    if (s->broken) session_break(s);
+    while (s->handles != NULL) {
+      release_budget(s, deadline);
+      sftp_handle_close(s->handles);
+    }
+    if (s->sftp != NULL) {
+      release_budget(s, deadline);
+      if (libssh2_sftp_shutdown(s->sftp) != 0) session_break(s);
+    }
     s->sftp = NULL;
     if (!s->broken)
       libssh2_session_disconnect(s->ssh, "connkit: session closed");
