@@ -500,20 +500,35 @@ int sftp_base64_decode(const char *in, size_t len, unsigned char *out) {
   return n - pad;
 }
 
-/* Glob match of a known_hosts pattern (* and ?), case-insensitive. */
+/* Glob match of a known_hosts pattern (`*` any run, `?` one character,
+ * everything else literal, as OpenSSH's match_pattern), case-insensitive.
+ * Iterative, backtracking to the last star only: O(plen * strlen(s)) at
+ * worst. (A recursive matcher is exponential in the number of stars: a
+ * line with a dozen `*` took a minute of CPU.) After a star, a mismatch
+ * can only be repaired by letting that star take one more character;
+ * earlier stars never need to take more, since the later star can absorb
+ * whatever they would. */
 static int glob_match(const char *p, size_t plen, const char *s) {
-  if (plen == 0) return *s == '\0';
-  if (*p == '*') {
-    for (;;) {
-      if (glob_match(p + 1, plen - 1, s)) return 1;
-      if (*s == '\0') return 0;
+  size_t pi = 0, star_pi = 0;
+  const char *star_s = NULL; /* where the last star's run ends, or NULL */
+  while (*s != '\0') {
+    if (pi < plen && p[pi] == '*') {
+      star_pi = ++pi;
+      star_s = s;
+    } else if (pi < plen &&
+               (p[pi] == '?' ||
+                tolower((unsigned char)p[pi]) == tolower((unsigned char)*s))) {
+      pi++;
       s++;
+    } else if (star_s != NULL) { /* the last star takes one more character */
+      pi = star_pi;
+      s = ++star_s;
+    } else {
+      return 0;
     }
   }
-  if (*s == '\0') return 0;
-  if (*p != '?' && tolower((unsigned char)*p) != tolower((unsigned char)*s))
-    return 0;
-  return glob_match(p + 1, plen - 1, s + 1);
+  while (pi < plen && p[pi] == '*') pi++;
+  return pi == plen;
 }
 
 /* Does the hosts field (len bytes) of a known_hosts line name `name`?
