@@ -49,21 +49,24 @@ static const char *const fx_texts[] = {
     "unknown principal", "lock conflict", "directory not empty",
     "not a directory", "invalid file name", "link loop"};
 
+int sftp_fail_status(lua_State *L, unsigned long st, const char *what,
+                     const char *path) {
+  const char *sep = path ? " " : "";
+  if (path == NULL) path = "";
+  if (st < sizeof fx_names / sizeof fx_names[0])
+    return ck_fail(L, fx_names[st], "%s%s%s: %s", what, sep, path, fx_texts[st]);
+  return ck_fail(L, "failure", "%s%s%s: SFTP status %lu", what, sep, path, st);
+}
+
 int sftp_fail(lua_State *L, ck_session *s, const char *what, const char *path) {
   char *m = NULL;
   int rc = s->ssh ? libssh2_session_last_error(s->ssh, &m, NULL, 0) : 0;
   const char *msg = m ? m : "unknown error";
   const char *code = "protocol"; /* any other libssh2 failure */
   const char *sep = path ? " " : "";
+  if (rc == LIBSSH2_ERROR_SFTP_PROTOCOL && s->sftp != NULL)
+    return sftp_fail_status(L, libssh2_sftp_last_error(s->sftp), what, path);
   if (path == NULL) path = "";
-  if (rc == LIBSSH2_ERROR_SFTP_PROTOCOL && s->sftp != NULL) {
-    unsigned long st = libssh2_sftp_last_error(s->sftp);
-    if (st < sizeof fx_names / sizeof fx_names[0])
-      return ck_fail(L, fx_names[st], "%s%s%s: %s", what, sep, path,
-                     fx_texts[st]);
-    return ck_fail(L, "failure", "%s%s%s: SFTP status %lu", what, sep, path,
-                   st);
-  }
   switch (rc) {
     case LIBSSH2_ERROR_TIMEOUT:
       s->broken = 1;
@@ -140,6 +143,11 @@ static void session_release(ck_session *s) {
     while (s->handles != NULL) {
       release_budget(s, deadline);
       sftp_handle_close(s->handles);
+    }
+    if (s->ext != NULL) {
+      release_budget(s, deadline);
+      sftp_ext_close(s);
+      if (s->broken) session_break(s);
     }
     if (s->sftp != NULL) {
       release_budget(s, deadline);
@@ -798,6 +806,7 @@ void sftp_open(lua_State *L) {
   luaL_getmetatable(L, CK_SSH_SESSION);
   lua_getfield(L, -1, "__index");
   sftp_fs_open(L); /* adds the SFTP operations to the method table */
+  sftp_ext_open(L);
   lua_pop(L, 2);
   lua_pushcfunction(L, ssh_connect);
   lua_setfield(L, -2, "ssh_connect");
