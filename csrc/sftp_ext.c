@@ -47,7 +47,8 @@ static uint32_t get_u32(const unsigned char *p) {
 static int ext_send(LIBSSH2_CHANNEL *ch, const unsigned char *buf, size_t len) {
   size_t done = 0;
   while (done < len) {
-    ssize_t rc = libssh2_channel_write(ch, (const char *)buf + done, len - done);
+    ssize_t rc =
+        libssh2_channel_write(ch, (const char *)buf + done, len - done);
     if (rc < 0) return (int)rc;
     done += (size_t)rc;
   }
@@ -62,8 +63,9 @@ static int ext_recv(ck_session *s, unsigned char *buf, size_t len) {
     ssize_t rc = libssh2_channel_read(s->ext, (char *)buf + done, len - done);
     if (rc < 0) return (int)rc;
     if (rc == 0)
-      return libssh2_session_set_last_error(s->ssh, LIBSSH2_ERROR_CHANNEL_CLOSED,
-                                            "the SFTP server closed the channel");
+      return libssh2_session_set_last_error(
+          s->ssh, LIBSSH2_ERROR_CHANNEL_CLOSED,
+          "the SFTP server closed the channel");
     done += (size_t)rc;
   }
   return 0;
@@ -79,11 +81,12 @@ static long ext_packet(ck_session *s, unsigned char **out) {
   if (rc != 0) return rc;
   len = get_u32(hdr);
   if (len == 0 || len > MAX_REPLY)
-    return libssh2_session_set_last_error(s->ssh, LIBSSH2_ERROR_PROTO,
-                                          "bad SFTP packet length from the server");
+    return libssh2_session_set_last_error(
+        s->ssh, LIBSSH2_ERROR_PROTO, "bad SFTP packet length from the server");
   *out = (unsigned char *)malloc(len);
   if (*out == NULL)
-    return libssh2_session_set_last_error(s->ssh, LIBSSH2_ERROR_ALLOC, "out of memory");
+    return libssh2_session_set_last_error(s->ssh, LIBSSH2_ERROR_ALLOC,
+                                          "out of memory");
   rc = ext_recv(s, *out, len);
   if (rc != 0) {
     free(*out);
@@ -124,7 +127,8 @@ static int ext_ready(ck_session *s) {
   s->ext = libssh2_channel_open_session(s->ssh);
   if (s->ext == NULL || libssh2_channel_subsystem(s->ext, "sftp") != 0) {
     e = libssh2_session_last_errno(s->ssh);
-    if (e != LIBSSH2_ERROR_CHANNEL_FAILURE && e != LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED &&
+    if (e != LIBSSH2_ERROR_CHANNEL_FAILURE &&
+        e != LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED &&
         e != LIBSSH2_ERROR_REQUEST_DENIED)
       return -1;
     sftp_ext_close(s);
@@ -137,7 +141,8 @@ static int ext_ready(ck_session *s) {
   if (ext_send(s->ext, init, sizeof init) != 0) return -1;
   len = ext_packet(s, &reply);
   if (len < 0) return -1;
-  s->ext_state = version_offers(reply, len, POSIX_RENAME) ? EXT_READY : EXT_NONE;
+  s->ext_state =
+      version_offers(reply, len, POSIX_RENAME) ? EXT_READY : EXT_NONE;
   free(reply);
   return s->ext_state == EXT_READY;
 }
@@ -156,7 +161,8 @@ static int fs_posix_rename(lua_State *L) {
   int rc;
   if (fl > 65536 || tl > 65536) return luaL_error(L, "path too long");
   if (s->ext_state == EXT_FAILED)
-    return ck_fail(L, "protocol", "rename %s: the SFTP extension channel failed before", from);
+    return ck_fail(L, "protocol",
+                   "rename %s: the SFTP extension channel failed before", from);
   rc = ext_ready(s);
   if (rc < 0) return sftp_fail(L, s, "rename", from);
   if (rc == 0) {
@@ -190,7 +196,8 @@ static int fs_posix_rename(lua_State *L) {
   if (len < 9 || reply[0] != FXP_STATUS || get_u32(reply + 1) != id) {
     free(reply);
     s->ext_state = EXT_FAILED; /* out of step with the server: no more use */
-    return ck_fail(L, "protocol", "rename %s: unexpected reply to posix-rename", from);
+    return ck_fail(L, "protocol", "rename %s: unexpected reply to posix-rename",
+                   from);
   }
   {
     uint32_t st = get_u32(reply + 5);
@@ -216,4 +223,6 @@ void sftp_ext_close(ck_session *s) {
 static const luaL_Reg ext_methods[] = {{"posix_rename", fs_posix_rename},
                                        {NULL, NULL}};
 
-void sftp_ext_open(lua_State *L) { luaL_setfuncs(L, ext_methods, 0); }
+void sftp_ext_open(lua_State *L) {
+  luaL_setfuncs(L, ext_methods, 0);
+}
