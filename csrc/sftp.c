@@ -49,21 +49,24 @@ static const char *const fx_texts[] = {
     "unknown principal", "lock conflict", "directory not empty",
     "not a directory", "invalid file name", "link loop"};
 
+int sftp_fail_status(lua_State *L, unsigned long st, const char *what,
+                     const char *path) {
+  const char *sep = path ? " " : "";
+  if (path == NULL) path = "";
+  if (st < sizeof fx_names / sizeof fx_names[0])
+    return ck_fail(L, fx_names[st], "%s%s%s: %s", what, sep, path, fx_texts[st]);
+  return ck_fail(L, "failure", "%s%s%s: SFTP status %lu", what, sep, path, st);
+}
+
 int sftp_fail(lua_State *L, ck_session *s, const char *what, const char *path) {
   char *m = NULL;
   int rc = s->ssh ? libssh2_session_last_error(s->ssh, &m, NULL, 0) : 0;
   const char *msg = m ? m : "unknown error";
   const char *code = "protocol"; /* any other libssh2 failure */
   const char *sep = path ? " " : "";
+  if (rc == LIBSSH2_ERROR_SFTP_PROTOCOL && s->sftp != NULL)
+    return sftp_fail_status(L, libssh2_sftp_last_error(s->sftp), what, path);
   if (path == NULL) path = "";
-  if (rc == LIBSSH2_ERROR_SFTP_PROTOCOL && s->sftp != NULL) {
-    unsigned long st = libssh2_sftp_last_error(s->sftp);
-    if (st < sizeof fx_names / sizeof fx_names[0])
-      return ck_fail(L, fx_names[st], "%s%s%s: %s", what, sep, path,
-                     fx_texts[st]);
-    return ck_fail(L, "failure", "%s%s%s: SFTP status %lu", what, sep, path,
-                   st);
-  }
   switch (rc) {
     case LIBSSH2_ERROR_TIMEOUT:
       s->broken = 1;
@@ -110,18 +113,46 @@ ck_session *sftp_check_session(lua_State *L, int i, int need_sftp) {
   return s;
 }
 
+static long long now_ms(void);
+
+/* Breaks the session: no more waiting on the peer, every send fails. */
+static void session_break(ck_session *s) {
+  s->broken = 1;
+  if (s->sock >= 0) shutdown(s->sock, SHUT_RDWR);
+}
+
+/* Gives the next goodbye step what is left until deadline; breaks the
+ * session once nothing is left. */
+static void release_budget(ck_session *s, long long deadline) {
+  long long left = deadline - now_ms();
+  if (left <= 0 && !s->broken) session_break(s);
+  libssh2_session_set_timeout(s->ssh, left > 0 ? (long)left : 1);
+}
+
 /* Closes every handle, the SFTP channel, the SSH session and the socket.
  * Idempotent; serves close, __gc and __close. A broken session (timeout,
- * dead transport) is freed without the goodbye exchange, and a healthy one
- * gets at most a few seconds for it. */
+ * dead transport) is freed without the goodbye exchange. A healthy one gets
+ * one timeout (at most 5 s) for the whole exchange, not one per step: a
+ * server that stops answering meanwhile breaks it, and the rest is freed
+ * without waiting. */
 static void session_release(ck_session *s) {
   if (s->ssh != NULL) {
-    if (s->timeout_ms <= 0 || s->timeout_ms > 5000)
-      libssh2_session_set_timeout(s->ssh, 5000);
-    /* a broken session: no more waiting on the peer, every send fails */
-    if (s->broken && s->sock >= 0) shutdown(s->sock, SHUT_RDWR);
-    while (s->handles != NULL) sftp_handle_close(s->handles);
-    if (s->sftp != NULL) libssh2_sftp_shutdown(s->sftp);
+    long cap = (s->timeout_ms <= 0 || s->timeout_ms > 5000) ? 5000 : s->timeout_ms;
+    long long deadline = now_ms() + cap;
+    if (s->broken) session_break(s);
+    while (s->handles != NULL) {
+      release_budget(s, deadline);
+      sftp_handle_close(s->handles);
+    }
+    if (s->ext != NULL) {
+      release_budget(s, deadline);
+      sftp_ext_close(s);
+      if (s->broken) session_break(s);
+    }
+    if (s->sftp != NULL) {
+      release_budget(s, deadline);
+      if (libssh2_sftp_shutdown(s->sftp) != 0) session_break(s);
+    }
     s->sftp = NULL;
     if (!s->broken)
       libssh2_session_disconnect(s->ssh, "connkit: session closed");
@@ -477,20 +508,35 @@ int sftp_base64_decode(const char *in, size_t len, unsigned char *out) {
   return n - pad;
 }
 
-/* Glob match of a known_hosts pattern (* and ?), case-insensitive. */
+/* Glob match of a known_hosts pattern (`*` any run, `?` one character,
+ * everything else literal, as OpenSSH's match_pattern), case-insensitive.
+ * Iterative, backtracking to the last star only: O(plen * strlen(s)) at
+ * worst. (A recursive matcher is exponential in the number of stars: a
+ * line with a dozen `*` took a minute of CPU.) After a star, a mismatch
+ * can only be repaired by letting that star take one more character;
+ * earlier stars never need to take more, since the later star can absorb
+ * whatever they would. */
 static int glob_match(const char *p, size_t plen, const char *s) {
-  if (plen == 0) return *s == '\0';
-  if (*p == '*') {
-    for (;;) {
-      if (glob_match(p + 1, plen - 1, s)) return 1;
-      if (*s == '\0') return 0;
+  size_t pi = 0, star_pi = 0;
+  const char *star_s = NULL; /* where the last star's run ends, or NULL */
+  while (*s != '\0') {
+    if (pi < plen && p[pi] == '*') {
+      star_pi = ++pi;
+      star_s = s;
+    } else if (pi < plen &&
+               (p[pi] == '?' ||
+                tolower((unsigned char)p[pi]) == tolower((unsigned char)*s))) {
+      pi++;
       s++;
+    } else if (star_s != NULL) { /* the last star takes one more character */
+      pi = star_pi;
+      s = ++star_s;
+    } else {
+      return 0;
     }
   }
-  if (*s == '\0') return 0;
-  if (*p != '?' && tolower((unsigned char)*p) != tolower((unsigned char)*s))
-    return 0;
-  return glob_match(p + 1, plen - 1, s + 1);
+  while (pi < plen && p[pi] == '*') pi++;
+  return pi == plen;
 }
 
 /* Does the hosts field (len bytes) of a known_hosts line name `name`?
@@ -760,6 +806,7 @@ void sftp_open(lua_State *L) {
   luaL_getmetatable(L, CK_SSH_SESSION);
   lua_getfield(L, -1, "__index");
   sftp_fs_open(L); /* adds the SFTP operations to the method table */
+  sftp_ext_open(L);
   lua_pop(L, 2);
   lua_pushcfunction(L, ssh_connect);
   lua_setfield(L, -2, "ssh_connect");

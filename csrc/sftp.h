@@ -10,6 +10,8 @@
 #ifndef CONNKIT_SFTP_H
 #define CONNKIT_SFTP_H
 
+#include <stdint.h>
+
 #include <libssh2.h>
 #include <libssh2_sftp.h>
 
@@ -30,7 +32,12 @@ typedef struct ck_session {
   const char *kbd_password; /* only while keyboard-interactive runs */
   size_t kbd_len;
   ck_handle *handles; /* open files and directories */
+  LIBSSH2_CHANNEL *ext; /* the SFTP channel for extensions (sftp_ext.c) */
+  int ext_state;        /* EXT_UNKNOWN, EXT_READY, EXT_NONE, EXT_FAILED */
+  uint32_t ext_id;      /* the last request id sent on ext */
 } ck_session;
+
+enum { EXT_UNKNOWN = 0, EXT_READY, EXT_NONE, EXT_FAILED };
 
 struct ck_handle {
   LIBSSH2_SFTP_HANDLE *h; /* NULL once closed */
@@ -49,6 +56,18 @@ CK_HIDDEN ck_session *sftp_check_session(lua_State *L, int i, int need_sftp);
  * SFTP status the code is its stable name (no_such_file, ...). */
 CK_HIDDEN int sftp_fail(lua_State *L, ck_session *s, const char *what,
                         const char *path);
+
+/* Pushes nil, code, message for SFTP status st (no_such_file, ...). */
+CK_HIDDEN int sftp_fail_status(lua_State *L, unsigned long st, const char *what,
+                               const char *path);
+
+/* Frees the extension channel, if any (sftp_ext.c); a failure breaks the
+ * session. */
+CK_HIDDEN void sftp_ext_close(ck_session *s);
+
+/* Adds the extension operations (posix_rename) to the session method table
+ * on top of the stack (sftp_ext.c). */
+CK_HIDDEN void sftp_ext_open(lua_State *L);
 
 /* Closes one handle (idempotent) and unlinks it from its session. */
 CK_HIDDEN void sftp_handle_close(ck_handle *fh);

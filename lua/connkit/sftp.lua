@@ -232,7 +232,9 @@ function Session:mkdir(path, opts)
 end
 
 --- Renames a file or directory. opts: `overwrite = true` replaces an
--- existing file at `to` (SFTP v3 servers refuse that by themselves).
+-- existing file at `to` (SFTP v3 servers refuse that by themselves): in one
+-- atomic step with the server's posix-rename@openssh.com (OpenSSH), else
+-- by removing it first (see README: the window where `to` is missing).
 function Session:rename(from, to, opts)
   check_path("rename", from, "from")
   check_path("rename", to, "to")
@@ -242,6 +244,10 @@ function Session:rename(from, to, opts)
   if opts.overwrite and code ~= "timeout" and code ~= "connection" then
     local st = self._s:stat(to, true)
     if st and st.type ~= "dir" and self._s:stat(from, true) then
+      local pok, pcode, pmsg = self._s:posix_rename(from, to)
+      if pok then return true end
+      if pok == nil then return nil, errors.from_core(pcode, pmsg) end
+      -- the server cannot replace atomically: remove, then rename
       local rok, rcode, rmsg = self._s:remove(to)
       if not rok then return nil, errors.from_core(rcode, rmsg) end
       return wrap(self._s:rename(from, to))

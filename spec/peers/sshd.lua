@@ -6,9 +6,10 @@
 -- (OpenSSH offers it only through PAM on Linux). Without root the current
 -- user logs in with keys only (info.password is nil, info.port_kbd is nil).
 --
--- A third sshd (port_legacy, log_legacy) offers only legacy algorithms.
+-- A third sshd (port_legacy, log_legacy) offers only legacy algorithms; a
+-- fourth (port_one_session) allows one session channel per connection.
 --
--- info: host, port, port_kbd, port_legacy, user, password, dir (a directory the user
+-- info: host, port, port_kbd, port_legacy, port_one_session, user, password, dir (a directory the user
 -- owns, for the specs' files), keys (name -> { path, pass }), host_keys
 -- (type -> { pub = "type base64", fingerprint = "SHA256:..." }), log (the
 -- main sshd's log, LogLevel DEBUG1), pid (the main sshd), stop().
@@ -137,6 +138,16 @@ return function(helpers)
     "KbdInteractiveAuthentication no",
     "PubkeyAuthentication yes",
   })
+  -- one session channel per connection: no second SFTP channel, so no
+  -- posix-rename (the fallback of rename{overwrite})
+  local port_one_session = helpers.free_port()
+  start("sshd-one-session", port_one_session, {
+    "MaxSessions 1",
+    "UsePAM no",
+    "PasswordAuthentication no",
+    "KbdInteractiveAuthentication no",
+    "PubkeyAuthentication yes",
+  })
   local port_kbd
   if root then
     port_kbd = helpers.free_port()
@@ -153,6 +164,7 @@ return function(helpers)
     port = port,
     port_kbd = port_kbd,
     port_legacy = port_legacy,
+    port_one_session = port_one_session,
     log_legacy = base .. "/sshd-legacy.log",
     user = user,
     password = password,
