@@ -128,9 +128,6 @@ for _, c in ipairs(CALLS) do
           return
         end
         check_file(false)
-        local why = call ~= "read" and elapsed > TIMEOUT + faults.BOUND and faults.open_defect(6,
-          "SFTP get/put take twice the timeout on a stalled server (closing the remote handle waits again)")
-        if why then pending(why) return end
         faults.assert_failure("sftp " .. call .. " x " .. fault, elapsed, TIMEOUT, r, err, EXPECT[fault])
       end) end
     end
@@ -176,9 +173,6 @@ describe("fault matrix: sftp, sshd stopped and killed", function()
       faults.message(err)
       pcall(s.close, s)
       check_file(false)
-      local why = call ~= "read" and elapsed > TIMEOUT + faults.BOUND and faults.open_defect(6,
-        "SFTP get/put take twice the timeout on a stopped server (closing the remote handle waits again)")
-      if why then pending(why) return end
       faults.assert_failure("sftp " .. call .. " x SIGSTOP", elapsed, TIMEOUT, r, err, { "timeout" })
     end)
   end

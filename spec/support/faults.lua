@@ -43,20 +43,6 @@ for c in ([[connect dns timeout tls network url header template too_large too_ma
   host_key_unknown host_key_mismatch no_such_file permission_denied failure local_io aborted
   closed protocol]]):gmatch("%S+") do M.DOCUMENTED[c] = true end
 
---- Defects of issue 10 not fixed on this branch yet: a cell they break is
--- marked pending (naming the defect) after its row is recorded. The lead
--- drops a number here when merging its fix.
-M.OPEN_DEFECTS = { [6] = true }
-
---- The reason to mark a test pending while defect n is open (nil once it
--- is fixed): `local why = faults.open_defect(4, "...") if why then
--- pending(why) return end`, after the cell's row is recorded.
-function M.open_defect(n, what)
-  if not M.OPEN_DEFECTS[n] then return nil end
-  if type(n) == "number" then return ("defect %d of issue 10: %s"):format(n, what) end
-  return ("defect '%s' found by the fault suite (not one of issue 10's nine): %s"):format(n, what)
-end
-
 local rows, order = {}, {}
 local messages = {}   -- every error message and tostring of the run
 local secrets = {}
