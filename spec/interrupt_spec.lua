@@ -233,26 +233,12 @@ describe("Ctrl-C during an SFTP transfer", function()
   end)
 
   -- The per-connection sshd processes (children of the peer's sshd).
-  local function sshd_children()
-    local _, out = helpers.run("pgrep -P " .. info.pid .. " || true")
-    local set = {}
-    for pid in out:gmatch("%d+") do set[pid] = true end
-    return set
-  end
+  local function sshd_children() return info.connections() end
 
   -- Stops the sshd processes of connections made since `before`: the
   -- server stops answering in the middle of the transfer.
   local function freeze_since(before)
-    frozen = {}
-    for pid in pairs(sshd_children()) do
-      if not before[pid] then
-        frozen[#frozen + 1] = pid
-        local _, sub = helpers.run("pgrep -P " .. pid .. " || true")
-        for c in sub:gmatch("%d+") do frozen[#frozen + 1] = c end
-      end
-    end
-    assert.is_true(#frozen > 0, "no sshd process of the child's connection")
-    assert(helpers.execute("kill -STOP " .. table.concat(frozen, " ")))
+    frozen = info.signal_connections(before, "STOP")
   end
 
   -- The transfer pauses in its first progress call until the spec has

@@ -18,27 +18,10 @@ local info, work, source, frozen
 local function remote(name) return info.dir .. "/" .. name end
 
 -- The per-connection sshd processes (children of the peer's sshd).
-local function sshd_children()
-  local _, out = helpers.run("pgrep -P " .. info.pid .. " || true")
-  local set = {}
-  for pid in out:gmatch("%d+") do set[pid] = true end
-  return set
-end
+local function sshd_children() return info.connections() end
 
 -- Sends `sig` to the sshd processes of connections made since `before`.
-local function signal_since(before, sig)
-  local pids = {}
-  for pid in pairs(sshd_children()) do
-    if not before[pid] then
-      pids[#pids + 1] = pid
-      local _, sub = helpers.run("pgrep -P " .. pid .. " || true")
-      for c in sub:gmatch("%d+") do pids[#pids + 1] = c end
-    end
-  end
-  assert.is_true(#pids > 0, "no sshd process of this connection")
-  assert(helpers.execute("kill -" .. sig .. " " .. table.concat(pids, " ")))
-  return pids
-end
+local function signal_since(before, sig) return info.signal_connections(before, sig) end
 
 local function connect()
   local before = sshd_children()

@@ -304,29 +304,14 @@ describe("sftp timeouts", function()
   end)
 
   it("gives up on a server that stops answering mid-session", function()
-    local function children()
-      local _, out = helpers.run("pgrep -P " .. info.pid .. " || true")
-      local set = {}
-      for pid in out:gmatch("%d+") do set[pid] = true end
-      return set
-    end
-    local before = children()
+    local before = info.connections()
     local s = assert(connect())
     assert.truthy(s:stat(info.dir))
     local f = assert(s:open(remote("frozen.txt"), "w"))
     local iter = assert(s:dir(info.dir))
     s:set_timeout(1)
     -- freeze this connection's sshd processes (the monitor and its child)
-    local frozen = {}
-    for pid in pairs(children()) do
-      if not before[pid] then
-        frozen[#frozen + 1] = pid
-        local _, sub = helpers.run("pgrep -P " .. pid .. " || true")
-        for c in sub:gmatch("%d+") do frozen[#frozen + 1] = c end
-      end
-    end
-    assert.is_true(#frozen > 0)
-    helpers.execute("kill -STOP " .. table.concat(frozen, " "))
+    local frozen = info.signal_connections(before, "STOP")
     local t0 = socket.gettime()
     local st, err = s:stat(info.dir)
     local took = socket.gettime() - t0

@@ -159,7 +159,8 @@ return function(helpers)
     })
   end
 
-  return {
+  local info
+  info = {
     host = "127.0.0.1",
     port = port,
     port_kbd = port_kbd,
@@ -175,9 +176,34 @@ return function(helpers)
     host_keys = host_keys,
     log = main.log,
     pid = main.pid,     -- the main sshd (connections run in its children)
+    -- The sshd processes serving connections (the main sshd's children), as
+    -- a set of PID strings: take one before connecting, then signal what is new.
+    connections = function()
+      local _, out = helpers.run("pgrep -P " .. main.pid .. " || true")
+      local set = {}
+      for pid in out:gmatch("%d+") do set[pid] = true end
+      return set
+    end,
     stop = function()
       for i = #procs, 1, -1 do helpers.stop(procs[i]) end
       helpers.execute("rm -rf " .. q(base)) -- keys, logs and the specs' big files
     end,
   }
+  --- Sends `sig` ("STOP", "CONT", "KILL") to the processes (the monitor and
+  -- its child) of the connections made since `before` (a set from
+  -- connections()); returns their PIDs. Raises when there are none.
+  function info.signal_connections(before, sig)
+    local pids = {}
+    for pid in pairs(info.connections()) do
+      if not before[pid] then
+        pids[#pids + 1] = pid
+        local _, sub = helpers.run("pgrep -P " .. pid .. " || true")
+        for c in sub:gmatch("%d+") do pids[#pids + 1] = c end
+      end
+    end
+    if #pids == 0 then error("sshd peer: no process of a new connection", 2) end
+    assert(helpers.execute("kill -" .. sig .. " " .. table.concat(pids, " ")))
+    return pids
+  end
+  return info
 end
