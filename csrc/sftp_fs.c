@@ -253,17 +253,35 @@ static int ensure_buf(ck_handle *fh, size_t n) {
   return 1;
 }
 
+static ssize_t pump_io(ck_handle *fh, const ck_wait *w, int put, char *buf,
+                       size_t n);
+
+/* Ends a file call cut short by an interrupt: the session is broken (libssh2
+ * cannot take up the replies it was waiting for) and the interpreter's hook
+ * raises as the call returns. */
+static int give_way(lua_State *L, ck_handle *fh, const ck_wait *w) {
+  fh->s->broken = 1;
+  shutdown(fh->s->sock, SHUT_RDWR);
+  ck_wait_give_way(L, w);
+  return ck_fail(L, "cancelled", "interrupted");
+}
+
 /* file:read(n) -> string (shorter than n only at end of file; "" at end)
- * | nil, code, message. Loops so libssh2 keeps its read-ahead in flight. */
+ * | nil, code, message. Loops so libssh2 keeps its read-ahead in flight;
+ * each step waits through pump_io (the session timeout to the millisecond,
+ * and Ctrl-C). */
 static int file_read(lua_State *L) {
   ck_handle *fh = check_handle(L, 1, CK_SFTP_FILE, "SFTP file");
   lua_Integer n = luaL_checkinteger(L, 2);
   size_t got = 0;
+  ck_wait w;
   luaL_argcheck(L, n >= 0 && n <= (lua_Integer)MAX_READ, 2, "bad read size");
   if (!ensure_buf(fh, (size_t)n)) return luaL_error(L, "out of memory");
+  ck_wait_begin(L, &w);
   while (got < (size_t)n) {
-    ssize_t rc = libssh2_sftp_read(fh->h, fh->buf + got, (size_t)n - got);
+    ssize_t rc = pump_io(fh, &w, 0, fh->buf + got, (size_t)n - got);
     if (rc == 0) break;
+    if (rc == IO_INTERRUPTED) return give_way(L, fh, &w);
     if (rc < 0) return sftp_fail(L, fh->s, "read", NULL);
     got += (size_t)rc;
   }
@@ -271,13 +289,18 @@ static int file_read(lua_State *L) {
   return 1;
 }
 
-/* file:write(s) -> true | nil, code, message: all of s or an error. */
+/* file:write(s) -> true | nil, code, message: all of s or an error (each
+ * step waits as file:read's do). */
 static int file_write(lua_State *L) {
   ck_handle *fh = check_handle(L, 1, CK_SFTP_FILE, "SFTP file");
   size_t len, done = 0;
   const char *data = luaL_checklstring(L, 2, &len);
+  ck_wait w;
+  ck_wait_begin(L, &w);
   while (done < len) {
-    ssize_t rc = libssh2_sftp_write(fh->h, data + done, len - done);
+    /* (pump_io does not write through its buffer argument) */
+    ssize_t rc = pump_io(fh, &w, 1, (char *)(uintptr_t)(data + done), len - done);
+    if (rc == IO_INTERRUPTED) return give_way(L, fh, &w);
     if (rc < 0) return sftp_fail(L, fh->s, "write", NULL);
     done += (size_t)rc;
   }
@@ -454,10 +477,7 @@ static int file_pump(lua_State *L) {
           : pump_put(L, fh, fd, lpath, (size_t)chunk, offset, &done, total, &w);
   if (r < 0) {
     close(fd);
-    fh->s->broken = 1;
-    shutdown(fh->s->sock, SHUT_RDWR);
-    ck_wait_give_way(L, &w);
-    return ck_fail(L, "cancelled", "interrupted");
+    return give_way(L, fh, &w);
   }
   if (close(fd) != 0 && r == 0 && get)
     r = ck_fail(L, "local_io", "close %s: %s", lpath, strerror(errno));
