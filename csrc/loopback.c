@@ -145,11 +145,13 @@ static int has_control(const char *s, size_t n) {
 }
 
 /* Reads what a pending connection has. Returns 1 when its request head is
- * complete (or fills the buffer), 0 to go on reading, -1 when it closed. */
+ * complete (or fills the buffer, or the client stopped sending after some
+ * of it: that part is judged), 0 to go on reading, -1 when it closed or
+ * failed having sent nothing. */
 static int read_pending(pending_conn *c) {
   ssize_t got = recv(c->fd, c->buf + c->n, MAX_HEAD - c->n, MSG_DONTWAIT);
   if (got < 0) return (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
-  if (got == 0) return -1;
+  if (got == 0) return c->n > 0 ? 1 : -1;
   c->n += (size_t)got;
   c->buf[c->n] = '\0';
   return c->n == MAX_HEAD || strstr(c->buf, "\r\n\r\n") || strstr(c->buf, "\n\n");
