@@ -13,6 +13,7 @@
 local core = require "connkit.core"
 local errors = require "connkit.errors"
 local cosync = require "connkit.cosync"
+local common = require "connkit.store.common"
 
 local M = {}
 
@@ -32,36 +33,9 @@ function M.due_at(record, rules)
   return exp - life * rules.fraction
 end
 
--- The store call style of API.md: store.get(id), store.put(id, r), store.lock(id).
-local function store_get(acct)
-  local ok, rec, err = pcall(acct.store.get, acct.id)
-  if not ok then return nil, errors.new("store", "store.get failed: " .. tostring(rec)) end
-  if rec == nil and err then return nil, errors.is(err) and err or errors.new("store", tostring(err)) end
-  return rec
-end
-
-local function store_put(acct, rec)
-  local ok, res, err = pcall(acct.store.put, acct.id, rec)
-  if not ok then return nil, errors.new("store", "store.put failed: " .. tostring(res)) end
-  if not res then return nil, errors.is(err) and err or errors.new("store", "store.put failed: " .. tostring(err)) end
-  return true
-end
-
--- `deadline` (core.now() seconds, optional): the store waits for the lock
--- until then at most (a store may wait less: its lock_timeout)
-local function store_lock(acct, deadline)
-  local ok, unlock, err
-  if deadline then
-    ok, unlock, err = pcall(acct.store.lock, acct.id, math.max(0, deadline - now()))
-  else
-    ok, unlock, err = pcall(acct.store.lock, acct.id)
-  end
-  if not ok then return nil, errors.new("store", "store.lock failed: " .. tostring(unlock)) end
-  if type(unlock) ~= "function" then
-    return nil, errors.is(err) and err or errors.new("store", "store.lock did not return an unlock function")
-  end
-  return unlock
-end
+-- An account's store, called as API.md says (store.get(id), put(id, r),
+-- lock(id, max_wait)), its failures made errors with code "store".
+local store_get, store_put, store_lock = common.account_get, common.account_put, common.account_lock
 
 local function finite(v)
   return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge

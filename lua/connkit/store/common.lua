@@ -1,6 +1,8 @@
 --- What the built-in stores share: id checks, record copies, and functions
 -- callable as store.get(id) or store:get(id).
 -- @module connkit.store.common
+local core = require "connkit.core"
+local errors = require "connkit.errors"
 local raise = require("connkit.check").raise
 
 local M = {}
@@ -52,6 +54,37 @@ function M.method(store, f)
     if a == store then return f(...) end
     return f(a, ...)
   end
+end
+
+--- The calls the token rules make on an account's store, in the call style of API.md: store.get(id), store.put(id, r), store.lock(id).
+function M.account_get(acct)
+  local ok, rec, err = pcall(acct.store.get, acct.id)
+  if not ok then return nil, errors.new("store", "store.get failed: " .. tostring(rec)) end
+  if rec == nil and err then return nil, errors.is(err) and err or errors.new("store", tostring(err)) end
+  return rec
+end
+
+function M.account_put(acct, rec)
+  local ok, res, err = pcall(acct.store.put, acct.id, rec)
+  if not ok then return nil, errors.new("store", "store.put failed: " .. tostring(res)) end
+  if not res then return nil, errors.is(err) and err or errors.new("store", "store.put failed: " .. tostring(err)) end
+  return true
+end
+
+-- `deadline` (core.now() seconds, optional): the store waits for the lock
+-- until then at most (a store may wait less: its lock_timeout)
+function M.account_lock(acct, deadline)
+  local ok, unlock, err
+  if deadline then
+    ok, unlock, err = pcall(acct.store.lock, acct.id, math.max(0, deadline - core.now()))
+  else
+    ok, unlock, err = pcall(acct.store.lock, acct.id)
+  end
+  if not ok then return nil, errors.new("store", "store.lock failed: " .. tostring(unlock)) end
+  if type(unlock) ~= "function" then
+    return nil, errors.is(err) and err or errors.new("store", "store.lock did not return an unlock function")
+  end
+  return unlock
 end
 
 return M
