@@ -193,9 +193,9 @@ function Peer:parallel(paths, timeout)
   local batch = {}
   function batch.wait()
     local deadline = socket.gettime() + (timeout or 30) + 5
-    while M.helpers.alive(proc.pid) and socket.gettime() < deadline do socket.sleep(0.01) end
+    while M.running(proc.pid) and socket.gettime() < deadline do socket.sleep(0.005) end
     local wall = socket.gettime() - t0
-    M.helpers.stop(proc)
+    M.stop(proc)
     local by_url = {}
     for code, t, url in (M.read(proc.log) or ""):gmatch("(%d+) ([%d.]+) (%S+)") do
       by_url[url] = by_url[url] or {}
@@ -209,6 +209,26 @@ function Peer:parallel(paths, timeout)
     return results, wall
   end
   return batch
+end
+
+--- Whether process `pid` still runs. A zombie counts as ended: this
+-- machine's init reaps orphans only about once a second, and kill -0 (what
+-- helpers.alive asks) succeeds on a zombie.
+function M.running(pid)
+  local stat = M.read("/proc/" .. pid .. "/stat")
+  if stat then return stat:match("^%d+ %b() (%a)") ~= "Z" end
+  if M.read("/proc/self/stat") then return false end -- /proc works: it is gone
+  return M.helpers.alive(pid)
+end
+
+--- Stops a process spawned here: TERM, up to 5 s for it to end, then KILL.
+function M.stop(proc)
+  if not proc.pid then return end
+  M.helpers.execute("kill " .. proc.pid .. " 2>/dev/null")
+  local deadline = socket.gettime() + 5
+  while M.running(proc.pid) and socket.gettime() < deadline do socket.sleep(0.01) end
+  if M.running(proc.pid) then M.helpers.execute("kill -9 " .. proc.pid .. " 2>/dev/null") end
+  proc.pid = nil
 end
 
 function M.read(path)
@@ -274,12 +294,12 @@ function M.start(helpers, opts)
     for _, name in ipairs(p.server_names) do helpers.wait_port(p.servers[name].port, 15, proc) end
   end)
   if not started then
-    helpers.stop(proc)
+    M.stop(proc)
     error(tostring(err) .. "\n--- nginx.conf ---\n" .. M.read(p.dir .. "/nginx.conf"), 2)
   end
   running[p] = true
   p.stop = function()
-    helpers.stop(proc)
+    M.stop(proc)
     running[p] = nil
   end
   return p
