@@ -54,6 +54,21 @@ describe("OpenResty harness", function()
     assert.matches("nginx error log", err, 1, true)
   end)
 
+  it("under make test-asan, reports a memory error inside an nginx worker", function()
+    if os.getenv("CONNKIT_NGX_SANITIZE") ~= "1" then
+      pending("only under make test-asan (nginx runs with the sanitizer runtimes)")
+      return
+    end
+    local own = openresty.start(helpers, {})
+    local status = own:call("double_free")
+    assert.is_not.equal(200, status) -- the worker died
+    local reports = own:sanitizer_reports()
+    own.sanitize = false -- seen: stop() must not raise for it
+    own.stop()
+    assert.matches("AddressSanitizer: attempting double%-free", reports)
+    assert.are.equal(200, (p:get("/ping"))) -- the other instance is unharmed
+  end)
+
   it("answers 404 for a scenario that does not exist", function()
     local status, r = p:call("no_such_scenario")
     assert.are.equal(404, status)
