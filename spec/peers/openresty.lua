@@ -40,6 +40,10 @@
 -- certificate for 127.0.0.1 and localhost from a CA made for the run; that CA
 -- is in lua_ssl_trusted_certificate).
 --
+-- No `resolver` is configured: cosockets reach 127.0.0.1 only (a resolver
+-- would send DNS queries off the machine; nginx then refuses host names with
+-- "no resolver defined"). Add one with `http = [[ resolver ...; ]]`.
+--
 -- connkit's C module inside nginx is the LuaJIT build (nginx's Lua is
 -- LuaJIT): $CONNKIT_NGX_BUILD (tools/run-specs.sh), else build/luajit;
 -- under make test-asan build/luajit-asan, with nginx started with the
