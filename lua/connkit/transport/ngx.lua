@@ -110,7 +110,14 @@ local function exchange(c)
   if not ok then return connect_failure(u, err, st.started) end
   local reused = (sock:getreusedtimes() or 0) > 0
   if c.https and not reused then
-    ok, err = sock:sslhandshake(false, c.sni, true)
+    -- lua-resty-core 0.1.25 raises ("assertion failed!") instead of
+    -- returning nil, err when verification fails before the handshake
+    -- yielded; nginx's error log has the reason either way
+    local done
+    done, ok, err = pcall(sock.sslhandshake, sock, false, c.sni, true)
+    if not done then
+      ok, err = nil, "the certificate was refused (" .. tostring(ok) .. "; nginx's error log says why)"
+    end
     if not ok then
       sock:close()
       return tls_failure(u, err, st.started)
