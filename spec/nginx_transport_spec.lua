@@ -72,6 +72,20 @@ local RAW_SERVER = raw("/until-close", "HTTP/1.1 200 OK\r\nX-Kind: close-delimit
     location = /moved { return 302 ../elsewhere/x?y=1; }
 ]]
 
+-- phases without cosockets, each reporting what transport_phase.lua saw
+local PHASE_LOCATIONS = [[
+    location = /phase/set {
+      set_by_lua_block $choice { return require("nginx.transport_phase")() }
+      return 200 "$choice";
+    }
+    location = /phase/filters {
+      header_filter_by_lua_block { ngx.header["X-Choice"] = require("nginx.transport_phase")() }
+      log_by_lua_block { ngx.shared.phases:set("log", require("nginx.transport_phase")()) }
+      return 200 "filtered";
+    }
+    location = /phase/log { content_by_lua_block { ngx.print(ngx.shared.phases:get("log")) } }
+]]
+
 describe("the ngx transport inside nginx", function()
   local p, raw_peer, httpbin, echo, dns_proc
 
@@ -82,6 +96,9 @@ describe("the ngx transport inside nginx", function()
     dns_proc, dns_port = start_dns()
     p = openresty.start(helpers, {
       http = ("  resolver 127.0.0.1:%d ipv6=off valid=1s;\n  resolver_timeout 2s;"):format(dns_port),
+      shared_dicts = { phases = "64k" },
+      init = [[ CONNKIT_INIT_TRANSPORT = require("connkit").transport() ]],
+      locations = PHASE_LOCATIONS,
     })
     -- another nginx: the curl transport blocks its worker, so a peer in the
     -- same nginx would never answer it
@@ -304,8 +321,18 @@ describe("the ngx transport inside nginx", function()
 
     it("tls for a CA nginx does not trust", function()
       local r = perform({ method = "GET", url = echo.https_url .. "/echo" }).ngx
-      assert.equal("tls", r.code)
+      assert.equal("tls", r.code, r.message)
       assert.matches("lua_ssl_trusted_certificate", r.message, 1, true)
+    end)
+
+    it("tls every time: a refused certificate is never taken for a handshake done", function()
+      -- (regression: with reused_session = false, lua-resty-core 0.1.25 took a
+      -- handshake that ended without yielding for a success, unverified)
+      for i = 1, 40 do
+        local url = (i % 2 == 0) and echo.https_url .. "/echo" or ("https://wrong.test:%d/ping"):format(p.https_port)
+        local r = perform({ method = "GET", url = url }).ngx
+        assert.equal("tls", r.code, i .. ": " .. tostring(r.message))
+      end
     end)
 
     it("config for a ca_file, saying what to configure instead (never a weaker check)", function()
@@ -337,6 +364,42 @@ describe("the ngx transport inside nginx", function()
         local r = perform({ method = "GET", url = raw_peer.url .. "/interim", timeout = 5 }).ngx
         assert.equal(200, r.status, r.message)
       end
+    end)
+  end)
+
+  describe("chosen by connkit", function()
+    it("in the content phase and in timers (requests yield to nginx); curl in init_by_lua and when forced", function()
+      local out = p:run("transport_choice", { base = echo.url, slow = raw_peer.url .. "/slow" })
+      assert.equal("ngx", out.content)
+      assert.equal("ngx", out.timer)
+      assert.equal("curl", out.init)
+      assert.matches("^GET /echo/x\n", out.echo)
+      assert.matches("authorization=Bearer tok\nx%-region=eu\n", out.echo)
+      assert.matches("^GET /echo/from%-timer\n", out.timer_echo)
+      -- another light thread sleeping 0.1 s wakes on time while a 0.5 s request runs...
+      assert.equal(200, out.ngx_status)
+      assert.is_true(out.ngx_delay < 0.3, tostring(out.ngx_delay))
+      -- ...but not when the curl transport blocks the worker
+      assert.equal("curl", out.forced)
+      assert.equal(200, out.curl_status)
+      assert.is_true(out.curl_delay >= 0.45, tostring(out.curl_delay))
+      assert.equal("ngx", out.auto)
+    end)
+
+    it("nowhere in phases without cosockets: a request raises naming the phase and ngx.timer.at", function()
+      local status, body = p:get("/phase/set")
+      assert.equal(200, status)
+      local name, why, ok, err = body:match("^(.-)|(.-)|(.-)|(.*)$")
+      assert.equal("nil", name)
+      assert.matches("set phase", why, 1, true)
+      assert.equal("false", ok)
+      assert.matches("set phase", err, 1, true)
+      assert.matches("ngx.timer.at(0", err, 1, true)
+      local _, _, headers = require("socket.http").request(p.url .. "/phase/filters")
+      assert.matches("^nil|.-header_filter phase|false|.-ngx%.timer%.at%(0", headers["x-choice"])
+      require("socket").sleep(0.2) -- the log phase runs after the reply
+      status, body = p:get("/phase/log")
+      assert.matches("^nil|.-log phase|false|.-ngx%.timer%.at%(0", body)
     end)
   end)
 

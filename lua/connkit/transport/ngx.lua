@@ -8,9 +8,12 @@
 -- Names are resolved by nginx's `resolver`.
 --
 --   available() -> true | false, reason
+--   of_request(req), of_table(t) -> what perform and start take
 --   perform(spec) -> response | nil, code, message
 --   start(spec) -> transfer (t:done(), t:result(), t:cancel()), in a light thread
 --   poll(seconds) -> transfers finished since the last poll; pending() -> in flight
+--   sleep(seconds); spawn(f, ...) -> job (done(), result(), cancel())
+-- (see connkit.transport for the interface)
 -- @module connkit.transport.ngx
 local wire = require "connkit.transport.ngx_wire"
 
@@ -51,10 +54,7 @@ local CA_FILE_MSG = "tls.ca_file cannot be honoured by the ngx transport: cosock
 
 local response_mt
 local function response_meta()
-  if not response_mt then
-    local ok, m = pcall(require, "connkit.http.response")
-    response_mt = ok and m or require "connkit.response"
-  end
+  response_mt = response_mt or require "connkit.http.response"
   return response_mt
 end
 
@@ -93,6 +93,24 @@ local function tls_failure(u, err, started)
   return nil, "tls", ("SSL handshake with %s port %d failed: %s%s"):format(u.host, u.port, err, hint)
 end
 
+--- What perform and start take for a prepared request: the request itself
+-- (its fields are read raw).
+function M.of_request(req) return req end
+
+--- The same for a table of a request's fields: the table, or nil,
+-- "header", message for a header line with CR, LF or NUL.
+function M.of_table(t)
+  local lines = rawget(t, "header_lines")
+  if lines then
+    for i = 1, #lines do
+      if lines[i]:find("[\r\n%z]") then
+        return nil, "header", "a header value holds CR, LF or NUL; request not sent"
+      end
+    end
+  end
+  return t
+end
+
 local STALE = {} -- an attempt that met a pooled connection the peer had closed
 
 -- One connection, one request, one reply. Returns a reply, or nil, code,
@@ -110,11 +128,14 @@ local function exchange(c)
   if not ok then return connect_failure(u, err, st.started) end
   local reused = (sock:getreusedtimes() or 0) > 0
   if c.https and not reused then
-    -- lua-resty-core 0.1.25 raises ("assertion failed!") instead of
-    -- returning nil, err when verification fails before the handshake
-    -- yielded; nginx's error log has the reason either way
+    -- reused_session must not be false: lua-resty-core 0.1.25 then returns
+    -- true for a handshake that ended without yielding without reading its
+    -- verification result (seen: a refused certificate, then a closed
+    -- connection). With nil it reads it, and raises ("assertion failed!")
+    -- instead of returning nil, err when verification failed that way;
+    -- nginx's error log has the reason either way.
     local done
-    done, ok, err = pcall(sock.sslhandshake, sock, false, c.sni, true)
+    done, ok, err = pcall(sock.sslhandshake, sock, nil, c.sni, true)
     if not done then
       ok, err = nil, "the certificate was refused (" .. tostring(ok) .. "; nginx's error log says why)"
     end
@@ -309,6 +330,65 @@ end
 --- How many transfers are in flight.
 function M.pending()
   return inflight
+end
+
+--- Waits `s` seconds, yielding to nginx. (ngx.sleep(0) does not yield in
+-- lua-nginx-module 0.10.23, so nothing shorter than a millisecond.)
+function M.sleep(s)
+  if s and s > 0 then ngx.sleep(s < 0.001 and 0.001 or s) end
+end
+
+local Job = {}
+Job.__index = Job
+Job.__name = "connkit.transport.ngx.job"
+
+local unpack = table.unpack or unpack
+
+--- Runs f(...) in a light thread; returns a job: done(), result() (f's
+-- results, or raises f's error; any light thread may wait) and cancel().
+function M.spawn(f, ...)
+  semaphore = semaphore or require "ngx.semaphore"
+  local job = setmetatable({ _done = false, _sema = semaphore.new() }, Job)
+  local args, n = { ... }, select("#", ...)
+  local thread, err = ngx.thread.spawn(function()
+    local r = { n = 0 }
+    local function keep(ok, ...)
+      r.n, r.ok = select("#", ...), ok
+      for i = 1, r.n do r[i] = select(i, ...) end
+    end
+    keep(pcall(f, unpack(args, 1, n)))
+    if job._done then return end -- cancelled meanwhile
+    job._r, job._done = r, true
+    wake_all(job._sema)
+  end)
+  if not thread then error("connkit: ngx.thread.spawn failed: " .. tostring(err), 2) end
+  job._thread = thread
+  return job
+end
+
+--- True once f has returned, raised or was cancelled.
+function Job:done()
+  return self._done
+end
+
+--- f's results once it is over (waiting, yielding to nginx, till then);
+-- raises f's error. Nothing after cancel().
+function Job:result()
+  while not self._done do
+    self._sema:wait(60)
+  end
+  local r = self._r
+  if not r.ok then error(r[1], 0) end
+  return unpack(r, 1, r.n)
+end
+
+--- Stops the job's light thread (from the thread that spawned it; from
+-- another one, f runs on unseen). Its result is then nothing.
+function Job:cancel()
+  if self._done then return end
+  ngx.thread.kill(self._thread)
+  self._r, self._done = { ok = true, n = 0 }, true
+  wake_all(self._sema)
 end
 
 return M
