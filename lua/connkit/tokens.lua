@@ -284,7 +284,8 @@ end
 function M.renewal(acct, force, used, deadline)
   local cur = acct._renewal
   if cur then
-    if not cur:running() then return cur end
+    -- (running in another OpenResty light thread: that one is waited for)
+    if not cur:running() or cur:elsewhere() then return cur end
     -- re-entered from inside it (on_token, a store callback): use what there is
     if acct._values.token then return cosync.finished(true) end
     return cosync.finished(nil, errors.new("refresh", "a token refresh is already under way"))
