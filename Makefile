@@ -68,13 +68,21 @@ $(BUILD)/%.o: csrc/%.c $(HDRS) Makefile
 deps:
 	@LUA=$(LUA) sh tools/deps.sh
 
+# The OpenResty specs load connkit into nginx, whose Lua is LuaJIT: every
+# make test builds build/luajit too. Under test-asan nginx runs that plain
+# build (nginx is not started with the sanitizer runtimes).
+NGX_BUILD := build/luajit
+NGX_SO    := $(NGX_BUILD)/connkit/core.so
+
 test: deps
 	@$(MAKE) --no-print-directory $(SO)
-	@LUA=$(LUA) BUILD=$(BUILD) sh tools/run-specs.sh
+	@$(MAKE) --no-print-directory LUA=luajit VARIANT= $(NGX_SO)
+	@LUA=$(LUA) BUILD=$(BUILD) NGX_BUILD=$(NGX_BUILD) sh tools/run-specs.sh
 
 test-asan: deps
 	@$(MAKE) --no-print-directory VARIANT=-asan build/$(LUA)-asan/connkit/core.so
-	@LUA=$(LUA) BUILD=build/$(LUA)-asan SANITIZE=1 sh tools/run-specs.sh
+	@$(MAKE) --no-print-directory LUA=luajit VARIANT= $(NGX_SO)
+	@LUA=$(LUA) BUILD=build/$(LUA)-asan NGX_BUILD=$(NGX_BUILD) SANITIZE=1 sh tools/run-specs.sh
 
 # spec/support/valgrind_workload.lua under valgrind (tools/valgrind.sh):
 # fails on any memcheck error or a definitely lost block

@@ -15,6 +15,13 @@ local PROGRAMS = {
 }
 local PYTHON_MODULES = { "httpbin", "gunicorn" } -- spec/peers/httpbin.lua: python3 -m gunicorn httpbin:app
 local LUA_MODULES = { "socket", "lfs", "cjson", "busted" }
+-- spec/peers/openresty.lua: nginx's Lua module, the kit it loads first, the
+-- Lua library the module requires at start, and the LuaJIT headers that
+-- build/luajit (the module nginx loads) is compiled with
+local FILES = {
+  "/usr/lib/nginx/modules/ngx_http_lua_module.so", "/usr/lib/nginx/modules/ndk_http_module.so",
+  "/usr/share/lua/5.1/resty/core.lua", "/usr/include/luajit-2.1/luajit.h",
+}
 
 local function sh(cmd)
   local ok, out = helpers.run(cmd)
@@ -77,6 +84,9 @@ local function files_used()
     local path = searchpath(m, package.path) or searchpath(m, package.cpath)
     files[#files + 1] = { what = "lua module " .. m, path = path }
   end
+  for _, path in ipairs(FILES) do
+    files[#files + 1] = { what = "file", path = helpers.read_file(path) and path or nil }
+  end
   return files
 end
 
@@ -112,6 +122,25 @@ describe("tools/deps.sh", function()
     assert.is_true(listed("bench").valgrind)
     assert.is_nil(listed("test").valgrind)
     assert.is_nil(listed("rock").nginx)
+  end)
+
+  it("installs nginx's Lua module and the OpenResty LuaJIT branch it is built on, for any LUA", function()
+    for _, lua in ipairs({ "lua5.4", "luajit" }) do
+      local out = sh("LUA=" .. lua .. " sh " .. q(helpers.root .. "/tools/deps.sh") .. " --print test")
+      local test = {}
+      for p in out:gmatch("%S+") do
+        assert.is_nil(test[p], lua .. ": " .. p .. " listed twice")
+        test[p] = true
+      end
+      for _, p in ipairs({ "libnginx-mod-http-lua", "libnginx-mod-http-ndk", "lua-resty-core",
+                           "luajit2", "libluajit2-5.1-dev" }) do
+        assert.is_true(test[p], lua .. ": " .. p)
+      end
+      -- Debian's plain LuaJIT conflicts with them: installing it would remove the module
+      assert.is_nil(test.luajit, lua)
+      assert.is_nil(test["libluajit-5.1-dev"], lua)
+    end
+    assert.is_nil(listed("rock")["libnginx-mod-http-lua"])
   end)
 
   it("installs clang and its libFuzzer runtime for make fuzz only", function()

@@ -25,7 +25,12 @@ case "$LUA" in
   lua5.4) lua_pkgs="lua5.4 liblua5.4-dev" ;;
   lua5.3) lua_pkgs="lua5.3 liblua5.3-dev" ;;
   lua5.1) lua_pkgs="lua5.1 liblua5.1-0-dev" ;;
-  luajit) lua_pkgs="luajit libluajit-5.1-dev" ;;
+  # the OpenResty branch of LuaJIT, the one Debian's nginx Lua module is
+  # built on: Debian's plain luajit and libluajit-5.1-dev conflict with it,
+  # and installing them would remove the nginx Lua module. Both install
+  # /usr/bin/luajit and luajit.pc (same name, same paths), so the build and
+  # the specs run on either; only the choice of what to install is made here.
+  luajit) lua_pkgs="luajit2 libluajit2-5.1-dev" ;;
   *) echo "deps: unknown LUA '$LUA'" >&2; exit 2 ;;
 esac
 
@@ -39,6 +44,14 @@ build="$lua_pkgs gcc libc6-dev make pkg-config libcurl4-openssl-dev libssl-dev
 # and the scripted server.
 test="$build lua-busted lua-socket lua-filesystem curl openssl procps
   openssh-client openssh-server nginx python3 python3-httpbin python3-gunicorn"
+# The OpenResty specs (spec/openresty_spec.lua, spec/peers/openresty.lua):
+# nginx's Lua module with the development kit it loads first and its Lua
+# library, and the LuaJIT branch the module is built on (headers for
+# build/luajit/connkit/core.so, which `make test` builds for any LUA, and the
+# interpreter, so that the plain luajit it replaces leaves no gap).
+openresty="libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core luajit2
+  libluajit2-5.1-dev"
+test="$test $openresty"
 
 node=0
 case "$target" in
@@ -50,16 +63,34 @@ case "$target" in
   *) echo "deps: unknown target '$target' (test, bench, valgrind, rock or fuzz)" >&2; exit 2 ;;
 esac
 
+# one line each, first mention kept (LUA=luajit names luajit2 twice for test)
+pkgs=$(printf '%s\n' $pkgs | awk '!seen[$0]++')
+
 if [ "$print" = 1 ]; then
   [ "$node" = 1 ] && pkgs="$pkgs nodejs npm"
   printf '%s\n' $pkgs
   exit 0
 fi
 
+installed() {
+  case "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" in
+    *"ok installed"*) return 0 ;;
+  esac
+  return 1
+}
+# A target without the nginx Lua module (rock, fuzz) builds as well against
+# Debian's plain LuaJIT: where that is what is installed, it is kept.
+case " $(echo $pkgs) " in
+  *" libnginx-mod-http-lua "*) ;;
+  *" luajit2 "*)
+    if installed luajit && installed libluajit-5.1-dev; then
+      pkgs=$(printf '%s\n' $pkgs | grep -v -x -e luajit2 -e libluajit2-5.1-dev)
+    fi ;;
+esac
+
 missing=""
 for p in $pkgs; do
-  st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-  case "$st" in *"ok installed"*) ;; *) missing="$missing $p" ;; esac
+  installed "$p" || missing="$missing $p"
 done
 if [ "$node" = 1 ]; then
   # node and npm may come from Debian or from another packaging of Node.js

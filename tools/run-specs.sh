@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs the busted specs with the module just built in $BUILD under $LUA.
 # SANITIZE=1: preload the ASan/UBSan runtimes and fail on any report.
+# NGX_BUILD: the LuaJIT build the OpenResty peer loads (default build/luajit).
 # Extra arguments go to busted (e.g. spec/template_spec.lua).
 set -u
 LUA=${LUA:-lua5.4}
@@ -13,6 +14,8 @@ export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;$root/spec/?.lua;;"
 export LUA_CPATH="$root/$BUILD/?.so;;"
 export CONNKIT_ROOT="$root"
 export CONNKIT_LUA="$LUA"
+# the LuaJIT build nginx loads (spec/peers/openresty.lua); make test builds it
+export CONNKIT_NGX_BUILD="$root/${NGX_BUILD:-build/luajit}"
 
 if [ "${SANITIZE:-}" = 1 ]; then
   log=$(mktemp /tmp/connkit-asan.XXXXXX)
