@@ -162,4 +162,20 @@ describe("callers in one nginx worker while a token fetch yields", function()
     assert.is_true(wall < 5, ("took %.2f s"):format(wall))
     assert.is_nil(p:error_log():find("already under way", 1, true))
   end)
+
+  it("a renewal suspended inside nginx for longer than tokens.STALLED is given up, not waited for for ever", function()
+    local args = { base = sp.url, name = "abandon", key = KEY, lock_sleep = 30, lock_ttl = 2 }
+    -- a request whose renewal sleeps 30 s in the store's lock
+    local stuck = helpers.spawn("stuck-call", "curl -s -o /dev/null --max-time 40 "
+      .. helpers.shell_quote(p.url .. "/run/store_call" .. openresty.query(args)))
+    socket.sleep(0.3)
+    local ok, r = pcall(p.run, p, "store_abandon", args)
+    helpers.stop(stuck)
+    assert(ok, r)
+    assert.is_true(r.running)
+    assert.is_nil(r.waiting.status) -- waited for the stuck one, for its own timeout
+    assert.are.equal("timeout", r.waiting.code)
+    assert.are.equal(200, r.later.status, r.later.message)
+    assert.are.equal(1, token_requests("abandon")) -- the stuck one has not fetched yet
+  end)
 end)

@@ -104,7 +104,7 @@ function Task:done()
       if not w:done() then return false end
       self._waiting = nil
     end
-    self._running, self._driver = true, running()
+    self._running, self._driver, self._resumed_at = true, running(), os.time()
     local r = pack(resume(self._co))
     self._running, self._driver = false, nil
     if not r[1] then
@@ -166,6 +166,14 @@ end
 -- own stack, and for a caller inside the task, which would wait for itself.
 function Task:elsewhere()
   return self._running == true and M.ngx_can_yield() and not inside(self)
+end
+
+--- True while the task has run elsewhere (Task:elsewhere) for more than
+-- `seconds`: its light thread was probably killed inside nginx (client
+-- abort with lua_check_client_abort, ngx.exit in a sibling thread), and
+-- then it never finishes.
+function Task:stalled(seconds)
+  return self:elsewhere() and os.time() - self._resumed_at > seconds
 end
 
 --- Sleeps this light thread (OpenResty) until the task, running elsewhere
