@@ -33,15 +33,23 @@ local function store_of(args)
   }
 end
 
-function M.account(args)
-  local acct = accounts[args.name]
-  if acct then return acct end
-  acct = connkit.integration {
+--- The client-credentials integration of the scripted peer for args.name
+-- (`extra`: more fields of the definition, e.g. on_token).
+function M.integration(args)
+  return connkit.integration {
     name = "Shared store " .. args.name, key = "shared" .. args.name, auth = "oauth2",
     base_url = "{base}", parameters = { base = { required = true } },
     oauth2 = { grant_type = "client_credentials", client_id = "shared-client", client_secret = "shared:s3cret",
       token_url = "{base}/token/ok?ttl=3600&run=" .. (args.run or args.name) },
-  }:account { id = args.id or args.name, store = store_of(args), parameters = { base = args.base } }
+  }
+end
+
+--- This worker's account for args.name (made at its first use).
+function M.account(args)
+  local acct = accounts[args.name]
+  if acct then return acct end
+  acct = M.integration(args):account { id = args.id or args.name, store = store_of(args),
+    parameters = { base = args.base } }
   accounts[args.name] = acct
   return acct
 end
