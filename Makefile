@@ -69,8 +69,8 @@ deps:
 	@LUA=$(LUA) sh tools/deps.sh
 
 # The OpenResty specs load connkit into nginx, whose Lua is LuaJIT: every
-# make test builds build/luajit too. Under test-asan nginx runs that plain
-# build (nginx is not started with the sanitizer runtimes).
+# make test builds build/luajit too, and test-asan build/luajit-asan (nginx
+# is then started with the sanitizer runtimes preloaded).
 NGX_BUILD := build/luajit
 NGX_SO    := $(NGX_BUILD)/connkit/core.so
 
@@ -81,8 +81,8 @@ test: deps
 
 test-asan: deps
 	@$(MAKE) --no-print-directory VARIANT=-asan build/$(LUA)-asan/connkit/core.so
-	@$(MAKE) --no-print-directory LUA=luajit VARIANT= $(NGX_SO)
-	@LUA=$(LUA) BUILD=build/$(LUA)-asan NGX_BUILD=$(NGX_BUILD) SANITIZE=1 sh tools/run-specs.sh
+	@$(MAKE) --no-print-directory LUA=luajit VARIANT=-asan $(NGX_BUILD)-asan/connkit/core.so
+	@LUA=$(LUA) BUILD=build/$(LUA)-asan NGX_BUILD=$(NGX_BUILD)-asan SANITIZE=1 sh tools/run-specs.sh
 
 # spec/support/valgrind_workload.lua under valgrind (tools/valgrind.sh):
 # fails on any memcheck error or a definitely lost block

@@ -30,6 +30,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "http.h"
 
@@ -106,9 +107,38 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
 /* Engine and easy handles                                             */
 /* ------------------------------------------------------------------ */
 
+/* Makes the engine's multi handle for this process. The multi is made on
+ * first use, not at require time, and made again in a forked child
+ * (connkit required in nginx's init_by_lua, used in its workers): the
+ * parent's multi, easy handles and pooled connections are left as they are,
+ * not cleaned up, because closing a TLS connection writes to a socket the
+ * parent still uses. Its transfers end as cancelled in the child. */
+void http_engine_ready(lua_State *L, engine *e) {
+  pid_t pid = getpid();
+  transfer *t;
+  if (e->pid == pid) return;
+  if (e->closed) luaL_error(L, "attempt to use a closed connkit engine");
+  while ((t = e->running) != NULL) { /* the parent's: abandoned */
+    e->running = t->next;
+    t->prev = t->next = NULL;
+    t->easy = NULL;
+    t->eng = NULL;
+    t->state = T_CANCELLED;
+  }
+  e->nrunning = 0;
+  e->nfree = 0;
+  e->sync.easy = NULL;
+  e->sync.eng = NULL;
+  e->multi = curl_multi_init();
+  if (e->multi == NULL) luaL_error(L, "curl_multi_init failed");
+  curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, 64L);
+  e->pid = pid;
+}
+
 engine *http_check_engine(lua_State *L, int i) {
   engine *e = (engine *)luaL_checkudata(L, i, ENGINE_MT);
   if (e->closed) luaL_error(L, "attempt to use a closed connkit engine");
+  if (e->pid != getpid()) http_engine_ready(L, e);
   return e;
 }
 
@@ -153,6 +183,11 @@ static void list_remove(engine *e, transfer *t) {
 void http_detach(transfer *t) {
   engine *e = t->eng;
   if (e == NULL) return;
+  if (e->pid != getpid()) { /* a parent's transfer in a forked child */
+    t->easy = NULL;
+    t->eng = NULL;
+    return;
+  }
   if (t->easy) {
     curl_multi_remove_handle(e->multi, t->easy);
     give_easy(e, &t->es, t->dirty);
@@ -264,7 +299,8 @@ static int proxy_in_env(void) {
   return 0;
 }
 
-/* core.engine() -> the engine of this lua_State, created on first use. */
+/* core.engine() -> the engine of this lua_State, created on first use (its
+ * multi handle: on its first transfer in this process). */
 static int engine_get(lua_State *L) {
   engine *e;
   lua_getfield(L, LUA_REGISTRYINDEX, ENGINE_KEY);
@@ -278,9 +314,6 @@ static int engine_get(lua_State *L) {
   lua_setiuservalue(L, -2, UV_RUNNING);
   e->mt_ref = LUA_NOREF;
   e->env_proxy = proxy_in_env();
-  e->multi = curl_multi_init();
-  if (e->multi == NULL) return luaL_error(L, "curl_multi_init failed");
-  curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, 64L);
   e->closed = 0;
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, ENGINE_KEY);
@@ -293,6 +326,7 @@ static int engine_gc(lua_State *L) {
   int i;
   if (e->multi == NULL) return 0;
   e->closed = 1;
+  if (e->pid != getpid()) return 0; /* the parent's (see http_engine_ready) */
   while (e->running) {
     transfer *t = e->running;
     t->state = T_CANCELLED;
@@ -650,6 +684,7 @@ static int bound_perform(lua_State *L) {
   engine *e = (engine *)lua_touserdata(L, lua_upvalueindex(1));
   const http_spec *s = NULL;
   if (e->closed) return luaL_error(L, "attempt to use a closed connkit engine");
+  if (e->pid != getpid()) http_engine_ready(L, e);
   lua_settop(L, 1);
   if (is_spec(L, 1, lua_upvalueindex(2))) s = (const http_spec *)lua_touserdata(L, 1);
   lua_pushvalue(L, lua_upvalueindex(1));

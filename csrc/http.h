@@ -6,6 +6,7 @@
 #define CONNKIT_HTTP_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <curl/curl.h>
 
@@ -88,6 +89,7 @@ typedef struct engine {
   int closed;
   int mt_ref;    /* registry ref: the reply metatable */
   int env_proxy; /* a proxy variable was set when the engine was made */
+  pid_t pid;     /* the process the multi belongs to (0: not made yet) */
   transfer sync; /* the transfer of blocking requests, buffers kept */
 } engine;
 
@@ -95,6 +97,7 @@ typedef struct engine {
 #define UV_RUNNING 1
 
 CK_HIDDEN engine *http_check_engine(lua_State *L, int i);
+CK_HIDDEN void http_engine_ready(lua_State *L, engine *e);
 CK_HIDDEN const char *http_attach(engine *e, const http_spec *s,
                                   transfer *t);
 CK_HIDDEN const char *http_push_spec(lua_State *L, int t);

@@ -74,7 +74,8 @@ static int transfer_result(lua_State *L) {
     int ei;
     lua_getiuservalue(L, 1, UV_ENGINE);
     ei = lua_gettop(L);
-    if (http_wait(L, ei, (engine *)lua_touserdata(L, ei), t, &w)) {
+    http_engine_ready(L, (engine *)lua_touserdata(L, ei)); /* forked? */
+    if (t->state == T_RUNNING && http_wait(L, ei, (engine *)lua_touserdata(L, ei), t, &w)) {
       ck_wait_give_way(L, &w);
       return ck_fail(L, "cancelled", "interrupted");
     }

@@ -6,7 +6,7 @@
  * and the session lifetime. SFTP operations live in sftp_fs.c.
  *
  * The policy (which key is acceptable, which login to try, what the error
- * says) is in lua/connkit/sftp.lua; these functions report facts. Run-time
+ * says) is in lua/connkit/sftp/init.lua; these functions report facts. Run-time
  * failures return nil, code, message (ck_fail); misuse raises.
  */
 #include <ctype.h>

@@ -4,7 +4,7 @@
  * whether it is encrypted and with which cipher, and for PEM keys whether
  * the passphrase opens it. libssh2 reports a missing file, a public key, a
  * format it cannot read and a wrong passphrase with one generic error;
- * lua/connkit/sftp_login.lua turns these facts into the real cause.
+ * lua/connkit/sftp/login.lua turns these facts into the real cause.
  *
  * Facts only, no policy. Every copy of key bytes made here is cleansed.
  */

@@ -3,7 +3,8 @@
 -- path; cjson; the account's secret scrubbing and store).
 -- The parsing is Lua, so the target runs that Lua: an account of a real
 -- integration fetches its token with account:token(), and the one seam is
--- the transfer: request.engine is replaced by one that answers every call
+-- the transfer: the curl transport's perform and start are replaced by ones
+-- that answer every call
 -- with the reply the input describes, so nothing goes on the network.
 -- Input: byte 1 picks the integration (OAuth client credentials, custom
 -- token with JSON and with form replies and a few token paths), byte 2 the
@@ -15,7 +16,7 @@
 -- (no CR, LF, NUL) and its record can be stored (finite expires_at, JSON).
 local connkit = require "connkit"
 local core = require "connkit.core"
-local request = require "connkit.request"
+local curl_transport = require "connkit.transport.curl"
 local encode_json = require("connkit.json").encode
 local cjson = require "cjson.safe"
 
@@ -27,10 +28,8 @@ local reply -- what the engine answers, set per input
 -- (a started transfer is over at once: done() and result() are all the
 -- token path asks of it)
 local done = { done = function() return true end, result = function() return reply end }
-request.engine = {
-  perform = function() return reply end,
-  start = function() return done end,
-}
+curl_transport.perform = function() return reply end
+curl_transport.start = function() return done end
 
 local function custom(n, format, path, expires)
   return connkit.integration {

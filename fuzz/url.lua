@@ -1,4 +1,4 @@
--- Fuzz target: URL joining and origins (lua/connkit/url.lua join, origin,
+-- Fuzz target: URL joining and origins (lua/connkit/http/url.lua join, origin,
 -- is_absolute), with libcurl's own URL parser (curl_url) as the reference:
 -- the origin connkit computes decides where credentials may go, the URL
 -- libcurl parses decides where they do go.
@@ -11,7 +11,7 @@
 -- With FUZZ_URL_STRICT=1, also: origin(u) is the very text libcurl's
 -- scheme://host:port (lower case), which finds the harmless differences
 -- too (an empty port, say), for review.
-local urls = require "connkit.url"
+local urls = require "connkit.http.url"
 
 -- scheme://host:port as libcurl reads u, or nil when it does not read it
 -- as an http(s) URL.

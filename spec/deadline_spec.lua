@@ -12,8 +12,8 @@
 local helpers = require "helpers"
 local connkit = require "connkit"
 local core = require "connkit.core"
-local request = require "connkit.request"
-local deadlines = require "connkit.deadline"
+local request = require "connkit.http.request"
+local deadlines = require "connkit.http.deadline"
 
 local SLACK = 0.5
 
@@ -287,7 +287,7 @@ describe("timeouts under a millisecond", function()
   -- Starts `spec` on the engine against the silent listener and polls for
   -- up to 3 s: the code it ended with, or nil if it was still running.
   local function outcome(spec)
-    local engine = request.engine
+    local engine = require("connkit.transport.curl").engine
     local xfer = assert(engine:start(spec))
     local t0 = core.now()
     while not xfer:done() and core.now() - t0 < 3 do engine:poll(0.05) end
@@ -304,12 +304,12 @@ describe("timeouts under a millisecond", function()
 
   it("a request whose deadline has 0.4 ms left times out", function()
     local req = assert(static_account():prepare { url = sp.hang_url .. "/", timeout = 2, auth = false })
-    local w = assert(deadlines.wire_until(req, core.now() + 0.0004))
+    local w = assert(deadlines.spec_until(require("connkit.transport.curl"), req, core.now() + 0.0004))
     local code, took = outcome(w)
     assert.equal("timeout", code)
     within(took, 0)
     -- and one whose deadline has passed is not sent at all
-    local none, err = deadlines.wire_until(req, core.now() - 0.001)
+    local none, err = deadlines.spec_until(require("connkit.transport.curl"), req, core.now() - 0.001)
     assert.is_nil(none)
     assert.equal("timeout", err.code)
   end)

@@ -132,7 +132,7 @@ describe("errors", function()
       local broken = {
         get = function() return nil end,
         put = function() return true end,
-        lock = function() return require("connkit.url").origin(nil) end, -- raises inside connkit
+        lock = function() return require("connkit.http.url").origin(nil) end, -- raises inside connkit
       }
       local svc = idp:account { store = broken }
       failures[#failures + 1] = { svc:token() }

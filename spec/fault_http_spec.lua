@@ -9,7 +9,7 @@
 local connkit = require "connkit"
 local helpers = require "helpers"
 local faults = require "support.faults"
-local engine = require("connkit.request").engine
+local engine = require("connkit.transport.curl").engine
 
 local TIMEOUT = faults.TIMEOUT
 local TOKEN = "sk-fault-9c1f27d3e8a4b6f0"

@@ -10,7 +10,7 @@ local connkit = require "connkit"
 local helpers = require "helpers"
 local socket = require "socket"
 local faults = require "support.faults"
-local engine = require("connkit.request").engine
+local engine = require("connkit.transport.curl").engine
 
 local TIMEOUT = faults.TIMEOUT
 local CLIENT_SECRET = "Lg0n-Fx:7a6c0e29b3"

@@ -10,7 +10,7 @@ local connkit = require "connkit"
 local helpers = require "helpers"
 local faults = require "support.faults"
 local socket = require "socket"
-local engine = require("connkit.request").engine
+local engine = require("connkit.transport.curl").engine
 
 local TIMEOUT = faults.TIMEOUT
 local ACCOUNT_TIMEOUT = TIMEOUT + faults.BOUND + 0.3

@@ -595,11 +595,11 @@ describe("integration: retry, refresh, tls", function()
 end)
 
 describe("integration: sftp block", function()
-  local f = io.open(helpers.root .. "/lua/connkit/sftp.lua", "rb")
+  local f = io.open(helpers.root .. "/lua/connkit/sftp/init.lua", "rb")
   local loadable = f ~= nil and pcall(require, "connkit.sftp")
   if f then f:close() end
   if not loadable then
-    pending("lua/connkit/sftp.lua is absent or does not load; sftp block not tested")
+    pending("lua/connkit/sftp/init.lua is absent or does not load; sftp block not tested")
     return
   end
 

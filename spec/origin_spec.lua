@@ -5,7 +5,7 @@
 -- what nginx (or httpbin) received.
 local helpers = require "helpers"
 local connkit = require "connkit"
-local urls = require "connkit.url"
+local urls = require "connkit.http.url"
 
 -- nginx's /echo reply: the raw request line, then name=value lines
 local function echo_lines(body)

@@ -3,7 +3,7 @@
 -- on the server side.
 local helpers = require "helpers"
 local connkit = require "connkit"
-local retry = require "connkit.retry"
+local retry = require "connkit.http.retry"
 local socket = require "socket"
 
 describe("retries", function()

@@ -190,7 +190,7 @@ describe("sftp error codes", function()
     end
     local names = helpers.read_file(root .. "/csrc/sftp.c"):match("fx_names%[%] = {(.-)};")
     for code in names:gmatch('"([%w_]+)"') do found[code] = "csrc/sftp.c fx_names" end
-    for _, f in ipairs({ "sftp.lua", "sftp_login.lua", "sftp_transfer.lua", "sftp_file.lua" }) do
+    for _, f in ipairs({ "sftp/init.lua", "sftp/login.lua", "sftp/transfer.lua", "sftp/file.lua" }) do
       local text = helpers.read_file(root .. "/lua/connkit/" .. f)
       for code in text:gmatch('errors%.new%("([%w_]+)"') do found[code] = f end
     end

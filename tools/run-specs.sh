@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs the busted specs with the module just built in $BUILD under $LUA.
 # SANITIZE=1: preload the ASan/UBSan runtimes and fail on any report.
-# NGX_BUILD: the LuaJIT build the OpenResty peer loads (default build/luajit).
+# NGX_BUILD: the LuaJIT build the OpenResty peer loads (default build/luajit;
+# with SANITIZE=1, give it the ASan build).
 # Extra arguments go to busted (e.g. spec/template_spec.lua).
 set -u
 LUA=${LUA:-lua5.4}
@@ -14,8 +15,11 @@ export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;$root/spec/?.lua;;"
 export LUA_CPATH="$root/$BUILD/?.so;;"
 export CONNKIT_ROOT="$root"
 export CONNKIT_LUA="$LUA"
-# the LuaJIT build nginx loads (spec/peers/openresty.lua); make test builds it
+# the LuaJIT build nginx loads (spec/peers/openresty.lua); make test builds
+# it. Under SANITIZE=1 it should be the ASan build (make test-asan passes
+# build/luajit-asan), and nginx gets the runtimes preloaded.
 export CONNKIT_NGX_BUILD="$root/${NGX_BUILD:-build/luajit}"
+export CONNKIT_NGX_SANITIZE="${SANITIZE:-}"
 
 if [ "${SANITIZE:-}" = 1 ]; then
   log=$(mktemp /tmp/connkit-asan.XXXXXX)

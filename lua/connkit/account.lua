@@ -184,8 +184,8 @@ end
 local function render_static(self, ctx)
   local integ = self.integration
   if integ.base_url then self._base = fill_or_fail(self, ctx, "base_url", integ.base_url) end
-  -- where credentials may go (connkit.url): base_url's origin, allowed_origins
-  self._origins = require("connkit.url").account_origins(self, ctx,
+  -- where credentials may go (connkit.http.url): base_url's origin, allowed_origins
+  self._origins = require("connkit.http.url").account_origins(self, ctx,
     function(field, tpl) return fill_or_fail(self, ctx, field, tpl) end)
   local lines, q = {}, {}
   for _, h in ipairs(integ.request_parameters.headers) do
@@ -238,7 +238,7 @@ end
 -- Accounts that fetch their token: a store (memory by default), the
 -- refresh hooks the request path calls, the state read back from the store.
 local function setup_token_auth(self, ctx)
-  local tokens = require "connkit.tokens"
+  local tokens = require "connkit.auth.tokens"
   local integ = self.integration
   if integ.auth == "oauth2" then
     local o = integ.oauth2
@@ -251,10 +251,10 @@ local function setup_token_auth(self, ctx)
     end
     if o.client_secret then self:_add_secret(fill_or_fail(self, ctx, "oauth2.client_secret", o.client_secret)) end
     if o.client_id then fill_or_fail(self, ctx, "oauth2.client_id", o.client_id) end
-    self._fetch_token = require("connkit.oauth2").fetch_token
-    require "connkit.login"
+    self._fetch_token = require("connkit.auth.oauth2").fetch_token
+    require "connkit.auth.login"
   else
-    self._fetch_token = require("connkit.custom_token").fetch_token
+    self._fetch_token = require("connkit.auth.custom_token").fetch_token
   end
   if self.store == nil then self.store = require("connkit.store").memory() end
   self._ensure_token = tokens.ensure
@@ -327,7 +327,7 @@ end
 --- What the account knows about its authorization, with no secrets:
 -- { auth, authorized, expires_in, scope, token_type, has_refresh_token }.
 function Account:status()
-  if self._ensure_token then return require("connkit.tokens").status(self) end
+  if self._ensure_token then return require("connkit.auth.tokens").status(self) end
   return { auth = self.integration.auth, authorized = true }
 end
 
@@ -347,7 +347,7 @@ function Account:refresh()
   if not self._ensure_token then
     return nil, errors.new("no_token", ('auth = "%s" has no token to refresh'):format(self.integration.auth))
   end
-  return require("connkit.tokens").renew(self, true, nil)
+  return require("connkit.auth.tokens").renew(self, true, nil)
 end
 
 --- Opens an SFTP session (auth = "sftp"); see connkit.sftp.

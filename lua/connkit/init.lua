@@ -4,7 +4,7 @@
 local core = require "connkit.core"
 local integration = require "connkit.integration"
 local account = require "connkit.account"
-local request = require "connkit.request"
+local request = require "connkit.http.request"
 local errors = require "connkit.errors"
 local check = require "connkit.check"
 
@@ -32,7 +32,7 @@ connkit.store = setmetatable({}, {
 })
 
 local Account = account.Account
-local send = require("connkit.attempt").send -- called directly: a request's __index is a function
+local send = require("connkit.http.attempt").send -- called directly: a request's __index is a function
 
 -- acct.get(url) instead of acct:get(url) would fail deep inside connkit
 local function check_self(self, name)
@@ -94,8 +94,14 @@ for _, m in ipairs({ "get", "post", "put", "patch", "delete", "head" }) do
   end
 end
 
-local async = require "connkit.async"
+local async = require "connkit.http.async"
 connkit.poll = async.poll
 connkit.all = async.all
+
+-- Transports (API.md section 7): which one a request made here would use,
+-- and an override.
+local transport = require "connkit.transport"
+connkit.transport = transport.name
+connkit.use_transport = transport.use
 
 return connkit

@@ -3,7 +3,7 @@
 -- the field for anything wrong.
 -- @module connkit.integration
 local check = require "connkit.check"
-local urls = require "connkit.url"
+local urls = require "connkit.http.url"
 
 local M = {}
 
@@ -14,7 +14,7 @@ Integration.__name = "connkit.integration"
 local AUTH_TYPES = { "oauth2", "api_token", "basic", "custom_token", "sftp", "none" }
 
 -- auth types whose block lives in a module of its own
-local BLOCK_MODULE = { oauth2 = "connkit.oauth2", custom_token = "connkit.custom_token", sftp = "connkit.sftp" }
+local BLOCK_MODULE = { oauth2 = "connkit.auth.oauth2", custom_token = "connkit.auth.custom_token", sftp = "connkit.sftp" }
 
 -- auth types that send a token through auth_token
 local TOKEN_AUTH = { oauth2 = true, api_token = true, custom_token = true }

@@ -7,8 +7,7 @@
 -- its own and gets a token. Run while another request (store_call, same
 -- args.name) is in that long renewal.
 local accounts = require "nginx._store_account"
-local ok, tokens = pcall(require, "connkit.auth.tokens")
-if not ok then tokens = require "connkit.tokens" end
+local tokens = require "connkit.auth.tokens"
 
 return function(args)
   local acct = accounts.account(args)

@@ -17,6 +17,8 @@
 --     http = [[ lua_socket_log_errors off; ]],        -- raw lines in the http block
 --     init = [[ ... ]],                               -- Lua run in init_by_lua after require "connkit"
 --     log_level = "warn",                             -- error_log level (default "warn")
+--     sanitize = true,                                -- ASan/UBSan preloaded into nginx (default:
+--                                                     --  $CONNKIT_NGX_SANITIZE, set by make test-asan)
 --   })
 --   p:run("hello", { who = "x" })   --> the scenario's result, decoded; raises with the
 --                                   --  message and the tail of nginx's error log on failure
@@ -24,6 +26,7 @@
 --   p:get("/ping")                  --> status, body, seconds taken
 --   p:parallel({ "/run/x", ... })   --> a batch of concurrent GETs (curl -Z); batch:wait()
 --   p:error_log(), p:log_tail(n)    --  what nginx logged
+--   p:sanitizer_reports()           --  under sanitize: the reports, or nil (stop() raises on any)
 --   p.url, p.https_url, p.port, p.https_port, p.servers.<name>.url, p.ca_file, p.dir
 --   p.stop()                        --  instances from start() also stop at the end of the run
 --
@@ -37,12 +40,15 @@
 -- is in lua_ssl_trusted_certificate).
 --
 -- connkit's C module inside nginx is the LuaJIT build (nginx's Lua is
--- LuaJIT): $CONNKIT_NGX_BUILD (tools/run-specs.sh), else build/luajit.
+-- LuaJIT): $CONNKIT_NGX_BUILD (tools/run-specs.sh), else build/luajit;
+-- under make test-asan build/luajit-asan, with nginx started with the
+-- sanitizer runtimes preloaded.
 local socket = require "socket"
 local http = require "socket.http"
 local ltn12 = require "ltn12"
 local url_escape = require("socket.url").escape
 local cjson = require "cjson"
+local lfs = require "lfs"
 
 local M = {}
 
@@ -151,6 +157,20 @@ function Peer:get(path, timeout)
   return tonumber(status), table.concat(chunks), socket.gettime() - t0, status
 end
 
+--- The sanitizer reports of this instance (when it runs the ASan build), or
+-- nil: each worker that hit one has written <dir>/asan.<pid> and died.
+function Peer:sanitizer_reports()
+  if not self.sanitize then return nil end
+  local found = {}
+  for name in lfs.dir(self.dir) do
+    if name:match("^asan%.%d+$") then
+      local text = M.read(self.dir .. "/" .. name) or ""
+      if text:find("ERROR: %a+Sanitizer") or text:find("runtime error:") then found[#found + 1] = text end
+    end
+  end
+  return #found > 0 and table.concat(found, "\n") or nil
+end
+
 local function query(args)
   local keys = {}
   for k in pairs(args or {}) do keys[#keys + 1] = k end
@@ -175,8 +195,10 @@ function Peer:run(name, args, timeout)
   local status, result = self:call(name, args, timeout)
   if status == 200 then return result end
   local msg = type(result) == "table" and (result.traceback or result.error) or tostring(result)
-  error(("scenario %s failed (status %s): %s\n--- nginx error log (%s) ---\n%s")
-    :format(name, tostring(status), tostring(msg), self.dir .. "/error.log", self:log_tail()), 2)
+  local reports = self:sanitizer_reports()
+  error(("scenario %s failed (status %s): %s\n--- nginx error log (%s) ---\n%s%s")
+    :format(name, tostring(status), tostring(msg), self.dir .. "/error.log", self:log_tail(),
+      reports and ("\n--- sanitizer reports ---\n" .. reports) or ""), 2)
 end
 
 --- Starts concurrent GETs of `paths` on the main server (one curl, -Z) and
@@ -193,9 +215,9 @@ function Peer:parallel(paths, timeout)
   local batch = {}
   function batch.wait()
     local deadline = socket.gettime() + (timeout or 30) + 5
-    while M.helpers.alive(proc.pid) and socket.gettime() < deadline do socket.sleep(0.01) end
+    while M.running(proc.pid) and socket.gettime() < deadline do socket.sleep(0.005) end
     local wall = socket.gettime() - t0
-    M.helpers.stop(proc)
+    M.stop(proc)
     local by_url = {}
     for code, t, url in (M.read(proc.log) or ""):gmatch("(%d+) ([%d.]+) (%S+)") do
       by_url[url] = by_url[url] or {}
@@ -209,6 +231,26 @@ function Peer:parallel(paths, timeout)
     return results, wall
   end
   return batch
+end
+
+--- Whether process `pid` still runs. A zombie counts as ended: this
+-- machine's init reaps orphans only about once a second, and kill -0 (what
+-- helpers.alive asks) succeeds on a zombie.
+function M.running(pid)
+  local stat = M.read("/proc/" .. pid .. "/stat")
+  if stat then return stat:match("^%d+ %b() (%a)") ~= "Z" end
+  if M.read("/proc/self/stat") then return false end -- /proc works: it is gone
+  return M.helpers.alive(pid)
+end
+
+--- Stops a process spawned here: TERM, up to 5 s for it to end, then KILL.
+function M.stop(proc)
+  if not proc.pid then return end
+  M.helpers.execute("kill " .. proc.pid .. " 2>/dev/null")
+  local deadline = socket.gettime() + 5
+  while M.running(proc.pid) and socket.gettime() < deadline do socket.sleep(0.01) end
+  if M.running(proc.pid) then M.helpers.execute("kill -9 " .. proc.pid .. " 2>/dev/null") end
+  proc.pid = nil
 end
 
 function M.read(path)
@@ -226,6 +268,8 @@ function M.start(helpers, opts)
   local root = helpers.root
   if root:sub(1, 1) ~= "/" then root = assert(os.getenv("PWD"), "CONNKIT_ROOT is not set") .. "/" .. root end
   local ngx_build = os.getenv("CONNKIT_NGX_BUILD") or (root .. "/build/luajit")
+  local sanitize = opts.sanitize
+  if sanitize == nil then sanitize = os.getenv("CONNKIT_NGX_SANITIZE") == "1" end
   assert(M.available(), "nginx's Lua module is not installed (" .. M.lua_module
     .. "): run `sh tools/deps.sh` as root (it installs libnginx-mod-http-lua)")
   assert(M.read(ngx_build .. "/connkit/core.so"), "no LuaJIT build of connkit in " .. ngx_build
@@ -233,7 +277,7 @@ function M.start(helpers, opts)
   local p = setmetatable({
     root = root, ngx_build = ngx_build, dir = helpers.tmpdir("openresty"),
     workers = opts.workers or 1, port = helpers.free_port(), https_port = helpers.free_port(),
-    servers = {}, server_names = {},
+    servers = {}, server_names = {}, sanitize = sanitize,
   }, Peer)
   local ok, uid = helpers.run("id -u")
   p.as_root = ok and uid:match("^%s*0%s*$") ~= nil
@@ -265,8 +309,21 @@ function M.start(helpers, opts)
   p.url = "http://127.0.0.1:" .. p.port
   p.https_url = "https://127.0.0.1:" .. p.https_port
   helpers.write_file(p.dir .. "/nginx.conf", conf_text(p, opts))
+  local env
+  if p.sanitize then
+    -- the ASan build of connkit in nginx: the runtimes preloaded, their
+    -- reports in <dir>/asan.<pid> (see sanitizer_reports); no leak check,
+    -- nginx does not free its memory at exit
+    local _, asan = helpers.run("gcc -print-file-name=libasan.so")
+    local _, ubsan = helpers.run("gcc -print-file-name=libubsan.so")
+    env = {
+      LD_PRELOAD = asan:match("%S+") .. " " .. ubsan:match("%S+"),
+      ASAN_OPTIONS = "detect_leaks=0:abort_on_error=0:log_path=" .. p.dir .. "/asan",
+      UBSAN_OPTIONS = "print_stacktrace=1:halt_on_error=1:log_path=" .. p.dir .. "/asan",
+    }
+  end
   local proc = helpers.spawn("openresty", ("/usr/sbin/nginx -p %s -c %s/nginx.conf -e %s/error.log")
-    :format(q(p.dir), q(p.dir), q(p.dir)), { log = p.dir .. "/stdout.log" })
+    :format(q(p.dir), q(p.dir), q(p.dir)), { log = p.dir .. "/stdout.log", env = env })
   proc.log = p.dir .. "/error.log" -- wait_port shows the error log when nginx dies at start
   local started, err = pcall(function()
     helpers.wait_port(p.port, 15, proc)
@@ -274,13 +331,19 @@ function M.start(helpers, opts)
     for _, name in ipairs(p.server_names) do helpers.wait_port(p.servers[name].port, 15, proc) end
   end)
   if not started then
-    helpers.stop(proc)
+    M.stop(proc)
     error(tostring(err) .. "\n--- nginx.conf ---\n" .. M.read(p.dir .. "/nginx.conf"), 2)
   end
   running[p] = true
+  -- stops nginx; raises when a worker hit a sanitizer report
   p.stop = function()
-    helpers.stop(proc)
+    M.stop(proc)
     running[p] = nil
+    local reports = p:sanitizer_reports()
+    if reports then
+      p.sanitize = false -- reported once
+      error("nginx (" .. p.dir .. ") had sanitizer reports:\n" .. reports, 2)
+    end
   end
   return p
 end
@@ -291,7 +354,10 @@ local ok, busted = pcall(require, "busted")
 if ok and type(busted) == "table" and busted.subscribe then
   pcall(function()
     busted.subscribe({ "suite", "end" }, function()
-      for p in pairs(running) do pcall(p.stop) end
+      for p in pairs(running) do
+        local stopped, err = pcall(p.stop)
+        if not stopped then io.stderr:write(tostring(err), "\n") end
+      end
       return nil, true
     end)
   end)

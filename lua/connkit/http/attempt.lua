@@ -3,33 +3,35 @@
 -- caller), the transfer, one refresh and one retry on refresh.on_status,
 -- redirects when asked, then the retry rules; all within the request's
 -- deadline. `Request:send()` is defined here; the non-blocking handles of
--- connkit.async take the same steps without waiting.
--- @module connkit.attempt
+-- connkit.http.async take the same steps without waiting.
+-- @module connkit.http.attempt
 local core = require "connkit.core"
-local retry = require "connkit.retry"
-local redirect = require "connkit.redirect"
-local request = require "connkit.request"
+local retry = require "connkit.http.retry"
+local redirect = require "connkit.http.redirect"
+local request = require "connkit.http.request"
+
+local transport = require "connkit.transport"
 
 local REDIRECT = redirect.STATUS
 local now = core.now
-local engine = request.engine
-local perform = core.performer() -- perform(spec): engine:perform, bound
+local perform = transport.curl.performer -- perform(spec): the curl engine's, bound
 local finalize, fail = request.finalize, request.fail
 local Request = request.Request
 
 local M = {}
 
-local tokens = require "connkit.tokens"
+local tokens = require "connkit.auth.tokens"
 
-local deadlines = require "connkit.deadline"
-local out_of_time, wire_until, wait_task = deadlines.out_of_time, deadlines.wire_until, deadlines.wait_task
+local deadlines = require "connkit.http.deadline"
+local out_of_time, spec_until, wait_task = deadlines.out_of_time, deadlines.spec_until, deadlines.wait_task
 
---- One transfer of the request within its deadline: the response, or nil,
--- an error.
+--- One transfer of the request within its deadline, over the transport of
+-- the place it is sent from: the response, or nil, an error.
 local function perform_until(req, deadline)
-  local w, err = wire_until(req, deadline)
+  local t = transport.current()
+  local w, err = spec_until(t, req, deadline)
   if not w then return nil, err end
-  local res, code, msg = engine:perform(w)
+  local res, code, msg = t.perform(w)
   if not res then return fail(req, code, msg) end
   return res
 end
@@ -155,7 +157,7 @@ function M.settle(req, res, err, attempt, extra, deadline)
   while true do
     local wait = deadlines.retry_wait(req, res, err, attempt, deadline)
     if not wait then break end
-    core.sleep(wait)
+    transport.current().sleep(wait)
     attempt = attempt + 1
     local x
     res, err, x = M.attempt(req, deadline)
@@ -179,8 +181,9 @@ end
 -- @return response, or nil and an error (both carry `attempts`)
 function Request:send()
   local acct = self._account
-  if self._plain and self._src_lines == acct._lines then
-    -- the common case, kept short: static auth, nothing to follow or retry
+  if self._plain and self._src_lines == acct._lines and transport.curl_only then
+    -- the common case, kept short: static auth, nothing to follow or retry,
+    -- over the curl transport
     local res, code, msg = perform(self._wire)
     if res then return res end -- (attempts = 1 comes from the metatable)
     local _, err = fail(self, code, msg)

@@ -9,9 +9,9 @@
 -- @module connkit.sftp
 local core = require "connkit.core"
 local errors = require "connkit.errors"
-local File = require "connkit.sftp_file"
-local schema = require "connkit.sftp_schema"
-local sftp_login = require "connkit.sftp_login"
+local File = require "connkit.sftp.file"
+local schema = require "connkit.sftp.schema"
+local sftp_login = require "connkit.sftp.login"
 
 local raise = require("connkit.options").raise -- (at the user's line)
 
@@ -21,9 +21,9 @@ local CONNECT_OPTS = { timeout = "timeout" }
 local FINGERPRINT = schema.FINGERPRINT
 local whole = schema.whole
 
---- Validates the `sftp` block of a definition (see connkit.sftp_schema).
+--- Validates the `sftp` block of a definition (see connkit.sftp.schema).
 M.check_definition = schema.check_definition
---- Validates SFTP credentials (see connkit.sftp_schema).
+--- Validates SFTP credentials (see connkit.sftp.schema).
 M.check_credentials = schema.check_credentials
 
 -- ---------------------------------------------------------------------------
@@ -306,14 +306,14 @@ function Session:open(path, mode)
   return File.new(f, path, flags, self.chunk_size)
 end
 
-local transfer = require "connkit.sftp_transfer"
+local transfer = require "connkit.sftp.transfer"
 
---- Downloads `remote` to the local file `localpath`; see connkit.sftp_transfer.
+--- Downloads `remote` to the local file `localpath`; see connkit.sftp.transfer.
 -- opts: progress(done, total), resume (bool), chunk_size.
 -- @return the bytes moved by this call (with resume: what was missing), or nil, err
 function Session:get(remote, localpath, opts) return transfer.get(self, remote, localpath, opts) end
 
---- Uploads the local file `localpath` to `remote`; see connkit.sftp_transfer.
+--- Uploads the local file `localpath` to `remote`; see connkit.sftp.transfer.
 -- opts: progress(done, total), resume (bool), chunk_size.
 -- @return the bytes moved by this call (with resume: what was missing), or nil, err
 function Session:put(localpath, remote, opts) return transfer.put(self, localpath, remote, opts) end

@@ -1,10 +1,10 @@
 --- Custom token endpoints: the `custom_token` block of a definition (a login
 -- URL that answers with a token somewhere in its JSON).
--- @module connkit.custom_token
+-- @module connkit.auth.custom_token
 local core = require "connkit.core"
 local check = require "connkit.check"
 local errors = require "connkit.errors"
-local endpoint = require "connkit.token_endpoint"
+local endpoint = require "connkit.auth.token_endpoint"
 
 local M = {}
 

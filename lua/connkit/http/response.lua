@@ -1,6 +1,6 @@
 --- Responses: status, body, headers (lower-case names, parsed on first
 -- use), attempts, and res:json().
--- @module connkit.response
+-- @module connkit.http.response
 local core = require "connkit.core"
 local errors = require "connkit.errors"
 local cjson = require "cjson.safe"

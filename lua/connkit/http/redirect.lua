@@ -2,11 +2,11 @@
 -- a POST into a GET, 307/308 keep method and body, and the account's
 -- credentials and request parameters are dropped from the first hop that
 -- leaves the request's origin on.
--- @module connkit.redirect
+-- @module connkit.http.redirect
 local core = require "connkit.core"
-local urls = require "connkit.url"
+local urls = require "connkit.http.url"
+local transport = require "connkit.transport"
 
-local engine = core.engine()
 local now = core.now
 
 local M = {}
@@ -31,6 +31,7 @@ function M.follow(req, res, fail, deadline)
   local spec = req
   local origin = urls.origin(req.url)
   local cross = false
+  local t = transport.current()
   while REDIRECT[res.status] and res.redirect_url do
     if hops >= max then
       return fail(req, "too_many_redirects", ("more than %d redirects"):format(max), { status = res.status })
@@ -54,7 +55,9 @@ function M.follow(req, res, fail, deadline)
       connect_timeout = req.connect_timeout, ca_file = req.ca_file, max_body = req.max_body,
       decompress = req.decompress,
     }
-    local r, code, msg = engine:perform(spec)
+    local w, code, msg = t.of_table(spec)
+    local r = w
+    if w then r, code, msg = t.perform(w) end
     if not r then return fail(spec_for_error(req, spec), code, msg) end
     res = r
   end

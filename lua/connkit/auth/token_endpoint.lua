@@ -2,12 +2,13 @@
 -- and revocation endpoints, custom login URLs) and the parsing of their
 -- replies: JSON or form-encoded, `expires_in` as number or string,
 -- `expires_at`, an `error` in a 200, HTML or empty bodies.
--- @module connkit.token_endpoint
+-- @module connkit.auth.token_endpoint
 local core = require "connkit.core"
 local cosync = require "connkit.cosync"
+local transport = require "connkit.transport"
 local errors = require "connkit.errors"
-local request = require "connkit.request"
-local urls = require "connkit.url"
+local request = require "connkit.http.request"
+local urls = require "connkit.http.url"
 local cjson = require "cjson.safe"
 
 local M = {}
@@ -90,15 +91,20 @@ end
 -- One transfer to a token endpoint. Inside a renewal task (a token fetch
 -- for a non-blocking request, or one that others may wait for) it is started
 -- on the shared engine and the task waits for it without blocking anybody;
--- elsewhere (login flows) it is performed at once.
+-- elsewhere (login flows) it is performed at once. (Over cosockets a
+-- transfer never blocks the host: it is performed where it is.)
 local function transfer(spec)
-  if cosync.can_await() then
-    local xfer, code, msg = request.engine:start(spec)
+  local t = transport.current()
+  local w, code, msg = t.of_table(spec)
+  if not w then return nil, code, msg end
+  if t == transport.curl and cosync.can_await() then
+    local xfer
+    xfer, code, msg = t.start(w)
     if not xfer then return nil, code, msg end
     cosync.await(xfer)
     return xfer:result()
   end
-  return request.engine:perform(spec)
+  return t.perform(w)
 end
 
 --- Sends params to an endpoint: a form body for POST, the query for GET.

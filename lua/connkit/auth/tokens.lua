@@ -9,7 +9,7 @@
 -- record read again (another process may have refreshed already), and only
 -- a token that is still due is renewed; the new record is written to the
 -- store before the token is used.
--- @module connkit.tokens
+-- @module connkit.auth.tokens
 local core = require "connkit.core"
 local errors = require "connkit.errors"
 local cosync = require "connkit.cosync"

@@ -11,9 +11,9 @@
 --
 -- get and put return the bytes moved by this call: the file's size, or with
 -- `resume` what was missing (size minus what the `.part` file held).
--- @module connkit.sftp_transfer
+-- @module connkit.sftp.transfer
 local errors = require "connkit.errors"
-local schema = require "connkit.sftp_schema"
+local schema = require "connkit.sftp.schema"
 
 local M = {}
 

@@ -7,20 +7,20 @@
 -- connkit.poll. (Following a redirect is still a blocking transfer.) The
 -- request's timeout covers all of it: a handle past its deadline ends with
 -- code "timeout", also while it waits for a token another caller shares.
--- @module connkit.async
+-- @module connkit.http.async
 local core = require "connkit.core"
 local errors = require "connkit.errors"
-local request = require "connkit.request"
-local attempt = require "connkit.attempt"
-local deadlines = require "connkit.deadline"
-local tokens = require "connkit.tokens"
+local request = require "connkit.http.request"
+local attempt = require "connkit.http.attempt"
+local deadlines = require "connkit.http.deadline"
+local tokens = require "connkit.auth.tokens"
 local check = require "connkit.check"
+local transport = require "connkit.transport"
 
 local POLL_OPTIONS = { timeout = "wait" }
 local ALL_OPTIONS = { concurrency = "count" }
 
 local now = core.now
-local engine = request.engine
 local Request = request.Request
 local RequestMT = request.RequestMT
 
@@ -58,13 +58,14 @@ end
 
 -- The request is up to date: its transfer starts.
 local function transmit(h)
+  local t = transport.curl
   local w = rawget(h.request, "_wire")
   if h._deadline then
     local err
-    w, err = deadlines.wire_until(h.request, h._deadline)
+    w, err = deadlines.spec_until(t, h.request, h._deadline)
     if not w then return settle(h, nil, err) end
   end
-  local xfer, code, msg = engine:start(w)
+  local xfer, code, msg = t.start(w)
   if xfer then
     h._xfer = xfer
   else
@@ -151,10 +152,41 @@ local function step(h)
   end
 end
 
+-- Inside OpenResty a handle is a light thread that sends the request
+-- (the same steps as send(), every transfer over cosockets): it moves on by
+-- itself, and done(), result() and cancel() ask its job.
+local ThreadHandle = {}
+ThreadHandle.__index = ThreadHandle
+ThreadHandle.__name = "connkit.handle"
+
+local function cancelled()
+  return errors.new("cancelled", "the request was cancelled")
+end
+
+function ThreadHandle:done()
+  return self._cancelled or self._job:done()
+end
+
+function ThreadHandle:result()
+  if self._cancelled then return nil, cancelled() end
+  return self._job:result()
+end
+
+function ThreadHandle:cancel()
+  if self._cancelled or self._job:done() then return end
+  self._cancelled = true
+  self._job:cancel()
+end
+
 --- Starts the request without waiting; drive it with connkit.poll and ask
 -- handle:done(). A token that must be fetched first is fetched as part of
 -- the handle's work: start() returns once its request is under way.
+-- (Inside OpenResty: a light thread, see ThreadHandle.)
 function Request:start()
+  if not transport.curl_only then
+    local t = transport.current()
+    if t.spawn then return setmetatable({ request = self, _job = t.spawn(attempt.send, self) }, ThreadHandle) end
+  end
   local h = setmetatable({ request = self, _attempt = 0, _extra = 0 }, Handle)
   -- a plain request is one transfer, bounded by its own timeout
   if not self._plain then h._deadline = now() + self.timeout end
@@ -181,7 +213,8 @@ function Handle:result()
       self._xfer:result() -- waits for this transfer, driving the others too
     elseif self._retry_at then
       local wait = math.max(0, math.min(0.05, self._retry_at - core.now()))
-      if engine:pending() > 0 then engine:poll(wait) else core.sleep(wait) end
+      local t = transport.curl
+      if t.pending() > 0 then t.poll(wait) else t.sleep(wait) end
     end
   end
   return self._res, self._err
@@ -209,7 +242,8 @@ end
 -- Returns how many transfers finished.
 function M.poll(timeout)
   if timeout ~= nil then check.options("connkit.poll", { timeout = timeout }, POLL_OPTIONS) end
-  local n = engine:poll(timeout or 0)
+  local t = transport.curl_only and transport.curl or (transport.choose() or transport.curl)
+  local n = t.poll(timeout or 0)
   if next(tokens.active) then
     for _, task in ipairs(keys(tokens.active)) do task:done() end
   end
@@ -222,7 +256,7 @@ end
 -- Plain requests (static auth, nothing to follow or retry) whose header
 -- lines are up to date: the batch runs in C and each is done with its reply.
 local function run_plain(reqs, n)
-  local results, nfailed = engine:run(reqs, n)
+  local results, nfailed = transport.curl.run(reqs, n)
   if nfailed > 0 then
     for i = 1, #reqs do
       local r = results[i]
@@ -264,7 +298,8 @@ local function run_handles(reqs, n)
         end
       end
       if not finished and #active > 0 then
-        if engine:pending() > 0 then engine:poll(wait) else core.sleep(wait) end
+        local t = transport.curl
+        if t.pending() > 0 then t.poll(wait) else t.sleep(wait) end
       end
     end
   end)
@@ -272,6 +307,29 @@ local function run_handles(reqs, n)
     cancel_all()
     error(err, 0)
   end
+  return results
+end
+
+-- Inside OpenResty: up to n light threads, each sending the next request
+-- left (send(): the same rules), until none is left.
+local function run_threads(reqs, n, t)
+  local results, total, nexti = {}, #reqs, 1
+  local function worker()
+    while nexti <= total do
+      local i = nexti
+      nexti = i + 1
+      local res, err = attempt.send(reqs[i])
+      results[i] = { res = res, err = err }
+    end
+  end
+  local jobs = {}
+  for k = 1, math.min(n, total) do jobs[k] = t.spawn(worker) end
+  local ok, err = true, nil
+  for k = 1, #jobs do
+    local jok, jerr = pcall(jobs[k].result, jobs[k])
+    if not jok and ok then ok, err = false, jerr end
+  end
+  if not ok then error(err, 0) end
   return results
 end
 
@@ -292,6 +350,10 @@ function M.all(reqs, opts)
       end
       plain = false
     end
+  end
+  if not transport.curl_only then
+    local t = transport.current()
+    if t.spawn then return run_threads(reqs, n, t) end
   end
   if plain then return run_plain(reqs, n) end
   return run_handles(reqs, n)

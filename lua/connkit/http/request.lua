@@ -1,19 +1,18 @@
 --- Requests: prepare (templates, auth, request parameters, body) and the
 -- request object. (Sending, refresh and retry on on_status, redirects:
--- connkit.attempt; replies: connkit.response; non-blocking requests:
--- connkit.async; the one deadline over every step: connkit.deadline.)
--- @module connkit.request
+-- connkit.http.attempt; replies: connkit.http.response; non-blocking requests:
+-- connkit.http.async; the one deadline over every step: connkit.http.deadline.)
+-- @module connkit.http.request
 local core = require "connkit.core"
 local errors = require "connkit.errors"
 local check = require "connkit.check"
-local retry = require "connkit.retry"
+local retry = require "connkit.http.retry"
 
 local json = require "connkit.json"
-local urls = require "connkit.url"
-require "connkit.response" -- the metatable of every reply
+local urls = require "connkit.http.url"
+require "connkit.http.response" -- the metatable of every reply
 
 local find, sub, upper, concat = string.find, string.sub, string.upper, table.concat
-local engine = core.engine()
 local wire = core.wire
 local raise = check.raise -- (raises at the caller's line, see connkit.options)
 
@@ -98,7 +97,8 @@ local NO_LINES = {}
 
 -- Fills in the parts that come from the account now (auth line, query), so a
 -- request prepared before a token refresh goes out with the new token, and
--- makes the wire spec the engine sends (core.wire reads the request once).
+-- makes the wire spec the curl transport sends (core.wire reads the
+-- request once; it also refuses what no transport may send).
 -- A request to an origin the integration does not name (req._bare) gets
 -- neither. Returns true, or nil and an error (a header line with CR, LF or NUL).
 local function finalize(req, acct)
@@ -250,8 +250,7 @@ end
 local fail = M.fail
 
 --- Fills in the parts of `req` that come from its account now (see
--- finalize above); used by connkit.attempt after a token refresh.
+-- finalize above); used by connkit.http.attempt after a token refresh.
 M.finalize = finalize
 
-M.engine = engine
 return M

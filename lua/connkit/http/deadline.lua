@@ -3,19 +3,19 @@
 -- redirect hops, retries and their waits). Only requests that may take more
 -- than one step compute it: a plain request is one transfer, bounded by its
 -- own timeout. Deadlines are core.now() seconds.
--- @module connkit.deadline
+-- @module connkit.http.deadline
 local core = require "connkit.core"
-local retry = require "connkit.retry"
+local retry = require "connkit.http.retry"
+local transport = require "connkit.transport"
 
-local now, wire, format_number = core.now, core.wire, core.format_number
-local engine = core.engine()
+local now, format_number = core.now, core.format_number
 
 local M = {}
 
--- the request's error for a failure (connkit.request.fail: names the
+-- the request's error for a failure (connkit.http.request.fail: names the
 -- request, not its secrets); looked up when needed (request requires us)
 local function fail(...)
-  return require("connkit.request").fail(...)
+  return require("connkit.http.request").fail(...)
 end
 
 --- The deadline of request `req` sent now.
@@ -31,15 +31,16 @@ function M.out_of_time(req, before)
 end
 local out_of_time = M.out_of_time
 
---- The wire spec to send now: the request's own while (nearly) all its time
--- is left, else a copy whose timeout is what is left (C rounds it up to a
--- whole millisecond: never 0, which curl reads as "none"). Returns the
--- spec, or nil and a "timeout" error once the deadline has passed.
-function M.wire_until(req, deadline)
+--- What transport `t` sends now: the request's own spec while (nearly)
+-- all its time is left, else a copy whose timeout is what is left (the curl
+-- transport rounds it up to a whole millisecond: never 0, which curl reads
+-- as "none"). Returns the spec, or nil and a "timeout" error once the
+-- deadline has passed.
+function M.spec_until(t, req, deadline)
   local left = deadline - now()
   if left <= 0 then return out_of_time(req, "it was sent") end
-  if left >= rawget(req, "timeout") - 0.001 then return rawget(req, "_wire") end
-  local w, code, msg = wire {
+  if left >= rawget(req, "timeout") - 0.001 then return t.of_request(req) end
+  local w, code, msg = t.of_table {
     method = req.method, url = req.url, body = req.body, header_lines = rawget(req, "header_lines"),
     timeout = left, connect_timeout = req.connect_timeout, ca_file = req.ca_file,
     max_body = req.max_body, decompress = req.decompress,
@@ -48,18 +49,21 @@ function M.wire_until(req, deadline)
   return w
 end
 
---- Waits for a task (connkit.cosync), driving the engine, until it is over
--- or the deadline passes: true when it is over. A task given up on goes on
--- for whoever else waits for it (connkit.poll and later callers drive it).
--- In OpenResty, a task running in another light thread is waited for on
--- its semaphore (this light thread sleeps; the worker goes on).
+--- Waits for a task (connkit.cosync), driving the transport's transfers,
+-- until it is over or the deadline passes: true when it is over. A task
+-- given up on goes on for whoever else waits for it (connkit.poll and later
+-- callers drive it). In OpenResty, a task running in another light thread
+-- is waited for on its semaphore (this light thread sleeps; the worker goes
+-- on).
 function M.wait_task(task, deadline)
+  local t
   while not task:done() do
     local left = deadline - now()
     if left <= 0 then return false end
     if not task:wait_other(left) then
       if left > 0.1 then left = 0.1 end -- slices: an interrupt hook runs between them
-      if engine:pending() > 0 then engine:poll(left) else core.sleep(left / 10) end
+      t = t or transport.current()
+      if t.pending() > 0 then t.poll(left) else t.sleep(left / 10) end
     end
   end
   return true

@@ -9,7 +9,7 @@
 -- be read), "key_format" (not a private key libssh2 can use),
 -- "key_passphrase" (missing or wrong passphrase). Messages name the file
 -- (or "private_key_data"), never the key or the passphrase.
--- @module connkit.sftp_login
+-- @module connkit.sftp.login
 local core = require "connkit.core"
 local errors = require "connkit.errors"
 

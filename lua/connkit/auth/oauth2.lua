@@ -1,13 +1,13 @@
 --- OAuth 2.0: the `oauth2` block of a definition. The grant flows
 -- (authorization code with PKCE, client credentials, refresh, revoke, device
 -- flow, loopback login) build on this.
--- @module connkit.oauth2
+-- @module connkit.auth.oauth2
 local core = require "connkit.core"
 local check = require "connkit.check"
 local errors = require "connkit.errors"
-local endpoint = require "connkit.token_endpoint"
-local tokens = require "connkit.tokens"
-local urls = require "connkit.url"
+local endpoint = require "connkit.auth.token_endpoint"
+local tokens = require "connkit.auth.tokens"
+local urls = require "connkit.http.url"
 
 local M = {}
 local Account = require("connkit.account").Account

@@ -2,9 +2,9 @@
 -- lines and close with the behaviour of Lua's io files. Reads are buffered
 -- (one large SFTP read serves many small ones), writes are buffered up to
 -- the chunk size and sent as one pipelined write.
--- @module connkit.sftp_file
+-- @module connkit.sftp.file
 local errors = require "connkit.errors"
-local whole = require("connkit.sftp_schema").whole
+local whole = require("connkit.sftp.schema").whole
 
 local File = {}
 File.__index = File

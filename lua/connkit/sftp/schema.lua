@@ -1,6 +1,6 @@
 --- The `sftp` block of a definition and SFTP credentials: field-by-field
 -- checks (see connkit.sftp for the sessions).
--- @module connkit.sftp_schema
+-- @module connkit.sftp.schema
 local options = require "connkit.options"
 
 local M = {}

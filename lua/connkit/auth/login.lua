@@ -1,13 +1,13 @@
 --- Interactive OAuth 2.0 logins: the RFC 8252 loopback redirect
 -- (account:login) and the RFC 8628 device authorization grant
 -- (account:login_device).
--- @module connkit.login
+-- @module connkit.auth.login
 local core = require "connkit.core"
 local errors = require "connkit.errors"
 local check = require "connkit.check"
-local endpoint = require "connkit.token_endpoint"
-local tokens = require "connkit.tokens"
-local oauth2 = require "connkit.oauth2"
+local endpoint = require "connkit.auth.token_endpoint"
+local tokens = require "connkit.auth.tokens"
+local oauth2 = require "connkit.auth.oauth2"
 
 local Account = require("connkit.account").Account
 

@@ -2,7 +2,7 @@
 -- origins (where credentials may go; redirects), the checks of a
 -- definition's URLs (scheme, secure token endpoints, allowed_origins), a URL
 -- fit for messages, and k=v&k=v encoding.
--- @module connkit.url
+-- @module connkit.http.url
 local core = require "connkit.core"
 
 local raise = require("connkit.check").raise

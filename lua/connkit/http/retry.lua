@@ -2,7 +2,7 @@
 -- long. Exponential backoff with jitter, or the server's Retry-After (seconds
 -- or an HTTP date) when it is within max_wait. Only idempotent methods are
 -- retried unless the rules name others.
--- @module connkit.retry
+-- @module connkit.http.retry
 local check = require "connkit.check"
 
 local M = {}
