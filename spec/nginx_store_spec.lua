@@ -89,6 +89,10 @@ describe("connkit.store.shared across 4 nginx workers", function()
     local set, calls = bearers()
     assert.are.equal(40, calls)
     assert.are.equal(1, count(set)) -- one token, used by every worker's account
+    local served, total = p:run("store_served", { name = "forty" }), 0
+    for _, calls in pairs(served) do total = total + calls end
+    assert.are.equal(40, total)
+    assert.is_true(count(served) >= 2, "the calls were not spread over the workers")
   end)
 
   it("keeps the record encrypted: the token is nowhere in the dict in clear; another key or no key cannot read it", function()

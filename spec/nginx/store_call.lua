@@ -16,5 +16,7 @@ return function(args)
   if not res or res.status ~= 200 then
     error(("the call failed: %s"):format(err and (err.code .. ": " .. err.message) or res.status), 0)
   end
+  -- which workers served args.name (store_served reads it)
+  ngx.shared[args.dict or "tokens"]:incr("served/" .. args.name .. "/" .. ngx.worker.pid(), 1, 0)
   return { status = res.status, pid = ngx.worker.pid() }
 end
