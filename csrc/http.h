@@ -24,6 +24,8 @@ typedef struct {
 
 struct engine;
 struct transfer;
+/* the epoll set of an engine that is polled by its host (http_poll.c) */
+typedef struct http_poller http_poller;
 
 enum spec_kind { SPEC_GET, SPEC_HEAD, SPEC_POST, SPEC_OTHER };
 
@@ -89,6 +91,7 @@ typedef struct engine {
   int mt_ref;    /* registry ref: the reply metatable */
   int env_proxy; /* a proxy variable was set when the engine was made */
   transfer sync; /* the transfer of blocking requests, buffers kept */
+  http_poller *poller; /* NULL until pollfd(): see http_poll.c */
 } engine;
 
 /* user value of the engine: the table anchoring running transfer objects */
@@ -108,5 +111,8 @@ CK_HIDDEN int http_push_reply(lua_State *L, transfer *t);
 CK_HIDDEN void http_release_buffers(transfer *t, int keep);
 CK_HIDDEN int http_fail_attach(lua_State *L, const char *bad);
 CK_HIDDEN void http_async_open(lua_State *L);
+CK_HIDDEN void http_poll_run(engine *e, int wait_ms);
+CK_HIDDEN void http_poll_close(engine *e);
+CK_HIDDEN void http_poll_open(lua_State *L);
 
 #endif /* CONNKIT_HTTP_H */

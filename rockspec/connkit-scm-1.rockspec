@@ -28,7 +28,7 @@ build = {
   modules = {
     ["connkit.core"] = {
       sources = {
-        "csrc/core.c", "csrc/template.c", "csrc/http.c", "csrc/http_async.c", "csrc/http_spec.c", "csrc/curl_mem.c", "csrc/interrupt.c", "csrc/crypto.c",
+        "csrc/core.c", "csrc/template.c", "csrc/http.c", "csrc/http_async.c", "csrc/http_poll.c", "csrc/http_spec.c", "csrc/curl_mem.c", "csrc/interrupt.c", "csrc/crypto.c",
         "csrc/lock.c", "csrc/loopback.c", "csrc/sftp.c", "csrc/sftp_ext.c", "csrc/sftp_fs.c", "csrc/sftp_key.c",
       },
       libraries = { "curl", "ssl", "crypto", "ssh2", "pthread", "dl" },

@@ -97,5 +97,7 @@ end
 local async = require "connkit.async"
 connkit.poll = async.poll
 connkit.all = async.all
+connkit.pollfd = async.pollfd
+connkit.timeout = async.timeout
 
 return connkit
