@@ -2,20 +2,23 @@
  * http_poll.c - the pollable engine, for hosts that run an event loop
  * (luv, Neovim's vim.loop, cqueues):
  *
- *   engine:pollfd() -> fd       readable when the engine has work to do
- *   engine:timeout() -> seconds | nil   until engine:poll(0) must run
+ *   engine:pollfd() -> fd       readable when a socket of the engine's
+ *                               transfers has something to do
+ *   engine:timeout() -> seconds | nil   until engine:poll(0) must run for
+ *                               curl's timers (the host uses both)
  *
  * Until pollfd() is first called the engine runs on curl_multi_perform and
  * curl_multi_poll with no callbacks, the cheapest for blocking requests and
  * batches. libcurl 7.88 calls its socket callback only from the socket API
  * (curl_multi_socket_action), never from curl_multi_perform, so from the
  * first pollfd() on the engine is event driven instead: the socket callback
- * keeps the sockets curl waits for in an epoll set, the timer callback arms
- * a timerfd in the same set, and a step (http_poll_run) hands the ready
- * sockets and a due timer to curl_multi_socket_action. Blocking requests
- * and batches then wait on the epoll set too, so the set never goes stale.
- * The epoll fd is that set: it is readable when a socket has data or curl's
- * timer is due. Linux only (epoll, timerfd).
+ * keeps the sockets curl waits for in an epoll set, the timer callback
+ * notes when curl's timer is due, and a step (http_poll_run) hands the
+ * ready sockets and a due timer to curl_multi_socket_action. Blocking
+ * requests and batches then wait on the epoll set too (bounded by curl's
+ * timer), so the set never goes stale. Curl's timer is not in the set (a
+ * timerfd cost a syscall per change, several per request): the host has to
+ * ask timeout() anyway, for connkit's own timed work. Linux only (epoll).
  */
 /* curl_multi_socket_all: once, to hand over transfers already running */
 #define CURL_DISABLE_DEPRECATION
@@ -24,7 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,7 +35,7 @@
 #define EVENTS_MAX 64
 
 struct http_poller {
-  int epfd, tfd;
+  int epfd;
   int64_t timer_at; /* CLOCK_MONOTONIC ns when curl's timer is due; -1: none */
 };
 
@@ -43,26 +45,11 @@ static int64_t mono_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Arms the timerfd for p->timer_at (absolute), or disarms it: either way
- * it is no longer readable for an expiry that was handled. */
-static void arm(http_poller *p) {
-  struct itimerspec its;
-  memset(&its, 0, sizeof its);
-  if (p->timer_at >= 0) {
-    its.it_value.tv_sec = (time_t)(p->timer_at / 1000000000);
-    its.it_value.tv_nsec = (long)(p->timer_at % 1000000000);
-    if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
-      its.it_value.tv_nsec = 1; /* all zero would disarm it */
-  }
-  timerfd_settime(p->tfd, TFD_TIMER_ABSTIME, &its, NULL);
-}
-
 /* CURLMOPT_TIMERFUNCTION: ms < 0 deletes the timer, 0 means now. */
 static int on_timer(CURLM *multi, long ms, void *ud) {
   http_poller *p = (http_poller *)ud;
   (void)multi;
   p->timer_at = ms < 0 ? -1 : mono_ns() + (int64_t)ms * 1000000;
-  arm(p);
   return 0;
 }
 
@@ -89,28 +76,29 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *ud,
   return -1;
 }
 
-/* Runs what is due: waits up to wait_ms (0: not at all) for the epoll set,
- * hands each ready socket to curl, then curl's timer if it is due. The
- * caller reads the completion messages. */
+/* Runs what is due: waits up to wait_ms (0: not at all; never past curl's
+ * timer) for the epoll set, hands each ready socket to curl, then curl's
+ * timer if it is due. The caller reads the completion messages. */
 void http_poll_run(engine *e, int wait_ms) {
   http_poller *p = e->poller;
   struct epoll_event ev[EVENTS_MAX];
   int n, i, still;
+  if (wait_ms > 0 && p->timer_at >= 0) {
+    int64_t left = p->timer_at - mono_ns();
+    if (left < (int64_t)wait_ms * 1000000)
+      wait_ms = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
+  }
   n = epoll_wait(p->epfd, ev, EVENTS_MAX, wait_ms);
   for (i = 0; i < n; i++) {
     int mask = 0;
-    if (ev[i].data.fd == p->tfd) continue; /* the due check below */
     if (ev[i].events & EPOLLIN) mask |= CURL_CSELECT_IN;
     if (ev[i].events & EPOLLOUT) mask |= CURL_CSELECT_OUT;
     if (ev[i].events & (EPOLLERR | EPOLLHUP)) mask |= CURL_CSELECT_ERR;
     curl_multi_socket_action(e->multi, ev[i].data.fd, mask, &still);
   }
   if (p->timer_at >= 0 && mono_ns() >= p->timer_at) {
-    p->timer_at = -1;
+    p->timer_at = -1; /* on_timer sets the next one */
     curl_multi_socket_action(e->multi, CURL_SOCKET_TIMEOUT, 0, &still);
-    /* curl reports its next timer through on_timer; without one the
-     * expired timerfd must not stay readable */
-    if (p->timer_at < 0) arm(p);
   }
 }
 
@@ -121,7 +109,6 @@ void http_poll_close(engine *e) {
   if (p == NULL) return;
   curl_multi_setopt(e->multi, CURLMOPT_SOCKETFUNCTION, NULL);
   curl_multi_setopt(e->multi, CURLMOPT_TIMERFUNCTION, NULL);
-  close(p->tfd);
   close(p->epfd);
   free(p);
   e->poller = NULL;
@@ -133,21 +120,13 @@ static int engine_pollfd(lua_State *L) {
   engine *e = http_check_engine(L, 1);
   http_poller *p = e->poller;
   if (p == NULL) {
-    struct epoll_event ev;
     int still;
     p = (http_poller *)calloc(1, sizeof *p);
     if (p == NULL) return luaL_error(L, "connkit.pollfd: out of memory");
     p->timer_at = -1;
     p->epfd = epoll_create1(EPOLL_CLOEXEC);
-    p->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    memset(&ev, 0, sizeof ev);
-    ev.events = EPOLLIN;
-    ev.data.fd = p->tfd;
-    if (p->epfd < 0 || p->tfd < 0 ||
-        epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->tfd, &ev) != 0) {
+    if (p->epfd < 0) {
       int err = errno;
-      if (p->epfd >= 0) close(p->epfd);
-      if (p->tfd >= 0) close(p->tfd);
       free(p);
       return luaL_error(L, "connkit.pollfd: %s", strerror(err));
     }
@@ -162,7 +141,6 @@ static int engine_pollfd(lua_State *L) {
        * finished meanwhile is read on the next step, so that is due now. */
       curl_multi_socket_all(e->multi, &still);
       p->timer_at = mono_ns();
-      arm(p);
     }
   }
   lua_pushinteger(L, p->epfd);

@@ -212,3 +212,27 @@ describe("examples/luv_loop.lua", function()
     assert.is_true(tonumber(iterations) <= 60, out)
   end)
 end)
+
+describe("examples/nvim_loop.lua", function()
+  -- Neovim 0.7 runs on LuaJIT: only a LuaJIT build of connkit loads in it
+  it("drives requests from Neovim's vim.loop, headless", function()
+    if helpers.lua ~= "luajit" then
+      pending("runs with the LuaJIT build (make test LUA=luajit)")
+      return
+    end
+    if not helpers.execute("command -v nvim > /dev/null") then
+      pending("Neovim (nvim) is not installed")
+      return
+    end
+    local hb = helpers.peer("httpbin")
+    local env = { "env", "BASE_URL=" .. q(hb.url) }
+    for k, v in pairs(helpers.child_env()) do env[#env + 1] = k .. "=" .. q(v) end
+    local ok, out = helpers.run(("cd %s && %s timeout 30 nvim --headless -u NONE -i NONE -c %s 2>&1"):format(
+      q(helpers.root), table.concat(env, " "), q("luafile examples/nvim_loop.lua")))
+    assert.is_true(ok, out)
+    for i = 1, 3 do assert.matches(("reply %d: 200 nvim n=%d\n"):format(i, i), out) end
+    local wakeups = tonumber(out:match("done: (%d+) wakeups"))
+    assert.is_truthy(wakeups, out)
+    assert.is_true(wakeups <= 30, out)
+  end)
+end)
