@@ -140,9 +140,10 @@ describe("connkit.pollfd and connkit.timeout", function()
   it("takes over transfers started before the first pollfd()", function()
     local r = run_child("handover", [[
       local h = acct:prepare { url = "/delay/1", query = { k = "before" } }:start()
-      for _ = 1, 5 do connkit.poll(0.02) end -- connected and sent, on the default engine
-      FD = connkit.pollfd()
+      -- connected and sent on the default engine, curl's short timers past
       local t0 = now()
+      while now() - t0 < 0.4 do connkit.poll(0.05) end
+      FD = connkit.pollfd()
       out.wakeups = drive(function() return h:done() end)
       out.elapsed = now() - t0
       local res = assert(h:result())
@@ -151,7 +152,7 @@ describe("connkit.pollfd and connkit.timeout", function()
     ]], hb.url)
     assert.equal(200, r.status)
     assert.equal("before", r.k)
-    assert.is_true(r.elapsed < 1.5, "took " .. r.elapsed .. " s")
+    assert.is_true(r.elapsed < 1.8, "took " .. r.elapsed .. " s")
     assert.is_true(r.wakeups <= 10, r.wakeups .. " wakeups")
     assert.is_false(r.idle_readable)
   end)
