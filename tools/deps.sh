@@ -44,7 +44,8 @@ build="$lua_pkgs gcc libc6-dev make pkg-config libcurl4-openssl-dev libssl-dev
 # peers: httpbin served by gunicorn, nginx, sshd, and node for oidc-provider
 # and the scripted server.
 test="$build lua-busted lua-socket lua-filesystem curl openssl procps
-  openssh-client openssh-server nginx python3 python3-httpbin python3-gunicorn"
+  openssh-client openssh-server nginx python3 python3-httpbin python3-gunicorn
+  lua-luv"
 # The OpenResty specs (spec/openresty_spec.lua, spec/peers/openresty.lua):
 # nginx's Lua module with the development kit it loads first and its Lua
 # library, and the LuaJIT branch the module is built on (headers for
