@@ -18,7 +18,7 @@
 local wire = require "connkit.transport.ngx_wire"
 
 local floor, ceil, min = math.floor, math.ceil, math.min
-local tonumber, concat, setmetatable, rawget = tonumber, table.concat, setmetatable, rawget
+local tonumber, setmetatable, rawget = tonumber, setmetatable, rawget
 
 local M = { name = "ngx" }
 
@@ -197,13 +197,19 @@ function M.perform(spec)
   if not connect_timeout or connect_timeout <= 0 then connect_timeout = CURL_CONNECT_TIMEOUT end
   local sni = https and not u.ip and u.host or nil
   local st = { started = started, received = 0 }
-  -- each read gets the time left of the whole transfer
+  -- each read gets the time left of the whole transfer (ngx.now() moves
+  -- only when the worker ran its event loop: a read that did not wait
+  -- leaves the timeouts as they are)
+  local armed_at = nil
   st.arm = function(sock)
     if not deadline then return true end
-    local left = deadline - ngx.now()
+    local now = ngx.now()
+    if now == armed_at then return true end
+    local left = deadline - now
     if left <= 0 then return false end
     local t = ms(left)
     sock:settimeouts(t, t, t)
+    armed_at = now
     return true
   end
   local c = {
@@ -211,9 +217,13 @@ function M.perform(spec)
     connect_timeout = connect_timeout, method = rawget(spec, "method") or "GET",
     -- a compressed body may be a little larger than what it decodes to
     read_limit = decompress and (max + floor(max / 64) + 1024) or max,
-    pool_opts = { pool = https and ("connkit https %s:%d sni=%s verify"):format(u.host, u.port, sni or "")
-      or ("connkit http %s:%d"):format(u.host, u.port) },
+    pool_opts = u.pool_opts,
   }
+  if not c.pool_opts then
+    c.pool_opts = { pool = https and ("connkit https %s:%d sni=%s verify"):format(u.host, u.port, sni or "")
+      or ("connkit http %s:%d"):format(u.host, u.port) }
+    u.pool_opts = c.pool_opts -- (u is the cached parse of this URL)
+  end
   local reply
   for _ = 0, STALE_RETRIES do
     reply, code, msg = exchange(c)
@@ -235,11 +245,7 @@ function M.perform(spec)
   elseif #body > max then
     return too_large(max)
   end
-  local lines = reply.lines
-  local res = {
-    status = reply.status, body = body,
-    _raw_headers = #lines > 0 and (concat(lines, "\r\n") .. "\r\n") or "",
-  }
+  local res = { status = reply.status, body = body, _raw_headers = reply.raw }
   if reply.location and reply.status >= 300 and reply.status < 400 then
     res.redirect_url = wire.resolve(rawget(spec, "url"), reply.location)
   end
