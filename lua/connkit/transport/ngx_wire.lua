@@ -6,7 +6,7 @@
 local core = require "connkit.core"
 
 local find, match, lower, sub, byte = string.find, string.match, string.lower, string.sub, string.byte
-local concat, tonumber, floor = table.concat, tonumber, math.floor
+local concat, tonumber, floor, ceil = table.concat, tonumber, math.floor, math.ceil
 
 local M = {}
 
@@ -140,6 +140,34 @@ function M.request(spec, u, decompress)
   return out
 end
 
+local NO_LIMIT_MS = 2147483647 -- cosocket timeouts must be below 2^31 ms
+
+--- Seconds -> cosocket milliseconds: rounded up, at least 1, below 2^31.
+local function ms(s)
+  local v = ceil(s * 1000)
+  if v < 1 then return 1 end
+  return v > NO_LIMIT_MS and NO_LIMIT_MS or v
+end
+M.ms, M.NO_LIMIT_MS = ms, NO_LIMIT_MS
+
+--- Sets the timeouts of sock to the time left until st.deadline (none:
+-- left as they are); false once no time is left. ngx.now() moves only when
+-- the worker ran its event loop: after a read that did not wait, the
+-- timeouts stay as they are.
+local function arm(st, sock)
+  local deadline = st.deadline
+  if not deadline then return true end
+  local now = ngx.now()
+  if now == st.armed_at then return true end
+  local left = deadline - now
+  if left <= 0 then return false end
+  local t = ms(left)
+  sock:settimeouts(t, t, t)
+  st.armed_at = now
+  return true
+end
+M.arm = arm
+
 -- A failed read as (nil, code, message); `st` is the read's state.
 local function read_failure(st, err, what)
   if err == "timeout" then
@@ -155,7 +183,7 @@ end
 
 -- Reads one line (without its CRLF) under the time left.
 local function line_of(sock, st, what)
-  if not st.arm(sock) then return read_failure(st, "timeout") end
+  if not arm(st, sock) then return read_failure(st, "timeout") end
   local line, err = sock:receive("*l")
   if not line then return read_failure(st, err, what) end
   st.received = st.received + #line + 2
@@ -164,7 +192,7 @@ end
 
 -- Reads n bytes under the time left.
 local function bytes_of(sock, st, n, what)
-  if not st.arm(sock) then return read_failure(st, "timeout") end
+  if not arm(st, sock) then return read_failure(st, "timeout") end
   local data, err, partial = sock:receive(n)
   if not data then
     if partial then st.received = st.received + #partial end
@@ -190,7 +218,7 @@ end
 -- the transport needs, or nil, code, message.
 local function read_head(sock, st)
   while true do
-    if not st.arm(sock) then return read_failure(st, "timeout") end
+    if not arm(st, sock) then return read_failure(st, "timeout") end
     local head, err, partial = sock:receiveuntil("\r\n\r\n")(HEAD_MAX + 1)
     if not head then
       if partial and partial ~= "" then st.received = st.received + #partial end
@@ -255,7 +283,7 @@ end
 local function read_to_close(sock, st, limit)
   local parts, total = {}, 0
   while true do
-    if not st.arm(sock) then return read_failure(st, "timeout") end
+    if not arm(st, sock) then return read_failure(st, "timeout") end
     local data, err, partial = sock:receive(READ_CHUNK)
     data = data or partial
     if data and data ~= "" then
@@ -272,8 +300,8 @@ end
 local NO_BODY = { [204] = true, [304] = true }
 
 --- Reads the reply to a request with method `method`. `st` holds started
--- (ngx.now()), received (bytes so far) and arm(sock) (sets the read timeout
--- to the time left; false once none is left). Returns a reply table
+-- (ngx.now()), received (bytes so far) and deadline (ngx.now() seconds, or
+-- nil: no limit) and armed_at (see arm). Returns a reply table
 -- { status, raw (the header lines), body, encoding, location, keep (the
 -- connection can serve another request) }, or nil, code, message; code
 -- "too_large" comes without a message (the caller names the limit).
