@@ -64,9 +64,18 @@ local RAW_SERVER = raw("/until-close", "HTTP/1.1 200 OK\r\nX-Kind: close-delimit
   .. raw("/cut-head", "HTTP/1.1 200 OK\r\nX-Half: yes\r\n")
   .. raw("/empty", "")
   .. raw("/garbage", "SSH-2.0-not-http\r\n\r\n")
+  .. raw("/bad-gzip", "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 12\r\n\r\n\31\139\8\0\0\0\0\0\0\3\7\0")
   .. raw("/chunked-trailer", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     .. "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n")
   .. [[
+    location = /once-per-connection {
+      content_by_lua_block {
+        local s = ngx.req.socket(true)
+        s:send("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce")
+        s:settimeout(5000)
+        s:receive("*l") -- the next request on this connection: closed unanswered
+      }
+    }
     location = /stall { content_by_lua_block { ngx.sleep(5) ngx.say("late") } }
     location = /slow { content_by_lua_block { ngx.sleep(0.5) ngx.say("slow") } }
     location = /moved { return 302 ../elsewhere/x?y=1; }
@@ -283,7 +292,7 @@ describe("the ngx transport inside nginx", function()
 
     it("network and protocol for broken replies, as the curl transport", function()
       for path, code in pairs({ ["/cut-body"] = "network", ["/cut-head"] = "network", ["/empty"] = "network",
-        ["/garbage"] = "protocol" }) do
+        ["/garbage"] = "protocol", ["/bad-gzip"] = "http" }) do
         local r = perform({ method = "GET", url = raw_peer.url .. path, timeout = 5 }, "both")
         assert.equal(code, r.ngx.code, path .. ": " .. tostring(r.ngx.message))
         assert.equal(r.curl.code, r.ngx.code, path)
@@ -358,11 +367,13 @@ describe("the ngx transport inside nginx", function()
       assert.equal(conns[2], conns[3])
     end)
 
-    it("a pooled connection the peer closed is replaced, not an error", function()
-      -- /interim closes after a complete reply with a length: pooled, then dead
-      for _ = 1, 3 do
-        local r = perform({ method = "GET", url = raw_peer.url .. "/interim", timeout = 5 }).ngx
-        assert.equal(200, r.status, r.message)
+    it("a pooled connection the peer closes unanswered is replaced, not an error (as curl does)", function()
+      -- /once-per-connection answers the first request of a connection and
+      -- closes on the next: every second request meets a dead pooled one
+      for i = 1, 4 do
+        local r = perform({ method = "GET", url = raw_peer.url .. "/once-per-connection", timeout = 5 }).ngx
+        assert.equal(200, r.status, i .. ": " .. tostring(r.message))
+        assert.equal("once", r.body)
       end
     end)
   end)
@@ -384,6 +395,11 @@ describe("the ngx transport inside nginx", function()
       assert.equal(200, out.curl_status)
       assert.is_true(out.curl_delay >= 0.45, tostring(out.curl_delay))
       assert.equal("ngx", out.auto)
+      -- connkit.all: 3 x 0.5 s at once, then one req:start() (0.5 s)
+      assert.same({ 200, 200, 200 }, out.all)
+      assert.is_false(out.started_done)
+      assert.equal(200, out.handle)
+      assert.is_true(out.all_elapsed < 1.4, tostring(out.all_elapsed))
     end)
 
     it("nowhere in phases without cosockets: a request raises naming the phase and ngx.timer.at", function()
@@ -422,5 +438,38 @@ describe("the ngx transport inside nginx", function()
       assert.equal("200 slow\n", out.results[1])
       assert.equal(0, out.pending_at_end)
     end)
+  end)
+end)
+
+describe("core.inflate (the ngx transport's gzip and deflate)", function()
+  local core = require "connkit.core"
+  local function made(cmd)
+    local ok, out = helpers.run("printf 'hello, hello, hello' | " .. cmd)
+    assert(ok, out)
+    return out
+  end
+  local py = "/usr/bin/python3 -c 'import sys, zlib; "
+
+  it("decodes gzip, zlib and raw deflate streams", function()
+    assert.equal("hello, hello, hello", core.inflate(made("gzip -c"), 100))
+    assert.equal("hello, hello, hello", core.inflate(made(py .. "sys.stdout.buffer.write(zlib.compress(sys.stdin.buffer.read()))'"), 100))
+    assert.equal("hello, hello, hello", core.inflate(made(py .. "c = zlib.compressobj(wbits=-15); "
+      .. "sys.stdout.buffer.write(c.compress(sys.stdin.buffer.read()) + c.flush())'"), 100))
+  end)
+
+  it("too_large past max decoded bytes; http for a corrupt or cut stream", function()
+    local gz = made("gzip -c")
+    assert.equal("hello, hello, hello", core.inflate(gz, 19))
+    local v, code, msg = core.inflate(gz, 18)
+    assert.is_nil(v)
+    assert.equal("too_large", code)
+    assert.equal("the response body is larger than 18 bytes", msg)
+    v, code = core.inflate("\31\139\8\0not gzip", 100)
+    assert.is_nil(v)
+    assert.equal("http", code)
+    v, code, msg = core.inflate(gz:sub(1, #gz - 10), 100)
+    assert.is_nil(v)
+    assert.equal("http", code)
+    assert.matches("ended before its end", msg, 1, true)
   end)
 end)

@@ -3,7 +3,8 @@
 -- after 0.5 s). Returns what connkit.transport() says in the content phase,
 -- in a timer and (from init_by_lua) at start; a request's reply as the peer
 -- received it; and whether a request yields to nginx (another light thread
--- sleeping 0.1 s meanwhile wakes on time) or blocks it.
+-- sleeping 0.1 s meanwhile wakes on time) or blocks it; connkit.all and
+-- req:start() over it.
 local connkit = require "connkit"
 
 local function account(base)
@@ -34,6 +35,20 @@ return function(args)
   local res, err = acct:get("/echo/x")
   out.echo = res and res.body or tostring(err)
   out.ngx_delay, out.ngx_status = sleeper_delay(acct, args.slow)
+  -- connkit.all and req:start() in light threads: three 0.5 s requests at once
+  local reqs = {}
+  for i = 1, 3 do reqs[i] = assert(acct:prepare { method = "GET", url = args.slow }) end
+  ngx.update_time()
+  local t0 = ngx.now()
+  local results = connkit.all(reqs, { concurrency = 3 })
+  local handle = reqs[1]:start()
+  out.started_done = handle:done()
+  local hres = handle:result()
+  ngx.update_time()
+  out.all_elapsed = ngx.now() - t0
+  out.all = {}
+  for i, r in ipairs(results) do out.all[i] = r.res and r.res.status or tostring(r.err) end
+  out.handle = hres and hres.status or false
   -- in a timer
   local sema = require("ngx.semaphore").new()
   ngx.timer.at(0, function()

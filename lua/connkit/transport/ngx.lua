@@ -18,7 +18,7 @@
 local wire = require "connkit.transport.ngx_wire"
 
 local floor, ceil, min = math.floor, math.ceil, math.min
-local tonumber, concat, setmetatable, rawget = tonumber, table.concat, setmetatable, rawget
+local tonumber, setmetatable, rawget = tonumber, setmetatable, rawget
 
 local M = { name = "ngx" }
 
@@ -44,7 +44,7 @@ function M.available()
 end
 
 local MAX_BODY = 256 * 1024 * 1024 -- the curl transport's default
-local NO_LIMIT_MS = 2147483647 -- cosocket timeouts must be below 2^31 ms
+local NO_LIMIT_MS, ms, arm = wire.NO_LIMIT_MS, wire.ms, wire.arm
 local CURL_CONNECT_TIMEOUT = 300 -- libcurl's connect timeout when none is set
 local STALE_RETRIES = 3 -- pooled connections the peer closed, tried again
 
@@ -56,13 +56,6 @@ local response_mt
 local function response_meta()
   response_mt = response_mt or require "connkit.http.response"
   return response_mt
-end
-
--- seconds -> cosocket milliseconds: rounded up, at least 1, below 2^31
-local function ms(s)
-  local v = ceil(s * 1000)
-  if v < 1 then return 1 end
-  return v > NO_LIMIT_MS and NO_LIMIT_MS or v
 end
 
 local function elapsed_ms(started)
@@ -116,7 +109,7 @@ local STALE = {} -- an attempt that met a pooled connection the peer had closed
 -- One connection, one request, one reply. Returns a reply, or nil, code,
 -- message, or STALE.
 local function exchange(c)
-  local u, st = c.u, c.st
+  local u, st = c.u, c
   local sock = ngx.socket.tcp()
   local left = c.deadline and c.deadline - ngx.now()
   if left and left <= 0 then
@@ -144,7 +137,7 @@ local function exchange(c)
       return tls_failure(u, err, st.started)
     end
   end
-  if not st.arm(sock) then
+  if not arm(st, sock) then
     sock:close()
     return nil, "timeout", ("Operation timed out after %d milliseconds with 0 bytes received")
       :format(elapsed_ms(st.started))
@@ -196,24 +189,21 @@ function M.perform(spec)
   local connect_timeout = tonumber(rawget(spec, "connect_timeout"))
   if not connect_timeout or connect_timeout <= 0 then connect_timeout = CURL_CONNECT_TIMEOUT end
   local sni = https and not u.ip and u.host or nil
-  local st = { started = started, received = 0 }
-  -- each read gets the time left of the whole transfer
-  st.arm = function(sock)
-    if not deadline then return true end
-    local left = deadline - ngx.now()
-    if left <= 0 then return false end
-    local t = ms(left)
-    sock:settimeouts(t, t, t)
-    return true
-  end
+  -- the state of the transfer (connkit.transport.ngx_wire reads started,
+  -- received, deadline and armed_at)
   local c = {
-    u = u, st = st, https = https, sni = sni, request = request, deadline = deadline,
+    started = started, received = 0, armed_at = false,
+    u = u, https = https, sni = sni, request = request, deadline = deadline,
     connect_timeout = connect_timeout, method = rawget(spec, "method") or "GET",
     -- a compressed body may be a little larger than what it decodes to
     read_limit = decompress and (max + floor(max / 64) + 1024) or max,
-    pool_opts = { pool = https and ("connkit https %s:%d sni=%s verify"):format(u.host, u.port, sni or "")
-      or ("connkit http %s:%d"):format(u.host, u.port) },
+    pool_opts = u.pool_opts,
   }
+  if not c.pool_opts then
+    c.pool_opts = { pool = https and ("connkit https %s:%d sni=%s verify"):format(u.host, u.port, sni or "")
+      or ("connkit http %s:%d"):format(u.host, u.port) }
+    u.pool_opts = c.pool_opts -- (u is the cached parse of this URL)
+  end
   local reply
   for _ = 0, STALE_RETRIES do
     reply, code, msg = exchange(c)
@@ -235,11 +225,7 @@ function M.perform(spec)
   elseif #body > max then
     return too_large(max)
   end
-  local lines = reply.lines
-  local res = {
-    status = reply.status, body = body,
-    _raw_headers = #lines > 0 and (concat(lines, "\r\n") .. "\r\n") or "",
-  }
+  local res = { status = reply.status, body = body, _raw_headers = reply.raw }
   if reply.location and reply.status >= 300 and reply.status < 400 then
     res.redirect_url = wire.resolve(rawget(spec, "url"), reply.location)
   end
