@@ -1,0 +1,307 @@
+--- The ngx transport: HTTP/1.1 over OpenResty's cosockets (ngx.socket.tcp),
+-- so a request yields to nginx instead of blocking the worker. It takes the
+-- same finished requests as the curl transport and gives the same replies
+-- and error codes. TLS is verified with the CAs of nginx's
+-- lua_ssl_trusted_certificate (SNI and the name check use the URL's host
+-- when it is a name); connections go back to a cosocket pool per worker,
+-- keyed by host, port and TLS settings, after a reply read to its end.
+-- Names are resolved by nginx's `resolver`.
+--
+--   available() -> true | false, reason
+--   perform(spec) -> response | nil, code, message
+--   start(spec) -> transfer (t:done(), t:result(), t:cancel()), in a light thread
+--   poll(seconds) -> transfers finished since the last poll; pending() -> in flight
+-- @module connkit.transport.ngx
+local wire = require "connkit.transport.ngx_wire"
+
+local floor, ceil, min = math.floor, math.ceil, math.min
+local tonumber, concat, setmetatable, rawget = tonumber, table.concat, setmetatable, rawget
+
+local M = { name = "ngx" }
+
+-- the phases whose Lua may use cosockets (lua-nginx-module's contexts of
+-- ngx.socket.tcp)
+local COSOCKET_PHASES = {
+  rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
+}
+M.PHASES = COSOCKET_PHASES
+
+--- Whether a request made here can use cosockets: true, or false and why.
+function M.available()
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) ~= "table" or type(ngx.socket) ~= "table" or type(ngx.get_phase) ~= "function" then
+    return false, "not inside OpenResty (there is no ngx.socket)"
+  end
+  local phase = ngx.get_phase()
+  if not COSOCKET_PHASES[phase] then
+    return false, ("cosockets cannot run in nginx's %s phase"):format(phase)
+  end
+  return true
+end
+
+local MAX_BODY = 256 * 1024 * 1024 -- the curl transport's default
+local NO_LIMIT_MS = 2147483647 -- cosocket timeouts must be below 2^31 ms
+local CURL_CONNECT_TIMEOUT = 300 -- libcurl's connect timeout when none is set
+local STALE_RETRIES = 3 -- pooled connections the peer closed, tried again
+
+local CA_FILE_MSG = "tls.ca_file cannot be honoured by the ngx transport: cosockets trust the CAs"
+  .. " of nginx's lua_ssl_trusted_certificate only; put that CA there (in nginx.conf) and leave"
+  .. " tls.ca_file out"
+
+local response_mt
+local function response_meta()
+  if not response_mt then
+    local ok, m = pcall(require, "connkit.http.response")
+    response_mt = ok and m or require "connkit.response"
+  end
+  return response_mt
+end
+
+-- seconds -> cosocket milliseconds: rounded up, at least 1, below 2^31
+local function ms(s)
+  local v = ceil(s * 1000)
+  if v < 1 then return 1 end
+  return v > NO_LIMIT_MS and NO_LIMIT_MS or v
+end
+
+local function elapsed_ms(started)
+  return floor((ngx.now() - started) * 1000)
+end
+
+local function connect_failure(u, err, started)
+  if err == "timeout" then
+    return nil, "timeout", ("Connection timed out after %d milliseconds"):format(elapsed_ms(started))
+  end
+  if err:find("resolve", 1, true) then
+    return nil, "dns", ("Could not resolve host: %s (%s; cosockets look names up with the"
+      .. " resolver directive of nginx.conf)"):format(u.host, err)
+  end
+  return nil, "connect", ("Failed to connect to %s port %d after %d ms: %s")
+    :format(u.host, u.port, elapsed_ms(started), err)
+end
+
+local function tls_failure(u, err, started)
+  if err == "timeout" then
+    return nil, "timeout", ("SSL connection timeout after %d milliseconds"):format(elapsed_ms(started))
+  end
+  local hint = ""
+  if err:find("^%d+:") or err:find("certificate", 1, true) then
+    hint = " (the ngx transport trusts the CAs of nginx's lua_ssl_trusted_certificate,"
+      .. " up to lua_ssl_verify_depth)"
+  end
+  return nil, "tls", ("SSL handshake with %s port %d failed: %s%s"):format(u.host, u.port, err, hint)
+end
+
+local STALE = {} -- an attempt that met a pooled connection the peer had closed
+
+-- One connection, one request, one reply. Returns a reply, or nil, code,
+-- message, or STALE.
+local function exchange(c)
+  local u, st = c.u, c.st
+  local sock = ngx.socket.tcp()
+  local left = c.deadline and c.deadline - ngx.now()
+  if left and left <= 0 then
+    return nil, "timeout", ("Connection timed out after %d milliseconds"):format(elapsed_ms(st.started))
+  end
+  local rw = left and ms(left) or NO_LIMIT_MS
+  sock:settimeouts(ms(left and min(c.connect_timeout, left) or c.connect_timeout), rw, rw)
+  local ok, err = sock:connect(u.connect_host, u.port, c.pool_opts)
+  if not ok then return connect_failure(u, err, st.started) end
+  local reused = (sock:getreusedtimes() or 0) > 0
+  if c.https and not reused then
+    ok, err = sock:sslhandshake(false, c.sni, true)
+    if not ok then
+      sock:close()
+      return tls_failure(u, err, st.started)
+    end
+  end
+  if not st.arm(sock) then
+    sock:close()
+    return nil, "timeout", ("Operation timed out after %d milliseconds with 0 bytes received")
+      :format(elapsed_ms(st.started))
+  end
+  ok, err = sock:send(c.request)
+  if not ok then
+    sock:close()
+    if reused and err ~= "timeout" then return STALE end
+    if err == "timeout" then
+      return nil, "timeout", ("Operation timed out after %d milliseconds with 0 bytes received")
+        :format(elapsed_ms(st.started))
+    end
+    return nil, "network", "Send failure: " .. tostring(err)
+  end
+  st.received = 0
+  local reply, code, msg = wire.read_reply(sock, st, c.method, c.read_limit)
+  if not reply then
+    sock:close()
+    if reused and st.received == 0 and code == "network" then return STALE end
+    return nil, code, msg
+  end
+  if reply.keep then sock:setkeepalive() else sock:close() end
+  return reply
+end
+
+local function too_large(max)
+  return nil, "too_large", ("the response body is larger than %d bytes"):format(max)
+end
+
+--- Sends the finished request `spec` (method, url, header_lines, body,
+-- timeout, connect_timeout, max_body, decompress, ca_file) and reads the
+-- reply. Returns a response, or nil, code, message.
+function M.perform(spec)
+  local u, code, msg = wire.parse_url(rawget(spec, "url"))
+  if not u then return nil, code, msg end
+  local https = u.scheme == "https"
+  if https and rawget(spec, "ca_file") then return nil, "config", CA_FILE_MSG end
+  local decompress = rawget(spec, "decompress") ~= false
+  local request
+  request, code, msg = wire.request(spec, u, decompress)
+  if not request then return nil, code, msg end
+  local max = tonumber(rawget(spec, "max_body"))
+  if not max or max < 1 then max = MAX_BODY end
+  max = floor(max)
+  ngx.update_time()
+  local started = ngx.now()
+  local timeout = tonumber(rawget(spec, "timeout"))
+  local deadline = timeout and timeout > 0 and started + timeout or nil
+  local connect_timeout = tonumber(rawget(spec, "connect_timeout"))
+  if not connect_timeout or connect_timeout <= 0 then connect_timeout = CURL_CONNECT_TIMEOUT end
+  local sni = https and not u.ip and u.host or nil
+  local st = { started = started, received = 0 }
+  -- each read gets the time left of the whole transfer
+  st.arm = function(sock)
+    if not deadline then return true end
+    local left = deadline - ngx.now()
+    if left <= 0 then return false end
+    local t = ms(left)
+    sock:settimeouts(t, t, t)
+    return true
+  end
+  local c = {
+    u = u, st = st, https = https, sni = sni, request = request, deadline = deadline,
+    connect_timeout = connect_timeout, method = rawget(spec, "method") or "GET",
+    -- a compressed body may be a little larger than what it decodes to
+    read_limit = decompress and (max + floor(max / 64) + 1024) or max,
+    pool_opts = { pool = https and ("connkit https %s:%d sni=%s verify"):format(u.host, u.port, sni or "")
+      or ("connkit http %s:%d"):format(u.host, u.port) },
+  }
+  local reply
+  for _ = 0, STALE_RETRIES do
+    reply, code, msg = exchange(c)
+    if reply ~= STALE then break end
+    reply = nil
+  end
+  if reply == STALE then reply, code, msg = nil, "network", "Recv failure: the connection was closed" end
+  if not reply then
+    if code == "too_large" then return too_large(max) end
+    return nil, code, msg
+  end
+  local body = reply.body
+  if decompress and reply.encoding then
+    body, code, msg = wire.decode(body, reply.encoding, max)
+    if not body then
+      if code == "too_large" then return too_large(max) end
+      return nil, code, msg
+    end
+  elseif #body > max then
+    return too_large(max)
+  end
+  local lines = reply.lines
+  local res = {
+    status = reply.status, body = body,
+    _raw_headers = #lines > 0 and (concat(lines, "\r\n") .. "\r\n") or "",
+  }
+  if reply.location and reply.status >= 300 and reply.status < 400 then
+    res.redirect_url = wire.resolve(rawget(spec, "url"), reply.location)
+  end
+  return setmetatable(res, response_meta())
+end
+
+------------------------------------------------------------------------
+-- Transfers in light threads
+
+local semaphore -- ngx.semaphore, loaded on first use (it needs OpenResty)
+local inflight, finished, poll_wake = 0, 0, nil
+
+-- Wakes every light thread waiting on sema.
+local function wake_all(sema)
+  local n = sema:count()
+  if n < 0 then sema:post(-n) end
+end
+
+local Transfer = {}
+Transfer.__index = Transfer
+Transfer.__name = "connkit.transport.ngx.transfer"
+
+local function finish(t, res, code, msg)
+  if t._done then return end
+  t._done, t._res, t._code, t._msg = true, res, code, msg
+  inflight = inflight - 1
+  finished = finished + 1
+  wake_all(t._sema)
+  if poll_wake then wake_all(poll_wake) end
+end
+
+local function run(t, spec)
+  local res, code, msg = M.perform(spec)
+  finish(t, res, code, msg)
+end
+
+--- Starts `spec` in an ngx light thread; returns a transfer.
+function M.start(spec)
+  semaphore = semaphore or require "ngx.semaphore"
+  local t = setmetatable({ _done = false, _sema = semaphore.new() }, Transfer)
+  inflight = inflight + 1
+  local thread, err = ngx.thread.spawn(run, t, spec)
+  if not thread then
+    finish(t, nil, "internal", "ngx.thread.spawn failed: " .. tostring(err))
+  else
+    t._thread = thread
+  end
+  return t
+end
+
+--- True once the transfer is over (a reply, a failure or cancelled).
+function Transfer:done()
+  return self._done
+end
+
+--- The outcome: a response, or nil, code, message; waits (yielding to
+-- nginx) while the transfer runs.
+function Transfer:result()
+  while not self._done do
+    self._sema:wait(60)
+  end
+  if self._res then return self._res end
+  return nil, self._code, self._msg
+end
+
+--- Stops the transfer (its connection is closed); result() then gives
+-- code "cancelled". Only the light thread that started it can stop its
+-- I/O at once; from another one the transfer ends unseen in the background.
+function Transfer:cancel()
+  if self._done then return end
+  if self._thread then ngx.thread.kill(self._thread) end
+  finish(self, nil, "cancelled", "the request was cancelled")
+end
+
+--- Waits up to `timeout` seconds (yielding to nginx) for a transfer to
+-- finish when none has since the last call; returns how many finished.
+function M.poll(timeout)
+  if finished == 0 and inflight > 0 and timeout and timeout > 0 then
+    semaphore = semaphore or require "ngx.semaphore"
+    poll_wake = poll_wake or semaphore.new()
+    poll_wake:wait(timeout)
+  end
+  local n = finished
+  finished = 0
+  return n
+end
+
+--- How many transfers are in flight.
+function M.pending()
+  return inflight
+end
+
+return M
