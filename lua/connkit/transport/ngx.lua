@@ -304,4 +304,60 @@ function M.pending()
   return inflight
 end
 
+------------------------------------------------------------------------
+-- The rest of the seam's interface (connkit.transport)
+
+--- What perform and start take for prepared request `req`: the request
+-- itself (perform reads its fields raw: method, url, header_lines, body,
+-- timeouts, max_body, decompress, ca_file).
+function M.of_request(req) return req end
+
+--- The same for a table of a request's fields: the table (perform refuses
+-- what it cannot send, with the curl transport's codes).
+function M.of_table(t) return t end
+
+--- Waits `s` seconds, yielding to nginx.
+function M.sleep(s) ngx.sleep(s) end
+
+local Job = {}
+Job.__index = Job
+Job.__name = "connkit.transport.ngx.job"
+
+local pack = table.pack or function(...) return { n = select("#", ...), ... } end
+local unpack = table.unpack or unpack
+
+local function run_job(job, f, ...)
+  local r = pack(pcall(f, ...))
+  if job._done then return end -- cancelled meanwhile
+  job._done, job._r = true, r
+  wake_all(job._sema)
+end
+
+--- Runs f(...) in a light thread: a job with done(), result() (f's
+-- results; raises f's error) and cancel(). Any light thread may wait for it.
+function M.spawn(f, ...)
+  semaphore = semaphore or require "ngx.semaphore"
+  local job = setmetatable({ _done = false, _sema = semaphore.new() }, Job)
+  local thread, err = ngx.thread.spawn(run_job, job, f, ...)
+  if not thread then error("ngx.thread.spawn failed: " .. tostring(err), 2) end
+  job._thread = thread
+  return job
+end
+
+function Job:done() return self._done end
+
+function Job:result()
+  while not self._done do self._sema:wait(60) end
+  local r = self._r
+  if not r[1] then error(r[2], 0) end
+  return unpack(r, 2, r.n)
+end
+
+function Job:cancel()
+  if self._done then return end
+  ngx.thread.kill(self._thread)
+  self._done, self._r = true, { false, "the job was cancelled", n = 2 }
+  wake_all(self._sema)
+end
+
 return M
