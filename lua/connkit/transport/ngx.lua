@@ -111,6 +111,12 @@ local function exchange(c)
   local reused = (sock:getreusedtimes() or 0) > 0
   if c.https and not reused then
     ok, err = sock:sslhandshake(false, c.sni, true)
+    -- lua-nginx-module 0.10.23 (Debian 12): a handshake that completes at
+    -- once (a resumed session) but fails verification closes the
+    -- connection and still returns true; the reason is in nginx's error log
+    if ok and not sock:getreusedtimes() then
+      ok, err = nil, "certificate verification failed (nginx closed the connection; its error log has the reason)"
+    end
     if not ok then
       sock:close()
       return tls_failure(u, err, st.started)
