@@ -94,18 +94,44 @@ local PHASE_LOCATIONS = [[
     }
 ]]
 
+-- A CA of the spec's own (trusted by the main instance) and a certificate
+-- it signed for another name than the one the client connects to
+-- (wrong.test, not 127.0.0.1). Returns the directory.
+local function wrong_name_certificate()
+  local dir = helpers.tmpdir("e2e-tls")
+  local ok, out = helpers.run(("cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+    .. " -days 2 -subj '/CN=connkit e2e other CA' -keyout ca.key -out ca.pem 2>/dev/null"
+    .. " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj '/CN=wrong.test'"
+    .. " -keyout wrong.key -out wrong.csr 2>/dev/null"
+    .. " && printf 'subjectAltName=DNS:wrong.test\\n' > san.ext"
+    .. " && openssl x509 -req -in wrong.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2"
+    .. " -extfile san.ext -out wrong.pem 2>/dev/null"):format(helpers.shell_quote(dir)))
+  assert(ok, out)
+  return dir
+end
+
 describe("connkit end to end inside nginx (one worker)", function()
-  local p, scripted, op
+  local p, scripted, op, wrong_port
 
   lazy_setup(function()
     scripted = helpers.peer("scripted")
     op = helpers.peer("oidc")
+    local certs = wrong_name_certificate()
+    wrong_port = helpers.free_port()
     p = openresty.start(helpers, {
       workers = 1,
       shared_dicts = { e2e = "1m" },
       init = init_code(config(scripted, op, "main")),
       locations = PHASE_LOCATIONS,
       servers = { redir = REDIRECTOR },
+      trust = { certs .. "/ca.pem" },
+      http = ([[
+  server {
+    listen 127.0.0.1:%d ssl;
+    ssl_certificate %s/wrong.pem;
+    ssl_certificate_key %s/wrong.key;
+    location / { default_type text/plain; return 200 "wrong name\n"; }
+  }]]):format(wrong_port, certs, certs),
     })
   end)
   lazy_teardown(function()
@@ -321,6 +347,14 @@ describe("connkit end to end inside nginx (one worker)", function()
         assert.are.equal("tls", r.err.code, cjson.encode(r))
         assert.matches("lua_ssl_trusted_certificate", r.err.message, 1, true)
       end
+    end)
+
+    it("refuses a certificate from a trusted CA made out for another name", function()
+      -- curl refuses it too: "no alternative certificate subject name matches"
+      local r = run("e2e_tls", { base = "https://127.0.0.1:" .. wrong_port })
+      assert.are.equal("ngx", r.transport)
+      assert.is_nil(r.status, cjson.encode(r))
+      assert.are.equal("tls", r.err.code, cjson.encode(r))
     end)
 
     it("refuses tls.ca_file under ngx with code config, saying what to configure", function()

@@ -93,6 +93,42 @@ local function tls_failure(u, err, started)
   return nil, "tls", ("SSL handshake with %s port %d failed: %s%s"):format(u.host, u.port, err, hint)
 end
 
+-- The handshake with a server named by an IP address. lua-nginx-module
+-- checks the certificate's chain, and its name only against a host NAME
+-- given for SNI; curl checks an IP address in the URL against the
+-- certificate's IP addresses, and so do we: through the session the
+-- handshake returns, with OpenSSL's own check (X509_check_ip_asc).
+-- Returns true, or nil and why not.
+local ffi, ffi_ready
+local function ip_handshake(sock, ip)
+  -- (on a resumed session whose verification failed, resty.core's
+  -- sslhandshake raises "assertion failed" where it fetches the session)
+  local done, session, err = pcall(sock.sslhandshake, sock, nil, nil, true)
+  if not done then
+    return nil, "certificate verification failed (nginx closed the connection; its error log has the reason)"
+  end
+  if not session then return nil, err end
+  if not ffi_ready then
+    ffi = require "ffi"
+    pcall(ffi.cdef, [[
+      typedef struct ssl_session_st SSL_SESSION;
+      typedef struct x509_st X509;
+      X509 *SSL_SESSION_get0_peer(SSL_SESSION *s);
+      int X509_check_ip_asc(X509 *x, const char *ipasc, unsigned int flags);
+    ]])
+    ffi_ready = true
+  end
+  if type(session) ~= "cdata" or session == nil then
+    return nil, "no TLS session to check the certificate's IP address against"
+  end
+  local cert = ffi.C.SSL_SESSION_get0_peer(ffi.cast("SSL_SESSION *", session))
+  if cert == nil then return nil, "the server sent no certificate" end
+  if ffi.C.X509_check_ip_asc(cert, ip, 0) ~= 1 then
+    return nil, ("certificate verify failed: the certificate is not for IP address %s"):format(ip)
+  end
+  return true
+end
+
 local STALE = {} -- an attempt that met a pooled connection the peer had closed
 
 -- One connection, one request, one reply. Returns a reply, or nil, code,
@@ -110,7 +146,11 @@ local function exchange(c)
   if not ok then return connect_failure(u, err, st.started) end
   local reused = (sock:getreusedtimes() or 0) > 0
   if c.https and not reused then
-    ok, err = sock:sslhandshake(false, c.sni, true)
+    if u.ip then
+      ok, err = ip_handshake(sock, u.host)
+    else
+      ok, err = sock:sslhandshake(false, c.sni, true)
+    end
     -- lua-nginx-module 0.10.23 (Debian 12): a handshake that completes at
     -- once (a resumed session) but fails verification closes the
     -- connection and still returns true; the reason is in nginx's error log
