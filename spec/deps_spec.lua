@@ -143,6 +143,20 @@ describe("tools/deps.sh", function()
     assert.is_nil(listed("rock")["libnginx-mod-http-lua"])
   end)
 
+  it("leaves LuaJIT the OpenResty branch once nginx's Lua module is installed", function()
+    if not dpkg then pending("not a Debian system") return end
+    if not owner("/usr/lib/nginx/modules/ngx_http_lua_module.so") then
+      pending("libnginx-mod-http-lua is not installed (sh tools/deps.sh, as root)")
+      return
+    end
+    assert.are.equal("luajit2", owner("/usr/bin/luajit"))
+    assert.are.equal("libluajit2-5.1-dev", owner("/usr/include/luajit-2.1/luajit.h"))
+    if helpers.lua == "luajit" then
+      -- the specs themselves run on that branch (its own extension modules)
+      assert.is_true(pcall(require, "table.isempty"))
+    end
+  end)
+
   it("installs clang and its libFuzzer runtime for make fuzz only", function()
     assert.is_true(listed("fuzz").clang)
     assert.is_true(listed("fuzz")["libclang-rt-14-dev"])

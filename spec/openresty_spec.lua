@@ -69,6 +69,55 @@ describe("OpenResty harness", function()
     assert.are.equal(200, (p:get("/ping"))) -- the other instance is unharmed
   end)
 
+  it("serves extra servers, TLS ones with a certificate the workers' cosockets trust", function()
+    local nginx = helpers.peer("nginx")
+    local function start(trust)
+      return openresty.start(helpers, { trust = trust, servers = {
+        plain = [[ location / { return 200 "plain\n"; } ]],
+        secure = { tls = true, body = [[ location / { return 200 "secure\n"; } ]] },
+      } })
+    end
+    local own = start()
+    local status, body = helpers.run("curl -sS " .. own.servers.plain.url .. "/")
+    assert.is_true(status, body)
+    assert.are.equal("plain\n", body)
+    assert.matches("^https://", own.servers.secure.url)
+    local r = own:run("tls_ping", { port = own.servers.secure.port, path = "/x" })
+    assert.are.same({ verified = true, body = "secure\n" }, r)
+    r = own:run("tls_ping", { port = own.https_port })
+    assert.are.same({ verified = true, body = "pong\n" }, r)
+    -- another peer's CA: refused unless trusted
+    r = own:run("tls_ping", { port = nginx.https_port, path = "/echo" })
+    assert.is_false(r.verified)
+    assert.matches("lua ssl certificate verify error: (21: unable to verify the first certificate)",
+      own:error_log(), 1, true)
+    own.stop()
+    own = start({ nginx.ca_file })
+    r = own:run("tls_ping", { port = nginx.https_port, path = "/echo" })
+    assert.is_true(r.verified, r.err)
+    assert.matches("^GET /echo", r.body)
+    own.stop()
+  end)
+
+  it("runs several workers that share a lua_shared_dict", function()
+    local four = openresty.start(helpers, { workers = 4, shared_dicts = { counts = "100k" } })
+    local paths = {}
+    for i = 1, 40 do paths[i] = "/run/dict_count?dict=counts&n=" .. i end
+    local results = four:parallel(paths).wait()
+    for i, r in ipairs(results) do assert.are.equal(200, r.status, "request " .. i) end
+    local r = four:run("dict_count", { dict = "counts" })
+    assert.are.equal(41, r.count) -- every worker counted in the one dict
+    assert.are.equal(4, #r.per_worker)
+    local busy, sum = 0, 0
+    for _, n in ipairs(r.per_worker) do
+      sum = sum + n
+      if n > 0 then busy = busy + 1 end
+    end
+    assert.are.equal(41, sum)
+    assert.is_true(busy >= 2, "the requests reached one worker only") -- reuseport spreads them
+    four.stop()
+  end)
+
   it("answers 404 for a scenario that does not exist", function()
     local status, r = p:call("no_such_scenario")
     assert.are.equal(404, status)

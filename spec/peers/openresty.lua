@@ -8,7 +8,8 @@
 --   local openresty = require "peers.openresty"
 --   local ngx_peer = helpers.peer("openresty")       -- the default instance, shared
 --   local p = openresty.start(helpers, {              -- an instance of your own
---     workers = 4,                                    -- worker_processes (default 1)
+--     workers = 4,                                    -- worker_processes (default 1; with more,
+--                                                     --  listen ... reuseport spreads connections)
 --     shared_dicts = { tokens = "1m" },               -- lua_shared_dict lines
 --     trust = { other_peer.ca_file },                 -- more CAs for lua_ssl_trusted_certificate
 --     locations = [[ location /slow { content_by_lua_block { ngx.sleep(1) ngx.say("slow") } } ]],
@@ -38,6 +39,10 @@
 -- The main server listens on `url` (HTTP) and `https_url` (TLS, with a
 -- certificate for 127.0.0.1 and localhost from a CA made for the run; that CA
 -- is in lua_ssl_trusted_certificate).
+--
+-- No `resolver` is configured: cosockets reach 127.0.0.1 only (a resolver
+-- would send DNS queries off the machine; nginx then refuses host names with
+-- "no resolver defined"). Add one with `http = [[ resolver ...; ]]`.
 --
 -- connkit's C module inside nginx is the LuaJIT build (nginx's Lua is
 -- LuaJIT): $CONNKIT_NGX_BUILD (tools/run-specs.sh), else build/luajit;
@@ -103,9 +108,12 @@ local function conf_text(p, opts)
   add("  }")
   if opts.http then add(opts.http) end
   local ssl = ("    ssl_certificate %s/server.pem;\n    ssl_certificate_key %s/server.key;"):format(p.dir, p.dir)
+  -- several workers: the kernel spreads connections over them (reuseport),
+  -- instead of whichever worker wakes first taking most
+  local spread = p.workers > 1 and " reuseport" or ""
   add("  server {")
-  add("    listen 127.0.0.1:%d;", p.port)
-  add("    listen 127.0.0.1:%d ssl;", p.https_port)
+  add("    listen 127.0.0.1:%d%s;", p.port, spread)
+  add("    listen 127.0.0.1:%d ssl%s;", p.https_port, spread)
   add(ssl)
   add("    location = /ping { default_type text/plain; return 200 \"pong\\n\"; }")
   add("    location ~ ^/run/([A-Za-z0-9][A-Za-z0-9_]*)$ {")
@@ -117,7 +125,7 @@ local function conf_text(p, opts)
   for _, name in ipairs(p.server_names) do
     local s = p.servers[name]
     add("  server {")
-    add("    listen 127.0.0.1:%d%s;", s.port, s.tls and " ssl" or "")
+    add("    listen 127.0.0.1:%d%s%s;", s.port, s.tls and " ssl" or "", spread)
     if s.tls then add(ssl) end
     add(s.body)
     add("  }")

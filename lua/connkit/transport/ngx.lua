@@ -8,14 +8,17 @@
 -- Names are resolved by nginx's `resolver`.
 --
 --   available() -> true | false, reason
+--   of_request(req), of_table(t) -> what perform and start take
 --   perform(spec) -> response | nil, code, message
 --   start(spec) -> transfer (t:done(), t:result(), t:cancel()), in a light thread
 --   poll(seconds) -> transfers finished since the last poll; pending() -> in flight
+--   sleep(seconds); spawn(f, ...) -> job (done(), result(), cancel())
+-- (see connkit.transport for the interface)
 -- @module connkit.transport.ngx
 local wire = require "connkit.transport.ngx_wire"
 
 local floor, ceil, min = math.floor, math.ceil, math.min
-local tonumber, concat, setmetatable, rawget = tonumber, table.concat, setmetatable, rawget
+local tonumber, setmetatable, rawget = tonumber, setmetatable, rawget
 
 local M = { name = "ngx" }
 
@@ -41,7 +44,7 @@ function M.available()
 end
 
 local MAX_BODY = 256 * 1024 * 1024 -- the curl transport's default
-local NO_LIMIT_MS = 2147483647 -- cosocket timeouts must be below 2^31 ms
+local NO_LIMIT_MS, ms, arm = wire.NO_LIMIT_MS, wire.ms, wire.arm
 local CURL_CONNECT_TIMEOUT = 300 -- libcurl's connect timeout when none is set
 local STALE_RETRIES = 3 -- pooled connections the peer closed, tried again
 
@@ -51,18 +54,8 @@ local CA_FILE_MSG = "tls.ca_file cannot be honoured by the ngx transport: cosock
 
 local response_mt
 local function response_meta()
-  if not response_mt then
-    local ok, m = pcall(require, "connkit.http.response")
-    response_mt = ok and m or require "connkit.response"
-  end
+  response_mt = response_mt or require "connkit.http.response"
   return response_mt
-end
-
--- seconds -> cosocket milliseconds: rounded up, at least 1, below 2^31
-local function ms(s)
-  local v = ceil(s * 1000)
-  if v < 1 then return 1 end
-  return v > NO_LIMIT_MS and NO_LIMIT_MS or v
 end
 
 local function elapsed_ms(started)
@@ -93,22 +86,32 @@ local function tls_failure(u, err, started)
   return nil, "tls", ("SSL handshake with %s port %d failed: %s%s"):format(u.host, u.port, err, hint)
 end
 
--- The handshake with a server named by an IP address. lua-nginx-module
--- checks the certificate's chain, and its name only against a host NAME
--- given for SNI; curl checks an IP address in the URL against the
--- certificate's IP addresses, and so do we: through the session the
--- handshake returns, with OpenSSL's own check (X509_check_ip_asc).
--- Returns true, or nil and why not.
-local ffi, ffi_ready
-local function ip_handshake(sock, ip)
-  -- (on a resumed session whose verification failed, resty.core's
-  -- sslhandshake raises "assertion failed" where it fetches the session)
-  local done, session, err = pcall(sock.sslhandshake, sock, nil, nil, true)
-  if not done then
-    return nil, "certificate verification failed (nginx closed the connection; its error log has the reason)"
+--- What perform and start take for a prepared request: the request itself
+-- (its fields are read raw).
+function M.of_request(req) return req end
+
+--- The same for a table of a request's fields: the table, or nil,
+-- "header", message for a header line with CR, LF or NUL.
+function M.of_table(t)
+  local lines = rawget(t, "header_lines")
+  if lines then
+    for i = 1, #lines do
+      if lines[i]:find("[\r\n%z]") then
+        return nil, "header", "a header value holds CR, LF or NUL; request not sent"
+      end
+    end
   end
-  if not session then return nil, err end
-  if not ffi_ready then
+  return t
+end
+
+-- Whether the certificate of TLS session `session` (what sslhandshake
+-- returned) is for IP address `ip`: true, or nil and why not.
+-- lua-nginx-module checks the certificate's name only against a host NAME
+-- given for SNI; curl checks an IP address in the URL against the
+-- certificate's IP addresses, and so do we, with OpenSSL's own check.
+local ffi
+local function ip_matches(session, ip)
+  if not ffi then
     ffi = require "ffi"
     pcall(ffi.cdef, [[
       typedef struct ssl_session_st SSL_SESSION;
@@ -116,7 +119,6 @@ local function ip_handshake(sock, ip)
       X509 *SSL_SESSION_get0_peer(SSL_SESSION *s);
       int X509_check_ip_asc(X509 *x, const char *ipasc, unsigned int flags);
     ]])
-    ffi_ready = true
   end
   if type(session) ~= "cdata" or session == nil then
     return nil, "no TLS session to check the certificate's IP address against"
@@ -134,7 +136,7 @@ local STALE = {} -- an attempt that met a pooled connection the peer had closed
 -- One connection, one request, one reply. Returns a reply, or nil, code,
 -- message, or STALE.
 local function exchange(c)
-  local u, st = c.u, c.st
+  local u, st = c.u, c
   local sock = ngx.socket.tcp()
   local left = c.deadline and c.deadline - ngx.now()
   if left and left <= 0 then
@@ -146,23 +148,24 @@ local function exchange(c)
   if not ok then return connect_failure(u, err, st.started) end
   local reused = (sock:getreusedtimes() or 0) > 0
   if c.https and not reused then
-    if u.ip then
-      ok, err = ip_handshake(sock, u.host)
-    else
-      ok, err = sock:sslhandshake(false, c.sni, true)
+    -- reused_session must not be false: lua-resty-core 0.1.25 then returns
+    -- true for a handshake that ended without yielding without reading its
+    -- verification result (seen: a refused certificate, then a closed
+    -- connection). With nil it reads it, and raises ("assertion failed!")
+    -- instead of returning nil, err when verification failed that way;
+    -- nginx's error log has the reason either way.
+    local done
+    done, ok, err = pcall(sock.sslhandshake, sock, nil, c.sni, true)
+    if not done then
+      ok, err = nil, "the certificate was refused (" .. tostring(ok) .. "; nginx's error log says why)"
     end
-    -- lua-nginx-module 0.10.23 (Debian 12): a handshake that completes at
-    -- once (a resumed session) but fails verification closes the
-    -- connection and still returns true; the reason is in nginx's error log
-    if ok and not sock:getreusedtimes() then
-      ok, err = nil, "certificate verification failed (nginx closed the connection; its error log has the reason)"
-    end
+    if ok and u.ip then ok, err = ip_matches(ok, u.host) end
     if not ok then
       sock:close()
       return tls_failure(u, err, st.started)
     end
   end
-  if not st.arm(sock) then
+  if not arm(st, sock) then
     sock:close()
     return nil, "timeout", ("Operation timed out after %d milliseconds with 0 bytes received")
       :format(elapsed_ms(st.started))
@@ -214,24 +217,21 @@ function M.perform(spec)
   local connect_timeout = tonumber(rawget(spec, "connect_timeout"))
   if not connect_timeout or connect_timeout <= 0 then connect_timeout = CURL_CONNECT_TIMEOUT end
   local sni = https and not u.ip and u.host or nil
-  local st = { started = started, received = 0 }
-  -- each read gets the time left of the whole transfer
-  st.arm = function(sock)
-    if not deadline then return true end
-    local left = deadline - ngx.now()
-    if left <= 0 then return false end
-    local t = ms(left)
-    sock:settimeouts(t, t, t)
-    return true
-  end
+  -- the state of the transfer (connkit.transport.ngx_wire reads started,
+  -- received, deadline and armed_at)
   local c = {
-    u = u, st = st, https = https, sni = sni, request = request, deadline = deadline,
+    started = started, received = 0, armed_at = false,
+    u = u, https = https, sni = sni, request = request, deadline = deadline,
     connect_timeout = connect_timeout, method = rawget(spec, "method") or "GET",
     -- a compressed body may be a little larger than what it decodes to
     read_limit = decompress and (max + floor(max / 64) + 1024) or max,
-    pool_opts = { pool = https and ("connkit https %s:%d sni=%s verify"):format(u.host, u.port, sni or "")
-      or ("connkit http %s:%d"):format(u.host, u.port) },
+    pool_opts = u.pool_opts,
   }
+  if not c.pool_opts then
+    c.pool_opts = { pool = https and ("connkit https %s:%d sni=%s verify"):format(u.host, u.port, sni or "")
+      or ("connkit http %s:%d"):format(u.host, u.port) }
+    u.pool_opts = c.pool_opts -- (u is the cached parse of this URL)
+  end
   local reply
   for _ = 0, STALE_RETRIES do
     reply, code, msg = exchange(c)
@@ -253,11 +253,7 @@ function M.perform(spec)
   elseif #body > max then
     return too_large(max)
   end
-  local lines = reply.lines
-  local res = {
-    status = reply.status, body = body,
-    _raw_headers = #lines > 0 and (concat(lines, "\r\n") .. "\r\n") or "",
-  }
+  local res = { status = reply.status, body = body, _raw_headers = reply.raw }
   if reply.location and reply.status >= 300 and reply.status < 400 then
     res.redirect_url = wire.resolve(rawget(spec, "url"), reply.location)
   end
@@ -350,59 +346,62 @@ function M.pending()
   return inflight
 end
 
-------------------------------------------------------------------------
--- The rest of the seam's interface (connkit.transport)
-
---- What perform and start take for prepared request `req`: the request
--- itself (perform reads its fields raw: method, url, header_lines, body,
--- timeouts, max_body, decompress, ca_file).
-function M.of_request(req) return req end
-
---- The same for a table of a request's fields: the table (perform refuses
--- what it cannot send, with the curl transport's codes).
-function M.of_table(t) return t end
-
---- Waits `s` seconds, yielding to nginx.
-function M.sleep(s) ngx.sleep(s) end
+--- Waits `s` seconds, yielding to nginx. (ngx.sleep(0) does not yield in
+-- lua-nginx-module 0.10.23, so nothing shorter than a millisecond.)
+function M.sleep(s)
+  if s and s > 0 then ngx.sleep(s < 0.001 and 0.001 or s) end
+end
 
 local Job = {}
 Job.__index = Job
 Job.__name = "connkit.transport.ngx.job"
 
-local pack = table.pack or function(...) return { n = select("#", ...), ... } end
 local unpack = table.unpack or unpack
 
-local function run_job(job, f, ...)
-  local r = pack(pcall(f, ...))
-  if job._done then return end -- cancelled meanwhile
-  job._done, job._r = true, r
-  wake_all(job._sema)
-end
-
---- Runs f(...) in a light thread: a job with done(), result() (f's
--- results; raises f's error) and cancel(). Any light thread may wait for it.
+--- Runs f(...) in a light thread; returns a job: done(), result() (f's
+-- results, or raises f's error; any light thread may wait) and cancel().
 function M.spawn(f, ...)
   semaphore = semaphore or require "ngx.semaphore"
   local job = setmetatable({ _done = false, _sema = semaphore.new() }, Job)
-  local thread, err = ngx.thread.spawn(run_job, job, f, ...)
-  if not thread then error("ngx.thread.spawn failed: " .. tostring(err), 2) end
+  local args, n = { ... }, select("#", ...)
+  local thread, err = ngx.thread.spawn(function()
+    local r = { n = 0 }
+    local function keep(ok, ...)
+      r.n, r.ok = select("#", ...), ok
+      for i = 1, r.n do r[i] = select(i, ...) end
+    end
+    keep(pcall(f, unpack(args, 1, n)))
+    if job._done then return end -- cancelled meanwhile
+    job._r, job._done = r, true
+    wake_all(job._sema)
+  end)
+  if not thread then error("connkit: ngx.thread.spawn failed: " .. tostring(err), 2) end
   job._thread = thread
   return job
 end
 
-function Job:done() return self._done end
-
-function Job:result()
-  while not self._done do self._sema:wait(60) end
-  local r = self._r
-  if not r[1] then error(r[2], 0) end
-  return unpack(r, 2, r.n)
+--- True once f has returned, raised or was cancelled.
+function Job:done()
+  return self._done
 end
 
+--- f's results once it is over (waiting, yielding to nginx, till then);
+-- raises f's error. Nothing after cancel().
+function Job:result()
+  while not self._done do
+    self._sema:wait(60)
+  end
+  local r = self._r
+  if not r.ok then error(r[1], 0) end
+  return unpack(r, 1, r.n)
+end
+
+--- Stops the job's light thread (from the thread that spawned it; from
+-- another one, f runs on unseen). Its result is then nothing.
 function Job:cancel()
   if self._done then return end
   ngx.thread.kill(self._thread)
-  self._done, self._r = true, { false, "the job was cancelled", n = 2 }
+  self._r, self._done = { ok = true, n = 0 }, true
   wake_all(self._sema)
 end
 

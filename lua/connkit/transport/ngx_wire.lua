@@ -6,7 +6,7 @@
 local core = require "connkit.core"
 
 local find, match, lower, sub, byte = string.find, string.match, string.lower, string.sub, string.byte
-local concat, tonumber, floor = table.concat, tonumber, math.floor
+local concat, tonumber, floor, ceil = table.concat, tonumber, math.floor, math.ceil
 
 local M = {}
 
@@ -21,7 +21,7 @@ M.ACCEPT_ENCODING = "Accept-Encoding: deflate, gzip"
 --- Splits an absolute http(s) URL. Returns a table { scheme, host (IPv6
 -- without brackets), connect_host, port, host_header, target, userinfo,
 -- ip (the host is an IP literal) }, or nil, "url", message.
-function M.parse_url(url)
+local function parse_url(url)
   local scheme, rest = match(url, "^(%a[%w+.-]*)://(.*)$")
   if not scheme then return nil, "url", "URL using bad/illegal format or missing URL" end
   scheme = lower(scheme)
@@ -53,6 +53,24 @@ function M.parse_url(url)
   }
 end
 
+-- parsed URLs by URL string (an account sends the same few again and
+-- again), up to URL_CACHE_MAX; shared: read only
+local URL_CACHE_MAX = 256
+local url_cache, url_count = {}, 0
+
+--- parse_url, cached per URL string: the table returned is shared (the
+-- transport may add its own derived fields to it, never change these).
+function M.parse_url(url)
+  local u = url_cache[url]
+  if u then return u end
+  local code, msg
+  u, code, msg = parse_url(url)
+  if not u then return nil, code, msg end
+  if url_count >= URL_CACHE_MAX then url_cache, url_count = {}, 0 end
+  url_cache[url], url_count = u, url_count + 1
+  return u
+end
+
 -- the names of the header lines (lower case) that the caller set or
 -- removed, and the lines to send, in curl's reading: "Name: value" is sent,
 -- "Name:" (nothing after the colon) sends nothing and removes a header the
@@ -79,12 +97,23 @@ local function custom_lines(lines)
   return names, send
 end
 
+-- custom_lines per lines table: an account sends the same table with every
+-- request until its token changes (tables are never changed once sent)
+local lines_cache = setmetatable({}, { __mode = "k" })
+local NO_LINES = {}
+
 --- The request head and body to write for spec `spec` to URL parts `u`:
 -- returns a table of strings for sock:send, or nil, "header", message.
 function M.request(spec, u, decompress)
-  local lines = rawget(spec, "header_lines") or {}
-  local names, send, err = custom_lines(lines)
-  if not names then return nil, send, err end
+  local lines = rawget(spec, "header_lines") or NO_LINES
+  local cached = lines_cache[lines]
+  if not cached then
+    local names, send, err = custom_lines(lines)
+    if not names then return nil, send, err end
+    cached = { names, send }
+    lines_cache[lines] = cached
+  end
+  local names, send = cached[1], cached[2]
   local method = rawget(spec, "method") or "GET"
   local body = rawget(spec, "body")
   -- libcurl sends a body (and its length and a form type) for POST and for
@@ -111,6 +140,34 @@ function M.request(spec, u, decompress)
   return out
 end
 
+local NO_LIMIT_MS = 2147483647 -- cosocket timeouts must be below 2^31 ms
+
+--- Seconds -> cosocket milliseconds: rounded up, at least 1, below 2^31.
+local function ms(s)
+  local v = ceil(s * 1000)
+  if v < 1 then return 1 end
+  return v > NO_LIMIT_MS and NO_LIMIT_MS or v
+end
+M.ms, M.NO_LIMIT_MS = ms, NO_LIMIT_MS
+
+--- Sets the timeouts of sock to the time left until st.deadline (none:
+-- left as they are); false once no time is left. ngx.now() moves only when
+-- the worker ran its event loop: after a read that did not wait, the
+-- timeouts stay as they are.
+local function arm(st, sock)
+  local deadline = st.deadline
+  if not deadline then return true end
+  local now = ngx.now()
+  if now == st.armed_at then return true end
+  local left = deadline - now
+  if left <= 0 then return false end
+  local t = ms(left)
+  sock:settimeouts(t, t, t)
+  st.armed_at = now
+  return true
+end
+M.arm = arm
+
 -- A failed read as (nil, code, message); `st` is the read's state.
 local function read_failure(st, err, what)
   if err == "timeout" then
@@ -126,7 +183,7 @@ end
 
 -- Reads one line (without its CRLF) under the time left.
 local function line_of(sock, st, what)
-  if not st.arm(sock) then return read_failure(st, "timeout") end
+  if not arm(st, sock) then return read_failure(st, "timeout") end
   local line, err = sock:receive("*l")
   if not line then return read_failure(st, err, what) end
   st.received = st.received + #line + 2
@@ -135,7 +192,7 @@ end
 
 -- Reads n bytes under the time left.
 local function bytes_of(sock, st, n, what)
-  if not st.arm(sock) then return read_failure(st, "timeout") end
+  if not arm(st, sock) then return read_failure(st, "timeout") end
   local data, err, partial = sock:receive(n)
   if not data then
     if partial then st.received = st.received + #partial end
@@ -147,44 +204,54 @@ end
 
 local CUT_HEAD = "the reply ended inside its header block"
 
--- Reads status line and header block, skipping interim 1xx replies.
--- Returns status, the header lines, and a table of the values the
--- transport needs (lower-case names), or nil, code, message.
+-- The value of header `name` (lower case) in the header block `raw`
+-- ("Name: value\r\n" lines); `lraw` is "\n" .. lower(raw). The first one.
+local function field(raw, lraw, name)
+  local _, colon = find(lraw, "\n" .. name .. ":", 1, true)
+  if not colon then return nil end
+  return match(raw, "^[ \t]*(.-)[ \t]*\r\n", colon) -- (lraw is one byte ahead of raw)
+end
+
+--- Reads the status line and header block (one receiveuntil), skipping
+-- interim 1xx replies. Returns status, the header lines ("Name: value\r\n"
+-- each, as libcurl's header callback gives them) and a table of the values
+-- the transport needs, or nil, code, message.
 local function read_head(sock, st)
   while true do
-    local line, code, msg = line_of(sock, st, CUT_HEAD)
-    if not line then return nil, code, msg end
-    local minor, status = match(line, "^HTTP/1%.(%d) (%d%d%d)")
+    if not arm(st, sock) then return read_failure(st, "timeout") end
+    local head, err, partial = sock:receiveuntil("\r\n\r\n")(HEAD_MAX + 1)
+    if not head then
+      if partial and partial ~= "" then st.received = st.received + #partial end
+      return read_failure(st, err, CUT_HEAD)
+    end
+    st.received = st.received + #head + 4
+    if #head > HEAD_MAX then
+      return nil, "protocol", "the reply cannot be read: a header line or the header block is over curl's limit (100 KB)"
+    end
+    local minor, status, eol = match(head, "^HTTP/1%.(%d) (%d%d%d)[^\r\n]*()")
     if not status then
       return nil, "protocol", "the reply does not start with an HTTP/1.x status line"
     end
     status = tonumber(status)
-    local lines, seen, size = {}, {}, 0
-    while true do
-      line, code, msg = line_of(sock, st, CUT_HEAD)
-      if not line then return nil, code, msg end
-      if line == "" then break end
-      size = size + #line + 2
-      if size > HEAD_MAX then
-        return nil, "protocol", "the reply cannot be read: a header line or the header block is over curl's limit (100 KB)"
-      end
-      lines[#lines + 1] = line
-      local name, value = match(line, "^([^:%s]+):%s*(.-)%s*$")
-      if name then
-        name = lower(name)
-        seen[name] = seen[name] and (seen[name] .. ", " .. value) or value
-      end
-    end
     if status >= 200 or status == 101 then
-      seen._http10 = minor == "0"
-      return status, lines, seen
+      local raw = sub(head, eol + 2)
+      if raw ~= "" then raw = raw .. "\r\n" end
+      local lraw = "\n" .. lower(raw)
+      return status, raw, {
+        http10 = minor == "0",
+        ["content-length"] = field(raw, lraw, "content-length"),
+        ["transfer-encoding"] = field(raw, lraw, "transfer-encoding"),
+        connection = field(raw, lraw, "connection"),
+        ["content-encoding"] = field(raw, lraw, "content-encoding"),
+        location = field(raw, lraw, "location"),
+      }
     end
   end
 end
 
--- Reads a chunked body; trailer lines are added to `lines` (libcurl hands
--- them to its header callback too). Returns the parts or nil, code, msg.
-local function read_chunked(sock, st, limit, lines)
+-- Reads a chunked body. Returns the parts and the trailer lines (libcurl
+-- hands them to its header callback too), or nil, code, msg.
+local function read_chunked(sock, st, limit)
   local parts, total = {}, 0
   while true do
     local line, code, msg = line_of(sock, st, "transfer closed with outstanding read data remaining")
@@ -202,20 +269,21 @@ local function read_chunked(sock, st, limit, lines)
     if not line then return nil, code, msg end
     if line ~= "" then return nil, "protocol", "a chunk of the reply does not end where its size says" end
   end
+  local trailers = ""
   while true do -- trailers, up to the blank line
     local line, code, msg = line_of(sock, st, "transfer closed with outstanding read data remaining")
     if not line then return nil, code, msg end
     if line == "" then break end
-    lines[#lines + 1] = line
+    trailers = trailers .. line .. "\r\n"
   end
-  return parts
+  return parts, trailers
 end
 
 -- Reads a body that ends when the connection closes.
 local function read_to_close(sock, st, limit)
   local parts, total = {}, 0
   while true do
-    if not st.arm(sock) then return read_failure(st, "timeout") end
+    if not arm(st, sock) then return read_failure(st, "timeout") end
     local data, err, partial = sock:receive(READ_CHUNK)
     data = data or partial
     if data and data ~= "" then
@@ -232,25 +300,26 @@ end
 local NO_BODY = { [204] = true, [304] = true }
 
 --- Reads the reply to a request with method `method`. `st` holds started
--- (ngx.now()), received (bytes so far) and arm(sock) (sets the read timeout
--- to the time left; false once none is left). Returns a reply table
--- { status, lines, body, encoding, location, keep } (keep: the connection
--- can serve another request), or nil, code, message; code "too_large" comes
--- without a message (the caller names the limit). `limit`: how many body
--- bytes may be read.
+-- (ngx.now()), received (bytes so far) and deadline (ngx.now() seconds, or
+-- nil: no limit) and armed_at (see arm). Returns a reply table
+-- { status, raw (the header lines), body, encoding, location, keep (the
+-- connection can serve another request) }, or nil, code, message; code
+-- "too_large" comes without a message (the caller names the limit).
+-- `limit`: how many body bytes may be read.
 function M.read_reply(sock, st, method, limit)
-  local status, lines, seen = read_head(sock, st)
-  if not status then return nil, lines, seen end
+  local status, raw, seen = read_head(sock, st)
+  if not status then return nil, raw, seen end
   local reply = {
-    status = status, lines = lines, encoding = seen["content-encoding"], location = seen.location,
-    keep = not seen._http10 and not find(lower(seen.connection or ""), "close", 1, true),
+    status = status, raw = raw, encoding = seen["content-encoding"], location = seen.location,
+    keep = not seen.http10 and not find(lower(seen.connection or ""), "close", 1, true),
   }
   local te, cl = seen["transfer-encoding"], seen["content-length"]
   local parts, code, msg
   if method == "HEAD" or NO_BODY[status] or status == 101 then
     parts = {}
   elseif te and find(lower(te), "chunked%s*$") then
-    parts, code, msg = read_chunked(sock, st, limit, lines)
+    parts, code, msg = read_chunked(sock, st, limit)
+    if parts then reply.raw = raw .. code end -- the trailers
   elseif cl then
     if not find(cl, "^%d+$") or #cl > 15 then
       return nil, "protocol", "the reply's Content-Length is not one number: '" .. sub(cl, 1, 40) .. "'"
@@ -269,7 +338,7 @@ function M.read_reply(sock, st, method, limit)
     parts, code, msg = read_to_close(sock, st, limit)
   end
   if not parts then return nil, code, msg end
-  reply.body = concat(parts)
+  reply.body = #parts == 1 and parts[1] or concat(parts)
   return reply
 end
 
