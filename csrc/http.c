@@ -15,6 +15,7 @@
  *   engine:run(items, n) -> { {res = response} | {code =, message =}, ... },
  *                           number of failures
  *   engine:start(spec) -> transfer       (http_async.c)
+ *   engine:pollfd() -> fd, engine:timeout() -> seconds | nil  (http_poll.c)
  *   engine:poll(seconds) -> number of transfers that finished
  *   engine:pending() -> number of transfers in flight
  *   core.set_response_metatable(mt), core.parse_headers(raw)
@@ -129,6 +130,7 @@ void http_engine_ready(lua_State *L, engine *e) {
   e->nfree = 0;
   e->sync.easy = NULL;
   e->sync.eng = NULL;
+  http_poll_forget(e);
   e->multi = curl_multi_init();
   if (e->multi == NULL) luaL_error(L, "curl_multi_init failed");
   curl_multi_setopt(e->multi, CURLMOPT_MAXCONNECTS, 64L);
@@ -262,11 +264,16 @@ static int drain(lua_State *L, int ei, engine *e) {
  * activity if nothing finished. Returns how many transfers finished. */
 int http_step(lua_State *L, int ei, engine *e, int timeout_ms) {
   int still, done;
-  curl_multi_perform(e->multi, &still);
+  if (e->poller) http_poll_run(e, 0); /* polled by its host: http_poll.c */
+  else curl_multi_perform(e->multi, &still);
   done = drain(L, ei, e);
   if (done == 0 && timeout_ms > 0 && e->nrunning > 0) {
-    curl_multi_poll(e->multi, NULL, 0, timeout_ms, NULL);
-    curl_multi_perform(e->multi, &still);
+    if (e->poller) {
+      http_poll_run(e, timeout_ms);
+    } else {
+      curl_multi_poll(e->multi, NULL, 0, timeout_ms, NULL);
+      curl_multi_perform(e->multi, &still);
+    }
     done = drain(L, ei, e);
   }
   return done;
@@ -338,6 +345,7 @@ static int engine_gc(lua_State *L) {
     free(e->free_easy[i].url);
   }
   e->nfree = 0;
+  http_poll_close(e);
   curl_multi_cleanup(e->multi);
   e->multi = NULL;
   return 0;
@@ -884,4 +892,5 @@ void http_open(lua_State *L) {
   luaL_setfuncs(L, funcs, 0);
   http_spec_open(L);
   http_async_open(L);
+  http_poll_open(L);
 }

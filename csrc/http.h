@@ -25,6 +25,8 @@ typedef struct {
 
 struct engine;
 struct transfer;
+/* the epoll set of an engine that is polled by its host (http_poll.c) */
+typedef struct http_poller http_poller;
 
 enum spec_kind { SPEC_GET, SPEC_HEAD, SPEC_POST, SPEC_OTHER };
 
@@ -91,6 +93,7 @@ typedef struct engine {
   int env_proxy; /* a proxy variable was set when the engine was made */
   pid_t pid;     /* the process the multi belongs to (0: not made yet) */
   transfer sync; /* the transfer of blocking requests, buffers kept */
+  http_poller *poller; /* NULL until pollfd(): see http_poll.c */
 } engine;
 
 /* user value of the engine: the table anchoring running transfer objects */
@@ -111,5 +114,9 @@ CK_HIDDEN int http_push_reply(lua_State *L, transfer *t);
 CK_HIDDEN void http_release_buffers(transfer *t, int keep);
 CK_HIDDEN int http_fail_attach(lua_State *L, const char *bad);
 CK_HIDDEN void http_async_open(lua_State *L);
+CK_HIDDEN void http_poll_run(engine *e, int wait_ms);
+CK_HIDDEN void http_poll_close(engine *e);
+CK_HIDDEN void http_poll_forget(engine *e);
+CK_HIDDEN void http_poll_open(lua_State *L);
 
 #endif /* CONNKIT_HTTP_H */

@@ -22,18 +22,21 @@ external_dependencies = {
   CURL = { header = "curl/curl.h", library = "curl" },
   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
   LIBSSH2 = { header = "libssh2.h", library = "ssh2" },
+  ZLIB = { header = "zlib.h", library = "z" },
 }
 build = {
   type = "builtin",
   modules = {
     ["connkit.core"] = {
       sources = {
-        "csrc/core.c", "csrc/template.c", "csrc/http.c", "csrc/http_async.c", "csrc/http_spec.c", "csrc/curl_mem.c", "csrc/interrupt.c", "csrc/crypto.c",
-        "csrc/lock.c", "csrc/loopback.c", "csrc/sftp.c", "csrc/sftp_ext.c", "csrc/sftp_fs.c", "csrc/sftp_key.c",
+        "csrc/core.c", "csrc/crypto.c", "csrc/curl_mem.c", "csrc/http.c", "csrc/http_async.c",
+        "csrc/http_poll.c", "csrc/http_spec.c", "csrc/inflate.c", "csrc/interrupt.c", "csrc/lock.c",
+        "csrc/loopback.c", "csrc/sftp.c", "csrc/sftp_ext.c", "csrc/sftp_fs.c", "csrc/sftp_key.c",
+        "csrc/template.c",
       },
-      libraries = { "curl", "ssl", "crypto", "ssh2", "pthread", "dl" },
-      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)", "$(LIBSSH2_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(LIBSSH2_LIBDIR)" },
+      libraries = { "curl", "ssl", "crypto", "ssh2", "z", "pthread", "dl" },
+      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)", "$(LIBSSH2_INCDIR)", "$(ZLIB_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(LIBSSH2_LIBDIR)", "$(ZLIB_LIBDIR)" },
       defines = { "_GNU_SOURCE" },
     },
     ["connkit"] = "lua/connkit/init.lua",
@@ -64,10 +67,14 @@ build = {
     ["connkit.sftp.transfer"] = "lua/connkit/sftp/transfer.lua",
     ["connkit.store"] = "lua/connkit/store/init.lua",
     ["connkit.store.common"] = "lua/connkit/store/common.lua",
+    ["connkit.store.envelope"] = "lua/connkit/store/envelope.lua",
     ["connkit.store.file"] = "lua/connkit/store/file.lua",
     ["connkit.store.memory"] = "lua/connkit/store/memory.lua",
+    ["connkit.store.shared"] = "lua/connkit/store/shared.lua",
     ["connkit.transport"] = "lua/connkit/transport/init.lua",
     ["connkit.transport.curl"] = "lua/connkit/transport/curl.lua",
+    ["connkit.transport.ngx"] = "lua/connkit/transport/ngx.lua",
+    ["connkit.transport.ngx_wire"] = "lua/connkit/transport/ngx_wire.lua",
   },
 }
 test = {

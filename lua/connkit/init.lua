@@ -97,6 +97,8 @@ end
 local async = require "connkit.http.async"
 connkit.poll = async.poll
 connkit.all = async.all
+connkit.pollfd = async.pollfd
+connkit.timeout = async.timeout
 
 -- Transports (API.md section 7): which one a request made here would use,
 -- and an override.

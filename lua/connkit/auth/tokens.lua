@@ -224,6 +224,10 @@ local busy = setmetatable({}, { __mode = "k" })
 -- token reply).
 local holding = {}
 
+--- Seconds after which a renewal running in another OpenResty light thread
+-- is taken for dead (see cosync's Task:stalled) and a new one is started.
+M.STALLED = 300
+
 --- Every renewal in flight (connkit.poll drives them even when no handle
 -- waits for them any more).
 M.active = {}
@@ -235,7 +239,11 @@ M.active = {}
 local function renew_body(acct, force, used, task, deadline)
   local ids = busy[acct.store]
   if not ids then ids = {}; busy[acct.store] = ids end
-  while ids[acct.id] and ids[acct.id] ~= task do cosync.await(ids[acct.id]) end
+  local other = ids[acct.id]
+  while other and other ~= task and not other:stalled(M.STALLED) do
+    cosync.await(other)
+    other = ids[acct.id]
+  end
   ids[acct.id] = task
   local unlock, lerr = store_lock(acct, deadline)
   -- a lock this Lua state already holds (file store: "lock_busy") belongs
@@ -256,7 +264,7 @@ local function renew_body(acct, force, used, task, deadline)
   else
     ok, res, err = true, nil, lerr
   end
-  ids[acct.id] = nil
+  if ids[acct.id] == task then ids[acct.id] = nil end
   if not ok then error(res, 0) end
   if not unlock and deadline and lerr.code == "lock_timeout" and now() >= deadline - 0.01 then
     -- the request's time ran out, not the store's: no cooldown for others
@@ -283,8 +291,14 @@ end
 -- due. `deadline` (optional) bounds the wait for the store's lock.
 function M.renewal(acct, force, used, deadline)
   local cur = acct._renewal
+  if cur and cur:stalled(M.STALLED) then
+    -- (OpenResty) suspended far longer than a fetch takes (its light thread
+    -- killed inside nginx, a store that hangs): given up, a new one starts
+    acct._renewal, M.active[cur], cur = nil, nil, nil
+  end
   if cur then
-    if not cur:running() then return cur end
+    -- (running in another OpenResty light thread: that one is waited for)
+    if not cur:running() or cur:elsewhere() then return cur end
     -- re-entered from inside it (on_token, a store callback): use what there is
     if acct._values.token then return cosync.finished(true) end
     return cosync.finished(nil, errors.new("refresh", "a token refresh is already under way"))

@@ -253,6 +253,38 @@ function M.poll(timeout)
   return n
 end
 
+-- The earliest time (core.now) at which a handle's Lua-side work is due:
+-- a retry's wait ends, or a wait for a token reaches its deadline; or nil.
+local function lua_due()
+  local due
+  for h in pairs(pending) do
+    local at = h._retry_at or (h._task and h._deadline)
+    if at and (due == nil or at < due) then due = at end
+  end
+  return due
+end
+
+--- The seconds until connkit.poll(0) must run at the latest (0: now), or
+-- nil when nothing waits for a time (idle, or only for sockets, which
+-- connkit.pollfd() covers): the engine's own timer or a handle's due work.
+function M.timeout()
+  local t = transport.curl.engine:timeout()
+  local due = lua_due()
+  if due then
+    local left = math.max(0, due - now())
+    if t == nil or left < t then t = left end
+  end
+  return t
+end
+
+--- A file descriptor that is readable when the engine has work: hand it to
+-- the host's event loop and call connkit.poll(0) when it is (and when
+-- connkit.timeout() runs out). From the first call the engine is event
+-- driven (see csrc/http_poll.c).
+function M.pollfd()
+  return transport.curl.engine:pollfd()
+end
+
 -- Plain requests (static auth, nothing to follow or retry) whose header
 -- lines are up to date: the batch runs in C and each is done with its reply.
 local function run_plain(reqs, n)

@@ -52,15 +52,19 @@ end
 --- Waits for a task (connkit.cosync), driving the transport's transfers,
 -- until it is over or the deadline passes: true when it is over. A task
 -- given up on goes on for whoever else waits for it (connkit.poll and later
--- callers drive it).
+-- callers drive it). In OpenResty, a task running in another light thread
+-- is waited for on its semaphore (this light thread sleeps; the worker goes
+-- on).
 function M.wait_task(task, deadline)
   local t
   while not task:done() do
     local left = deadline - now()
     if left <= 0 then return false end
-    if left > 0.1 then left = 0.1 end -- slices: an interrupt hook runs between them
-    t = t or transport.current()
-    if t.pending() > 0 then t.poll(left) else t.sleep(left / 10) end
+    if not task:wait_other(left) then
+      if left > 0.1 then left = 0.1 end -- slices: an interrupt hook runs between them
+      t = t or transport.current()
+      if t.pending() > 0 then t.poll(left) else t.sleep(left / 10) end
+    end
   end
   return true
 end

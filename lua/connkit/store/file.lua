@@ -17,6 +17,7 @@ local core = require "connkit.core"
 local cjson = require "cjson"
 local errors = require "connkit.errors"
 local common = require "connkit.store.common"
+local envelope = require "connkit.store.envelope"
 local check = require "connkit.check"
 local encode_json = require("connkit.json").encode
 local raise = check.raise
@@ -35,48 +36,6 @@ local OPTIONS = { key = "any", key_file = "any", lock_timeout = "wait" }
 -- Locks this Lua state holds, by lock path (weak: a dropped unlock function
 -- lets its lock be collected, which releases the flock).
 local held = setmetatable({}, { __mode = "v" })
-
-local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
-
--- The 32-byte key from base64 (or base64url) text; nil, why on failure.
-local function decode_key(text)
-  text = trim(text)
-  local raw = core.b64decode(text) or core.b64url_decode(text)
-  if not raw then return nil, "is not valid base64" end
-  if #raw ~= 32 then return nil, ("must decode to 32 bytes (got %d)"):format(#raw) end
-  return raw
-end
-
--- Reads the key from the options; raises naming the option.
-local function load_key(opts)
-  if opts.key ~= nil and opts.key_file ~= nil then
-    raise("connkit.store.file: give either option 'key' or option 'key_file', not both")
-  end
-  if opts.key ~= nil then
-    if type(opts.key) ~= "string" then
-      raise("connkit.store.file: option 'key' must be a base64 string of 32 bytes, got "
-        .. type(opts.key))
-    end
-    local key, why = decode_key(opts.key)
-    if not key then raise("connkit.store.file: option 'key' " .. why) end
-    return key
-  end
-  if opts.key_file ~= nil then
-    if type(opts.key_file) ~= "string" or opts.key_file == "" then
-      raise("connkit.store.file: option 'key_file' must be a path string")
-    end
-    local data, _, msg = core.read_file(opts.key_file, true)
-    if not data then raise("connkit.store.file: option 'key_file': " .. msg) end
-    if #data == 32 then return data end     -- raw key bytes
-    local key, why = decode_key(data)
-    if not key then
-      raise("connkit.store.file: option 'key_file': the file " .. why
-        .. " (expected 32 raw bytes or their base64)")
-    end
-    return key
-  end
-  raise("connkit.store.file: option 'key' (base64 of 32 bytes) or 'key_file' is required")
-end
 
 -- File name stem for an id: readable prefix + hash, safe for any id.
 local function stem(id)
@@ -102,7 +61,7 @@ function M.new(dir, opts)
   opts = check.options("connkit.store.file", opts, OPTIONS)
   local lock_timeout = opts.lock_timeout
   if lock_timeout == nil then lock_timeout = DEFAULT_LOCK_TIMEOUT end
-  local key = load_key(opts)
+  local key = envelope.load_key("connkit.store.file", opts, true)
   dir = dir:gsub("(.)/+$", "%1")
   local ok, _, msg = core.mkdir(dir, 448) -- 0700
   if not ok then raise("connkit.store.file: argument 'dir': " .. msg) end
@@ -113,7 +72,6 @@ function M.new(dir, opts)
   local store = { dir = dir }
 
   local function path_of(id) return dir .. "/" .. stem(id) end
-  local function aad(id) return MAGIC .. "\0" .. id end
 
   store.get = method(store, function(id)
     check_id(id, "get")
@@ -123,11 +81,11 @@ function M.new(dir, opts)
       if code == "not_found" then return nil end
       return nil, errors.new(code, "connkit.store.file: " .. err)
     end
-    if data:sub(1, #MAGIC) ~= MAGIC then
+    local plain, why = envelope.open(key, MAGIC, id, data)
+    if why == "tag" then
       return nil, errors.new("store_auth",
         ("connkit.store.file: %s is not a connkit record"):format(path))
     end
-    local plain = core.open(key, data:sub(#MAGIC + 1), aad(id))
     if not plain then
       return nil, errors.new("store_auth", ("connkit.store.file: the record of account %q "
         .. "in %s does not authenticate (wrong key, changed file, or another "
@@ -154,7 +112,7 @@ function M.new(dir, opts)
     local copy = common.copy_record(record, "connkit.store.file: put")
     local json, jerr = encode_json(copy)
     if not json then raise("connkit.store.file: put: the record cannot be stored: " .. jerr) end
-    local sealed = MAGIC .. core.seal(key, json, aad(id))
+    local sealed = envelope.seal(key, MAGIC, id, json)
     local okw, code, err = core.write_file_atomic(path, sealed, 384) -- 0600
     if not okw then return nil, errors.new(code, "connkit.store.file: " .. err) end
     return true

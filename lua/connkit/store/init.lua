@@ -14,6 +14,7 @@
 -- @module connkit.store
 local memory = require "connkit.store.memory"
 local file = require "connkit.store.file"
+local shared = require "connkit.store.shared"
 local check = require "connkit.check"
 
 local store = {}
@@ -31,6 +32,15 @@ end
 -- @treturn table
 function store.file(dir, opts)
   return file.new(dir, opts)
+end
+
+--- A new store on an OpenResty shared dict; see `connkit.store.shared`.
+-- Raises outside OpenResty, and for a dict nginx.conf does not declare.
+-- @tparam string dict_name the name in `lua_shared_dict <name> <size>;`
+-- @tparam[opt] table opts `key` or `key_file`, `lock_timeout`, `lock_ttl`
+-- @treturn table
+function store.shared(dict_name, opts)
+  return shared.new(dict_name, opts)
 end
 
 local function callable(v)

@@ -1,0 +1,101 @@
+#!/bin/sh
+# The pollable engine in a luv loop against connkit.all: bench/luv.lua runs
+# the same COUNT GETs of /data.json from a local nginx (bench/nginx.conf.in,
+# as bench/http.sh starts it) with CONCURRENCY in flight, once with
+# connkit.all and once from a luv loop (connkit.pollfd, connkit.timeout,
+# req:start), each in a process of its own, REPS runs alternating; prints
+# the throughput ratio luv/all (median of the runs' ratios; target >= 0.95)
+# and appends it to $BENCH_SUMMARY. A third run per round drives the same
+# handles from a plain connkit.poll loop (no luv, no pollfd): luv/poll is
+# what the event loop itself costs, poll/all what the handles cost against
+# the batch in C. Skipped when lua-luv is not installed.
+# Knobs (env): BENCH_LUV_COUNT (20000), BENCH_CONCURRENCY (10), BENCH_REPS (5).
+set -eu
+LUA=${LUA:-lua5.4}
+BUILD=${BUILD:-build/$LUA}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+COUNT=${BENCH_LUV_COUNT:-20000}
+CONC=${BENCH_CONCURRENCY:-10}
+REPS=${BENCH_REPS:-5}
+SUMMARY=${BENCH_SUMMARY:-/dev/null}
+export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;"
+export LUA_CPATH="$root/$BUILD/?.so;;"
+export CONNKIT_ROOT="$root"
+
+say() { printf '%s\n' "$*"; }
+summary() { printf '%s\n' "$*" >> "$SUMMARY"; say "$*"; }
+die() { say "luv.sh: $*" >&2; exit 1; }
+field() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+calc() { awk "BEGIN { printf \"$1\", $2 }"; }
+verdict() { if awk "BEGIN { exit !($1) }"; then echo "OK"; else echo "MISSED"; fi; }
+
+if ! "$LUA" -e 'require "luv"' 2>/dev/null; then
+  summary "luv: skipped (lua-luv is not installed for $LUA)"
+  exit 0
+fi
+
+# --- nginx on a free loopback port, in its own temp dir ---------------------
+tmp=$(mktemp -d /tmp/connkit-bench-luv.XXXXXX)
+nginx_pid=""
+cleanup() {
+  if [ -n "$nginx_pid" ]; then
+    kill "$nginx_pid" 2>/dev/null || true
+    i=0
+    while kill -0 "$nginx_pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -0 "$nginx_pid" 2>/dev/null && kill -9 "$nginx_pid" 2>/dev/null
+    wait "$nginx_pid" 2>/dev/null || true
+    nginx_pid=""
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+[ -x "$nginx" ] || die "nginx is not installed"
+port=$("$LUA" -e 'local s = assert(require("socket").bind("127.0.0.1", 0))
+  local _, p = s:getsockname(); s:close(); print(p)')
+chmod 755 "$tmp"
+mkdir "$tmp/www"
+cp bench/data.json "$tmp/www/data.json"
+chmod 644 "$tmp/www/data.json"
+sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$tmp|g" bench/nginx.conf.in > "$tmp/nginx.conf"
+"$nginx" -p "$tmp/" -e "$tmp/error.log" -c "$tmp/nginx.conf" > "$tmp/nginx.out" 2>&1 &
+nginx_pid=$!
+i=0
+until curl -sf -o /dev/null "http://127.0.0.1:$port/data.json"; do
+  i=$((i + 1))
+  if [ $i -gt 100 ] || ! kill -0 "$nginx_pid" 2>/dev/null; then
+    cat "$tmp/nginx.out" "$tmp/error.log" >&2 2>/dev/null || true
+    die "nginx did not come up on 127.0.0.1:$port"
+  fi
+  sleep 0.05
+done
+
+# --- the runs ------------------------------------------------------------------
+run() {
+  line=$("$LUA" bench/luv.lua "$port" "$COUNT" "$CONC" "$1") || die "luv.lua $1 failed: $line"
+  [ "$(field failures "$line")" = 0 ] || die "luv.lua $1: failed requests: $line"
+  printf '%s\n' "$line"
+}
+say "== luv loop vs connkit.all: $COUNT GETs, $CONC in flight, $REPS runs each (alternating) =="
+ws="" wl="" wp="" pairs="" lp=""
+r=1
+while [ $r -le "$REPS" ]; do
+  la=$(run all); sa=$(field seconds "$la")
+  ll=$(run luv); sl=$(field seconds "$ll")
+  lq=$(run poll); sp=$(field seconds "$lq")
+  say "  run $r  connkit.all  $(calc '%8.0f req/s' "$COUNT / $sa")  (wall $sa s, cpu $(field cpu "$la") s)"
+  say "  run $r  luv loop     $(calc '%8.0f req/s' "$COUNT / $sl")  (wall $sl s, cpu $(field cpu "$ll") s, $(field wakeups "$ll") wakeups)"
+  say "  run $r  poll loop    $(calc '%8.0f req/s' "$COUNT / $sp")  (wall $sp s, cpu $(field cpu "$lq") s)"
+  ws="$ws $sa" wl="$wl $sl" wp="$wp $sp"
+  pairs="$pairs $(calc '%.6f' "$sa / $sl")" lp="$lp $(calc '%.6f' "$sp / $sl")"
+  r=$((r + 1))
+done
+# shellcheck disable=SC2086
+{ med_a=$(median $ws); med_l=$(median $wl); med_p=$(median $wp)
+  ratio=$(calc '%.3f' "$(median $pairs)"); own=$(calc '%.3f' "$(median $lp)"); }
+summary "luv ($COUNT GETs, $CONC in flight, $REPS runs): connkit.all $(calc '%.0f' "$COUNT / $med_a") req/s, luv loop $(calc '%.0f' "$COUNT / $med_l") req/s, handles in a connkit.poll loop $(calc '%.0f' "$COUNT / $med_p") req/s (medians), throughput ratio luv/all $ratio (median of the runs' ratios; target >= 0.95: $(verdict "$ratio >= 0.95")); luv/poll $own (the event loop's own cost)"
