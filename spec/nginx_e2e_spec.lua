@@ -387,6 +387,21 @@ describe("connkit end to end inside nginx (one worker)", function()
     assert.is_true(got[3].time - got[1].time < 0.3)
   end)
 
+  it("connkit.all on a token account: the light threads wait for one token request", function()
+    local mark = new_mark("allcc")
+    local r = run("e2e_all", { n = 6, c = 6, s = 0.2, mark = mark, auth = "oauth2" })
+    assert.are.equal("ngx", r.transport)
+    for i = 1, 6 do assert.are.equal(200, r.results[i].status, cjson.encode(r)) end
+    assert.are.equal(1, #received(scripted, "/token/ok", mark))
+    local got = received(scripted, "/delay", mark)
+    assert.are.equal(6, #got)
+    for _, g in ipairs(got) do
+      assert.matches("^Bearer ", g.headers.authorization)
+      assert.are.equal(got[1].headers.authorization, g.headers.authorization)
+    end
+    assert.is_true(r.elapsed < 1.0, "elapsed " .. r.elapsed) -- in parallel after the token
+  end)
+
   it("req:start() returns at once, handle:result() waits (yielding) for the reply", function()
     local mark = new_mark("st")
     local r = run("e2e_start", { mark = mark })
