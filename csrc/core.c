@@ -66,6 +66,7 @@ int luaopen_connkit_core(lua_State *L) {
   sftp_open(L);
   lock_open(L);
   loopback_open(L);
+  redis_open(L);
 
   lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->version);
   lua_setfield(L, -2, "curl_version");

@@ -22,6 +22,7 @@ external_dependencies = {
   CURL = { header = "curl/curl.h", library = "curl" },
   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
   LIBSSH2 = { header = "libssh2.h", library = "ssh2" },
+  HIREDIS = { header = "hiredis/hiredis.h", library = "hiredis" },
 }
 build = {
   type = "builtin",
@@ -30,10 +31,11 @@ build = {
       sources = {
         "csrc/core.c", "csrc/template.c", "csrc/http.c", "csrc/http_async.c", "csrc/http_spec.c", "csrc/curl_mem.c", "csrc/interrupt.c", "csrc/crypto.c",
         "csrc/lock.c", "csrc/loopback.c", "csrc/sftp.c", "csrc/sftp_ext.c", "csrc/sftp_fs.c", "csrc/sftp_key.c",
+        "csrc/redis.c",
       },
-      libraries = { "curl", "ssl", "crypto", "ssh2", "pthread", "dl" },
-      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)", "$(LIBSSH2_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(LIBSSH2_LIBDIR)" },
+      libraries = { "curl", "ssl", "crypto", "ssh2", "hiredis", "pthread", "dl" },
+      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)", "$(LIBSSH2_INCDIR)", "$(HIREDIS_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(LIBSSH2_LIBDIR)", "$(HIREDIS_LIBDIR)" },
       defines = { "_GNU_SOURCE" },
     },
     ["connkit"] = "lua/connkit/init.lua",
@@ -66,6 +68,9 @@ build = {
     ["connkit.store.common"] = "lua/connkit/store/common.lua",
     ["connkit.store.file"] = "lua/connkit/store/file.lua",
     ["connkit.store.memory"] = "lua/connkit/store/memory.lua",
+    ["connkit.store.redis"] = "lua/connkit/store/redis.lua",
+    ["connkit.store.redis_hiredis"] = "lua/connkit/store/redis_hiredis.lua",
+    ["connkit.store.redis_scripts"] = "lua/connkit/store/redis_scripts.lua",
     ["connkit.transport"] = "lua/connkit/transport/init.lua",
     ["connkit.transport.curl"] = "lua/connkit/transport/curl.lua",
   },

@@ -32,13 +32,14 @@ esac
 # The build: compiler, C library headers, pkg-config, the three libraries'
 # headers, and lua-cjson (connkit's JSON).
 build="$lua_pkgs gcc libc6-dev make pkg-config libcurl4-openssl-dev libssl-dev
-  libssh2-1-dev lua-cjson"
+  libssh2-1-dev libhiredis-dev lua-cjson"
 # The specs and the demo: busted and the Lua modules they load (socket, lfs),
 # the programs they run (curl, openssl, ssh-keygen and sftp, pgrep) and the
 # peers: httpbin served by gunicorn, nginx, sshd, and node for oidc-provider
 # and the scripted server.
 test="$build lua-busted lua-socket lua-filesystem curl openssl procps
-  openssh-client openssh-server nginx python3 python3-httpbin python3-gunicorn"
+  openssh-client openssh-server nginx python3 python3-httpbin python3-gunicorn
+  redis-server"
 
 node=0
 case "$target" in

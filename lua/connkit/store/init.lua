@@ -33,6 +33,15 @@ function store.file(dir, opts)
   return file.new(dir, opts)
 end
 
+--- A new Redis store (shared by every process and host that uses the same
+-- server and prefix); see `connkit.store.redis` and README "Redis store".
+-- @tparam table opts url (or host, port, db, password, socket), prefix, key
+--   or key_file (or plaintext = true), lock_ttl, lock_timeout, timeout
+-- @treturn table
+function store.redis(opts)
+  return require("connkit.store.redis").new(opts)
+end
+
 local function callable(v)
   if type(v) == "function" then return true end
   local mt = getmetatable(v)
