@@ -237,9 +237,21 @@ function M.new(opts)
     return nil, errors.new("store", ("%s: put: the record of account %q kept changing under the write"):format(WHO, id))
   end)
 
+  -- Lock SETs whose reply never came (timeout, connection lost): the
+  -- server may have taken them, which would keep every holder out for
+  -- lock_ttl; they are released (compare-and-delete) before the next lock.
+  local maybe_held = {}
+  local function release_orphans()
+    for lkey, owner in pairs(maybe_held) do
+      if client:eval(scripts.unlock, { lkey }, { owner }) == nil then return end
+      maybe_held[lkey] = nil
+    end
+  end
+
   --- lock(id, max_wait) -> unlock, held (see connkit.store.common)
   store.lock = method(store, function(id, max_wait)
     check_id(id, "lock")
+    release_orphans()
     local wait = lock_timeout
     if type(max_wait) == "number" and max_wait <= lock_timeout then wait = max_wait end
     local rkey, lkey = keys_of(id)
@@ -248,7 +260,10 @@ function M.new(opts)
     local pause = 0.005
     while true do
       local reply, err = client:command("SET", lkey, owner, "NX", "PX", math.ceil(lock_ttl * 1000))
-      if reply == nil then return nil, err end
+      if reply == nil then
+        if not err.redis_error then maybe_held[lkey] = owner end
+        return nil, err
+      end
       if reply then break end
       local left = deadline - core.now()
       if left <= 0 then
@@ -287,7 +302,10 @@ function M.new(opts)
       if released then return true end
       released = true
       local res, err = client:eval(scripts.unlock, { lkey }, { owner })
-      if res == nil then return nil, err end
+      if res == nil then
+        if not err.redis_error then maybe_held[lkey] = owner end
+        return nil, err
+      end
       return true
     end
     return unlock, held
