@@ -184,4 +184,67 @@ describe("Redis store across hosts", function()
     assert.matches("ok=1 fail=0 token_sha256=" .. winner, out, 1, true)
     for i, o in ipairs(outs) do assert.matches("ok=2 fail=0 token_sha256=" .. winner, o, 1, true, "worker " .. i) end
   end)
+
+  it("(c) a holder killed after the token reply, before its commit: the next one says the refresh was lost mid-flight", function()
+    local op = helpers.peer("oidc")
+    local id = "fleet-c-" .. core.hex(core.random(4))
+    authorized(op, id)
+    local mark = helpers.tmpdir("rmark") .. "/fired"
+    local killer = spawn(env_for(op, id, { RW_COUNT = 1, RW_LOCK_TTL = 2, RW_FAIL = "kill_before_commit", RW_MARK = mark }))
+    wait_file(mark, 10)
+    finish({ killer }, 5)
+    socket.sleep(1) -- the stored token has expired now: nothing to serve requests with
+    local next_holder = spawn(env_for(op, id, { RW_COUNT = 3, RW_GAP = 0.05, RW_LOCK_TTL = 2 }))
+    local out = finish({ next_holder }, 15)[1]
+    assert.matches("ok=0 fail=3", out, 1, true)
+    local n = 0
+    for line in out:gmatch("fail: ([^\n]*)") do
+      n = n + 1
+      assert.matches("^reauthorize .*refresh was lost mid%-flight", line)
+    end
+    assert.equal(3, n)
+    local reqs = op.token_requests()
+    assert.equal(2, #reqs, "the killed holder's request and one more: no retry loop")
+    assert.equal(200, reqs[1].status)
+    assert.equal("invalid_grant", reqs[2].error)
+    assert.equal(reqs[1].refresh_token_sha256, reqs[2].refresh_token_sha256)
+  end)
+
+  it("(e) Redis restarted (AOF) in the middle: no token rolls back, requests keep working", function()
+    local aof = helpers.peer("redis").new { appendonly = true }
+    finally(function() aof.stop() end)
+    local op = helpers.peer("oidc").new { access_ttl = 4 }
+    finally(function() op.stop() end)
+    local saved = r
+    r = aof
+    local id = "fleet-e-" .. core.hex(core.random(4))
+    local ok_auth, err_auth = pcall(authorized, op, id)
+    r = saved
+    assert(ok_auth, err_auth)
+    local rkey = "connkit:{" .. id .. "}:record"
+    local workers = {}
+    for i = 1, 6 do workers[i] = spawn(env_for(op, id, { RW_URL = aof.url, RW_SECONDS = 16, RW_GAP = 0.2 })) end
+    socket.sleep(7)
+    local before = tonumber(aof.cli("HGET", rkey, "v"))
+    aof.restart()
+    local after = tonumber(aof.cli("HGET", rkey, "v")) or 0
+    assert.is_true(after >= before, ("version %s after the restart, %s before"):format(after, before))
+    local outs = finish(workers, 40)
+    local total_ok = 0
+    for i, out in ipairs(outs) do
+      local okn, fail = out:match("ok=(%d+) fail=(%d+)")
+      assert.equal("0", fail, "worker " .. i .. ": " .. out)
+      total_ok = total_ok + tonumber(okn)
+    end
+    local reqs, errs = token_summary(op)
+    assert.same({}, errs)
+    local used = {}
+    for _, q in ipairs(reqs) do
+      assert.is_nil(used[q.refresh_token_sha256], "a refresh token was used twice (a rolled-back record)")
+      used[q.refresh_token_sha256] = true
+    end
+    assert.is_true(#reqs >= 6, #reqs .. " token requests in 16 s")
+    assert.is_true(tonumber(aof.cli("HGET", rkey, "v")) > after)
+    assert.equal(total_ok, op.stats().api.ok)
+  end)
 end)
