@@ -182,16 +182,6 @@ function M.use_winner(acct)
   return rec ~= nil and rec.access_token ~= nil and adopt(acct, rec) == true
 end
 
--- The error of a refresh token refused after an earlier holder of the
--- store's lock began a token request and never committed its reply: the
--- server rotated the refresh token and the new one died with that holder.
-local function lost_in_flight(acct, ferr)
-  return errors.new("reauthorize", ("account '%s': a token refresh was lost mid-flight (an earlier "
-    .. "holder of the store's lock sent its token request and stopped before storing the reply, "
-    .. "so the rotated refresh token was never stored); authorize it again"):format(acct.id),
-    { status = ferr.status, oauth_error = ferr.oauth_error, lost_in_flight = true })
-end
-
 -- Accounts that can get a token from their credentials alone (nothing in
 -- the store is needed to renew): client credentials and custom tokens.
 local function refetchable(acct)
@@ -244,7 +234,7 @@ local function locked_renew(acct, force, used)
   local fresh, ferr = acct:_fetch_token()
   if not fresh then
     if ferr.oauth_error == "invalid_grant" and common.locked_inflight(acct) then
-      return nil, lost_in_flight(acct, ferr)
+      return nil, common.lost_in_flight(acct, ferr)
     end
     return nil, ferr
   end

@@ -201,4 +201,15 @@ function M.locked_inflight(acct)
   return held ~= nil and held.inflight and true or false
 end
 
+--- The error of a refresh token refused (invalid_grant) after an earlier
+-- holder of the store's lock began a token request and never committed:
+-- the server rotated the refresh token and the new one died with that
+-- holder. Code "reauthorize", err.lost_in_flight = true.
+function M.lost_in_flight(acct, ferr)
+  return errors.new("reauthorize", ("account '%s': a token refresh was lost mid-flight (an earlier "
+    .. "holder of the store's lock sent its token request and stopped before storing the reply, "
+    .. "so the rotated refresh token was never stored); authorize it again"):format(acct.id),
+    { status = ferr.status, oauth_error = ferr.oauth_error, lost_in_flight = true })
+end
+
 return M
