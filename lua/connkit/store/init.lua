@@ -3,7 +3,10 @@
 --
 --   `store.get(id)`          -> record, or nil when there is none, or nil, err
 --   `store.put(id, record)`  -> true, or nil, err (a nil record removes it)
---   `store.lock(id)`         -> unlock function, or nil, err
+--   `store.lock(id[, max_wait])` -> unlock function [, held lock], or nil, err
+--
+-- The held lock (optional; the Redis store gives one) makes the commit
+-- fenced: see connkit.store.common (`account_lock`).
 --
 -- A record is a plain table (`access_token`, `refresh_token`, `expires_at`,
 -- `scope`, `token_type` and any other string, number or boolean fields).
