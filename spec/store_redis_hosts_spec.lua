@@ -4,29 +4,41 @@
 -- test-only fail points kill (SIGKILL) or stop (SIGSTOP) a worker at a
 -- chosen step. Every assertion is on what oidc-provider counted.
 --
--- The hosts: processes on loopback, all on one redis-server and one
--- oidc-provider (see "hosts" below for what runs as root).
+-- The hosts (spec/support/redis_hosts.lua): as root, network namespaces on
+-- one bridge, reaching redis-server and oidc-provider at the bridge
+-- address; otherwise processes on loopback (the run says which).
 local helpers = require "helpers"
 local core = require "connkit.core"
 local socket = require "socket"
 local connkit = require "connkit"
 local account = require "support.redis_account"
+local redis_hosts = require "support.redis_hosts"
 
 local SECONDS = tonumber(os.getenv("REDIS_HOSTS_SECONDS")) or 60
 local KEY = core.b64encode(core.random(32))
 
-local r
+local r, hosts
 local seq = 0
 
-local function spawn(env)
+-- A worker on host h (1..3).
+local function spawn(h, env)
   seq = seq + 1
-  return helpers.spawn("rworker" .. seq, helpers.lua .. " " .. helpers.shell_quote(helpers.root
-    .. "/spec/support/redis_worker.lua"), { env = helpers.child_env(env) })
+  return hosts.spawn(h, "rworker" .. seq, helpers.lua .. " " .. helpers.shell_quote(helpers.root
+    .. "/spec/support/redis_worker.lua"), helpers.child_env(env))
 end
 
+local exposed = {}
 local function env_for(op, id, extra)
-  local e = { RW_ISSUER = op.issuer, RW_URL = r.url, RW_KEY = KEY, RW_ID = id, RW_GRANT = "code" }
+  for _, port in ipairs({ op.port, r.port }) do
+    if not exposed[port] then hosts.expose(port) exposed[port] = true end
+  end
+  local e = { RW_ISSUER = hosts.url(op.issuer), RW_URL = hosts.url(r.url), RW_KEY = KEY, RW_ID = id, RW_GRANT = "code" }
   for k, v in pairs(extra or {}) do e[k] = tostring(v) end
+  if extra and extra.RW_URL then
+    local port = tonumber(extra.RW_URL:match(":(%d+)/"))
+    if not exposed[port] then hosts.expose(port) exposed[port] = true end
+    e.RW_URL = hosts.url(extra.RW_URL)
+  end
   return e
 end
 
@@ -76,8 +88,12 @@ end
 describe("Redis store across hosts", function()
   setup(function()
     r = helpers.peer("redis")
-    io.stdout:write("\n[store_redis_hosts] hosts are processes on loopback (one redis-server, one oidc-provider)\n")
+    hosts = redis_hosts.new(helpers, 3)
+    io.stdout:write("\n[store_redis_hosts] hosts: ", hosts.kind == "namespaces"
+      and ("3 network namespaces on bridge " .. hosts.bridge .. ", peers at " .. hosts.addr)
+      or "processes on loopback (not root: no network namespaces)", "\n")
   end)
+  teardown(function() hosts.stop() end)
 
   it("(a) 3 hosts x 8 processes: one token request per expiry, no invalid_grant", function()
     local op = helpers.peer("oidc").new { access_ttl = 4 }
@@ -88,7 +104,7 @@ describe("Redis store across hosts", function()
     local t0 = socket.gettime()
     for host = 1, 3 do
       for p = 1, 8 do
-        workers[#workers + 1] = spawn(env_for(op, id, { RW_SECONDS = SECONDS, RW_GAP = 0.2, RW_HOST = host .. "." .. p }))
+        workers[#workers + 1] = spawn(host, env_for(op, id, { RW_SECONDS = SECONDS, RW_GAP = 0.2 }))
       end
     end
     local outs = finish(workers, SECONDS + 60)
@@ -114,7 +130,7 @@ describe("Redis store across hosts", function()
     assert.is_true(#reqs >= math.floor(expected) - 2 and #reqs <= math.ceil(expected) + 1,
       ("%d token requests in %.1f s"):format(#reqs, elapsed))
     assert.equal(total_ok, op.stats().api.ok)
-    io.stdout:write(("[store_redis_hosts] (a) %d processes, %.0f s, %d requests, %d token requests, "
+    io.stdout:write(("[store_redis_hosts] (a) 3 hosts, %d processes, %.0f s, %d requests, %d token requests, "
       .. "%.2f per expiry, 0 invalid_grant\n"):format(#workers, elapsed, total_ok, #reqs, #reqs / expected))
   end)
 
@@ -123,12 +139,12 @@ describe("Redis store across hosts", function()
     local id = "fleet-b-" .. core.hex(core.random(4))
     authorized(op, id)
     local mark = helpers.tmpdir("rmark") .. "/fired"
-    local killer = spawn(env_for(op, id, { RW_COUNT = 1, RW_LOCK_TTL = 3, RW_FAIL = "kill_holding", RW_MARK = mark }))
+    local killer = spawn(1, env_for(op, id, { RW_COUNT = 1, RW_LOCK_TTL = 3, RW_FAIL = "kill_holding", RW_MARK = mark }))
     wait_file(mark, 10)
     finish({ killer }, 5)
     local t0 = socket.gettime()
     local workers = {}
-    for i = 1, 4 do workers[i] = spawn(env_for(op, id, { RW_COUNT = 3, RW_GAP = 0.1, RW_LOCK_TTL = 3, RW_TIMEOUT = 10 })) end
+    for i = 1, 4 do workers[i] = spawn(i + 1, env_for(op, id, { RW_COUNT = 3, RW_GAP = 0.1, RW_LOCK_TTL = 3, RW_TIMEOUT = 10 })) end
     local outs = finish(workers, 20)
     local took = socket.gettime() - t0
     for i, out in ipairs(outs) do assert.matches("ok=3 fail=0", out, 1, true, "worker " .. i .. ": " .. out) end
@@ -144,11 +160,11 @@ describe("Redis store across hosts", function()
     local id = "fleet-d-" .. core.hex(core.random(4))
     authorized(op, id)
     local mark = helpers.tmpdir("rmark") .. "/fired"
-    local stopped = spawn(env_for(op, id, { RW_COUNT = 1, RW_LOCK_TTL = 2, RW_FAIL = "stop_holding", RW_MARK = mark }))
+    local stopped = spawn(1, env_for(op, id, { RW_COUNT = 1, RW_LOCK_TTL = 2, RW_FAIL = "stop_holding", RW_MARK = mark }))
     finally(function() helpers.execute("kill -CONT " .. stopped.pid .. " 2>/dev/null") end)
     wait_file(mark, 10)
     local workers = {}
-    for i = 1, 2 do workers[i] = spawn(env_for(op, id, { RW_COUNT = 2, RW_LOCK_TTL = 2 })) end
+    for i = 1, 2 do workers[i] = spawn(i + 1, env_for(op, id, { RW_COUNT = 2, RW_LOCK_TTL = 2 })) end
     local outs = finish(workers, 20)
     helpers.execute("kill -CONT " .. stopped.pid)
     local out = finish({ stopped }, 10)[1]
@@ -167,12 +183,12 @@ describe("Redis store across hosts", function()
     local id = "fleet-d2-" .. core.hex(core.random(4))
     local store = connkit.store.redis { url = r.url, key = KEY }
     local mark = helpers.tmpdir("rmark") .. "/fired"
-    local stopped = spawn(env_for(op, id, { RW_GRANT = "cc", RW_COUNT = 1, RW_LOCK_TTL = 2,
+    local stopped = spawn(1, env_for(op, id, { RW_GRANT = "cc", RW_COUNT = 1, RW_LOCK_TTL = 2,
       RW_FAIL = "stop_before_commit", RW_MARK = mark }))
     finally(function() helpers.execute("kill -CONT " .. stopped.pid .. " 2>/dev/null") end)
     wait_file(mark, 10)
     local workers = {}
-    for i = 1, 2 do workers[i] = spawn(env_for(op, id, { RW_GRANT = "cc", RW_COUNT = 2, RW_LOCK_TTL = 2 })) end
+    for i = 1, 2 do workers[i] = spawn(i + 1, env_for(op, id, { RW_GRANT = "cc", RW_COUNT = 2, RW_LOCK_TTL = 2 })) end
     local outs = finish(workers, 20)
     helpers.execute("kill -CONT " .. stopped.pid)
     local out = finish({ stopped }, 10)[1]
@@ -190,11 +206,11 @@ describe("Redis store across hosts", function()
     local id = "fleet-c-" .. core.hex(core.random(4))
     authorized(op, id)
     local mark = helpers.tmpdir("rmark") .. "/fired"
-    local killer = spawn(env_for(op, id, { RW_COUNT = 1, RW_LOCK_TTL = 2, RW_FAIL = "kill_before_commit", RW_MARK = mark }))
+    local killer = spawn(1, env_for(op, id, { RW_COUNT = 1, RW_LOCK_TTL = 2, RW_FAIL = "kill_before_commit", RW_MARK = mark }))
     wait_file(mark, 10)
     finish({ killer }, 5)
     socket.sleep(1) -- the stored token has expired now: nothing to serve requests with
-    local next_holder = spawn(env_for(op, id, { RW_COUNT = 3, RW_GAP = 0.05, RW_LOCK_TTL = 2 }))
+    local next_holder = spawn(2, env_for(op, id, { RW_COUNT = 3, RW_GAP = 0.05, RW_LOCK_TTL = 2 }))
     local out = finish({ next_holder }, 15)[1]
     assert.matches("ok=0 fail=3", out, 1, true)
     local n = 0
@@ -223,7 +239,7 @@ describe("Redis store across hosts", function()
     assert(ok_auth, err_auth)
     local rkey = "connkit:{" .. id .. "}:record"
     local workers = {}
-    for i = 1, 6 do workers[i] = spawn(env_for(op, id, { RW_URL = aof.url, RW_SECONDS = 16, RW_GAP = 0.2 })) end
+    for i = 1, 6 do workers[i] = spawn(i, env_for(op, id, { RW_URL = aof.url, RW_SECONDS = 16, RW_GAP = 0.2 })) end
     socket.sleep(7)
     local before = tonumber(aof.cli("HGET", rkey, "v"))
     aof.restart()
