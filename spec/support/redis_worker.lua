@@ -4,6 +4,8 @@
 --   RW_ISSUER RW_URL RW_KEY RW_ID RW_GRANT (code | cc)
 --   RW_COUNT requests (or RW_SECONDS of requests), RW_GAP seconds between
 --   RW_LOCK_TTL, RW_TIMEOUT (request timeout)
+--   RW_STORE_SCRIPT a Lua file returning the store to use instead (the
+--     benchmark's baseline)
 --   RW_FAIL a test-only fail point, set on this worker's store from outside
 --     the library: kill_holding / stop_holding (SIGKILL / SIGSTOP itself
 --     while it holds the lock, before its token request), kill_before_commit
@@ -16,8 +18,14 @@ local core = require "connkit.core"
 local account = require "support.redis_account"
 
 local env = os.getenv
-local store = connkit.store.redis { url = env("RW_URL"), key = env("RW_KEY"),
-  lock_ttl = tonumber(env("RW_LOCK_TTL")) or 30, timeout = 2 }
+local store
+if env("RW_STORE_SCRIPT") then
+  -- another store (bench/redis_nango_baseline.lua): a file returning it
+  store = dofile(env("RW_STORE_SCRIPT"))
+else
+  store = connkit.store.redis { url = env("RW_URL"), key = env("RW_KEY"),
+    lock_ttl = tonumber(env("RW_LOCK_TTL")) or 30, timeout = 2 }
+end
 
 local fail_point = env("RW_FAIL")
 local function self_pid()
