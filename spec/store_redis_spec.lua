@@ -60,6 +60,19 @@ describe("connkit.store.redis options", function()
     refuses({ url = r.url, key = KEY, lock_tll = 3 }, "unknown option 'lock_tll' (did you mean 'lock_ttl'?)")
   end)
 
+  it("a wrong password: code store naming the address, the password nowhere", function()
+    local wrong = "wrong-" .. core.hex(core.random(8))
+    local s = connkit.store.redis { host = "127.0.0.1", port = r.port, password = wrong, key = KEY }
+    for _, call in ipairs({ s.get, s.lock }) do
+      local res, err = call("x")
+      assert.is_nil(res)
+      assert.equal("store", err.code)
+      assert.matches("127.0.0.1:" .. r.port, err.message, 1, true)
+      assert.matches("AUTH", err.message, 1, true)
+      assert.is_nil(err.message:find(wrong, 1, true))
+    end
+  end)
+
   it("names the address, not the password, in tostring", function()
     local s = connkit.store.redis { url = r.url, key = KEY }
     assert.equal("connkit.store.redis(127.0.0.1:" .. r.port .. ")", tostring(s))
