@@ -153,7 +153,7 @@ describe("connkit.store.redis records", function()
     assert.is_true(s.put(id, { access_token = "v5" }))
     assert.equal(5, tonumber(r.cli("HGET", rkey, "v")))
     -- an older sealed record written back under the current version: refused
-    local unquoted = assert(load("return " .. old:gsub("%s+$", "")))()
+    local unquoted = assert((loadstring or load)("return " .. old:gsub("%s+$", "")))()
     local w = io.popen(helpers.clean_env .. "REDISCLI_AUTH=" .. helpers.shell_quote(r.password)
       .. " redis-cli -x -p " .. r.port .. " HSET " .. rkey .. " data >/dev/null", "w")
     w:write(unquoted)
