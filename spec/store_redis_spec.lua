@@ -237,6 +237,23 @@ describe("connkit.store.redis lock", function()
     assert.equal("v3-outside", s.get(id).access_token)
     unlock3()
   end)
+
+  it("commits for a holder whose lease ran out when nobody took the lock meanwhile", function()
+    -- (refusing would throw away a refresh token the server already rotated)
+    local id = fresh_id()
+    local lkey = "connkit:{" .. id .. "}:lock"
+    assert.is_true(s.put(id, { access_token = "v1" }))
+    local unlock, held = s.lock(id)
+    held.get()
+    socket.sleep(1.1)
+    assert.is_true(held.begin(), "the lock is taken again")
+    assert.is_true(tonumber(r.cli("PTTL", lkey)) > 500)
+    socket.sleep(1.1) -- and runs out again before the commit
+    assert.is_true(held.put({ access_token = "v2" }))
+    assert.equal("v2", s.get(id).access_token)
+    unlock()
+    assert.equal("", r.cli("GET", lkey):match("^%s*(.-)%s*$"))
+  end)
 end)
 
 describe("connkit.store.redis when Redis is in trouble", function()

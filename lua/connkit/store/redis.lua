@@ -284,7 +284,7 @@ function M.new(opts)
       return rec or nil
     end
     function held.begin()
-      local res, err = client:eval(scripts.mark, { rkey, lkey }, { owner, version })
+      local res, err = client:eval(scripts.mark, { rkey, lkey }, { owner, version, math.ceil(lock_ttl * 1000) })
       if res == nil then return nil, err end
       if res ~= 1 then return nil, script_refusal(res) end
       return true

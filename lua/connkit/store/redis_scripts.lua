@@ -25,12 +25,16 @@ return 0
 ]]
 
 --- The fenced commit: writes `data` (or removes the record for "") as
--- version `expected + 1`, only when the caller still owns the lock and the
--- version is still `expected`; clears the in-flight mark. KEYS: record,
--- lock; ARGV: owner, expected version, data. Returns the new version, or
+-- version `expected + 1`, only when no other holder has the lock and the
+-- version is still `expected`; clears the in-flight mark. A lease that ran
+-- out with nobody taking the lock since does not refuse the commit: the
+-- version shows nothing was written meanwhile, and refusing would throw
+-- away a refresh token the server has already rotated. KEYS: record, lock;
+-- ARGV: owner, expected version, data. Returns the new version, or
 -- "lock_lost" / "version".
 M.commit = [[
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 'lock_lost' end
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[1] then return 'lock_lost' end
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[2]) then return 'version' end
 if ARGV[3] == '' then
@@ -60,13 +64,16 @@ return v + 1
 ]]
 
 --- Marks the record "refresh in flight" before a token request, only when
--- the caller still owns the lock and the version is the one it read.
--- KEYS: record, lock; ARGV: owner, expected version. Returns 1, or
--- "lock_lost" / "version".
+-- no other holder has the lock and the version is the one the caller read;
+-- a lock whose lease ran out with nobody taking it is taken again (for
+-- ARGV[3] ms). KEYS: record, lock; ARGV: owner, expected version, lock ttl
+-- (ms). Returns 1, or "lock_lost" / "version".
 M.mark = [[
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 'lock_lost' end
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[1] then return 'lock_lost' end
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[2]) then return 'version' end
+if not holder then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3]) end
 redis.call('HSET', KEYS[1], 'inflight', ARGV[1])
 return 1
 ]]
