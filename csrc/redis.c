@@ -32,7 +32,7 @@
 #define MAX_DEPTH 8
 
 typedef struct {
-  redisContext *ctx; /* NULL when closed */
+  redisContext *ctx;   /* NULL when closed */
   char addr[ADDR_MAX]; /* host:port or unix:path, for messages */
 } ck_redis;
 
@@ -164,8 +164,9 @@ static int redis_command(lua_State *L) {
   luaL_argcheck(L, argc >= 1 && argc <= MAX_ARGS, 2,
                 "a command of 1 to 64 words");
   for (i = 0; i < argc; i++) {
-    luaL_argcheck(L, lua_type(L, i + 2) == LUA_TSTRING ||
-                         lua_type(L, i + 2) == LUA_TNUMBER,
+    luaL_argcheck(L,
+                  lua_type(L, i + 2) == LUA_TSTRING ||
+                      lua_type(L, i + 2) == LUA_TNUMBER,
                   i + 2, "command words must be strings or numbers");
     argv[i] = lua_tolstring(L, i + 2, &lens[i]);
   }
