@@ -27,6 +27,7 @@
 #include "connkit.h"
 
 #define REDIS_CLASS "connkit.redis"
+#define REPLY_GUARD "connkit.redis.reply"
 #define ADDR_MAX 300
 #define MAX_ARGS 64
 #define MAX_DEPTH 8
@@ -67,19 +68,20 @@ static const char *context_code(const redisContext *c) {
   return "io";
 }
 
-/* Pushes a new, closed connection object named addr, then connects it with
- * connect_fn's context. Returns 1 (the object) or ck_fail's 3. */
+/* Completes a connect: r (on the stack, owner of c from here on, so a Lua
+ * error below frees c through __gc) gets the context c, or c is freed.
+ * Returns 1 (r) or ck_fail's 3. */
 static int finish_connect(lua_State *L, ck_redis *r, redisContext *c,
                           struct timeval tv) {
-  const char *code;
+  int n;
   if (c == NULL) return ck_fail(L, "io", "redis %s: out of memory", r->addr);
-  if (c->err) {
-    code = context_code(c);
-    lua_pushfstring(L, "redis %s: cannot connect: %s", r->addr, c->errstr);
-    redisFree(c);
-    return ck_fail(L, code, "%s", lua_tostring(L, -1));
-  }
   r->ctx = c;
+  if (c->err) {
+    n = ck_fail(L, context_code(c), "redis %s: cannot connect: %s", r->addr,
+                c->errstr);
+    redis_release(r);
+    return n;
+  }
   if (redisSetTimeout(c, tv) != REDIS_OK) {
     redis_release(r);
     return ck_fail(L, "io", "redis %s: cannot set the timeout", r->addr);
@@ -114,6 +116,21 @@ static int redis_connect_unix(lua_State *L) {
   ck_redis *r = new_redis(L);
   snprintf(r->addr, sizeof r->addr, "unix:%s", path);
   return finish_connect(L, r, redisConnectUnixWithTimeout(path, tv), tv);
+}
+
+/* A reply while it is turned into Lua values: held by a userdata whose
+ * __gc frees it, so a Lua error (memory) mid-way leaks nothing. */
+typedef struct {
+  redisReply *rep;
+} ck_reply_guard;
+
+static int reply_guard__gc(lua_State *L) {
+  ck_reply_guard *g = (ck_reply_guard *)luaL_checkudata(L, 1, REPLY_GUARD);
+  if (g->rep != NULL) {
+    freeReplyObject(g->rep);
+    g->rep = NULL;
+  }
+  return 0;
 }
 
 static ck_redis *check_redis(lua_State *L, int i) {
@@ -160,7 +177,9 @@ static int redis_command(lua_State *L) {
   const char *argv[MAX_ARGS];
   size_t lens[MAX_ARGS];
   redisReply *rep;
+  ck_reply_guard *guard;
   const char *code;
+  int n;
   luaL_argcheck(L, argc >= 1 && argc <= MAX_ARGS, 2,
                 "a command of 1 to 64 words");
   for (i = 0; i < argc; i++) {
@@ -172,30 +191,33 @@ static int redis_command(lua_State *L) {
   }
   if (r->ctx == NULL)
     return ck_fail(L, "closed", "redis %s: the connection is closed", r->addr);
+  guard = (ck_reply_guard *)lua_newuserdatauv(L, sizeof *guard, 0);
+  guard->rep = NULL;
+  luaL_setmetatable(L, REPLY_GUARD);
   errno = 0;
   rep = (redisReply *)redisCommandArgv(r->ctx, argc, argv, lens);
   if (rep == NULL) {
     code = context_code(r->ctx);
-    lua_pushfstring(L, "redis %s: %s", r->addr,
-                    strcmp(code, "timeout") == 0 ? "no reply within the timeout"
-                                                 : r->ctx->errstr);
+    n = ck_fail(L, code, "redis %s: %s", r->addr,
+                strcmp(code, "timeout") == 0 ? "no reply within the timeout"
+                                             : r->ctx->errstr);
     redis_release(r);
-    return ck_fail(L, code, "%s", lua_tostring(L, -1));
+    return n;
   }
+  guard->rep = rep;
   if (rep->type == REDIS_REPLY_ERROR) {
-    lua_pushlstring(L, rep->str, (size_t)rep->len);
-    freeReplyObject(rep);
-    return ck_fail(L, "redis_error", "redis %s: %s", r->addr,
-                   lua_tostring(L, -1));
-  }
-  if (push_reply(L, rep, 0) != 0) {
-    freeReplyObject(rep);
+    n = ck_fail(L, "redis_error", "redis %s: %.*s", r->addr, (int)rep->len,
+                rep->str);
+  } else if (push_reply(L, rep, 0) != 0) {
     redis_release(r);
-    return ck_fail(L, "protocol", "redis %s: a reply of a type not spoken here",
-                   r->addr);
+    n = ck_fail(L, "protocol", "redis %s: a reply of a type not spoken here",
+                r->addr);
+  } else {
+    n = 1;
   }
+  guard->rep = NULL;
   freeReplyObject(rep);
-  return 1;
+  return n;
 }
 
 /* conn:usable() -> whether commands can still be sent. */
@@ -238,6 +260,11 @@ void redis_open(lua_State *L) {
       {"__tostring", redis__tostring},
       {NULL, NULL},
   };
+  static const luaL_Reg guard_metamethods[] = {
+      {"__gc", reply_guard__gc},
+      {NULL, NULL},
+  };
   compat_newclass(L, REDIS_CLASS, methods, metamethods);
+  compat_newclass(L, REPLY_GUARD, NULL, guard_metamethods);
   luaL_setfuncs(L, funcs, 0);
 }
