@@ -12,6 +12,8 @@
  * those; an error reply gives code "redis_error" with the server's message
  * and leaves the connection usable. Any other failure ("timeout", "io",
  * "closed", "protocol") closes the connection: a reply may be half read.
+ * A connection used in a forked child is dropped there (the next command
+ * reports "closed"; the store's client connects again).
  * Messages name the address, never a command's arguments (AUTH carries the
  * password, SET and EVALSHA carry sealed records).
  *
@@ -21,6 +23,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
@@ -34,6 +38,7 @@
 
 typedef struct {
   redisContext *ctx;   /* NULL when closed */
+  pid_t pid;           /* the process that connected */
   char addr[ADDR_MAX]; /* host:port or unix:path, for messages */
 } ck_redis;
 
@@ -76,6 +81,7 @@ static int finish_connect(lua_State *L, ck_redis *r, redisContext *c,
   int n;
   if (c == NULL) return ck_fail(L, "io", "redis %s: out of memory", r->addr);
   r->ctx = c;
+  r->pid = getpid();
   if (c->err) {
     n = ck_fail(L, context_code(c), "redis %s: cannot connect: %s", r->addr,
                 c->errstr);
@@ -92,6 +98,7 @@ static int finish_connect(lua_State *L, ck_redis *r, redisContext *c,
 static ck_redis *new_redis(lua_State *L) {
   ck_redis *r = (ck_redis *)lua_newuserdatauv(L, sizeof *r, 0);
   r->ctx = NULL;
+  r->pid = 0;
   r->addr[0] = '\0';
   luaL_setmetatable(L, REDIS_CLASS);
   return r;
@@ -133,8 +140,13 @@ static int reply_guard__gc(lua_State *L) {
   return 0;
 }
 
+/* The connection at i; in a forked child, a connection the parent made is
+ * dropped (its socket is the parent's: two processes on one stream would
+ * read each other's replies). */
 static ck_redis *check_redis(lua_State *L, int i) {
-  return (ck_redis *)luaL_checkudata(L, i, REDIS_CLASS);
+  ck_redis *r = (ck_redis *)luaL_checkudata(L, i, REDIS_CLASS);
+  if (r->ctx != NULL && r->pid != getpid()) redis_release(r);
+  return r;
 }
 
 /* Pushes a reply (not an error reply at the top: the caller handles that).

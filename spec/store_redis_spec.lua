@@ -164,6 +164,36 @@ describe("connkit.store.redis records", function()
   end)
 end)
 
+describe("connkit.store.redis after fork", function()
+  it("a child does not use the parent's connection: it opens its own (LuaJIT ffi fork)", function()
+    if not jit then
+      pending("needs LuaJIT's ffi to fork")
+      return
+    end
+    local ffi = require "ffi"
+    pcall(ffi.cdef, "int fork(void); void _exit(int); int waitpid(int pid, int *status, int options);")
+    local r = helpers.peer("redis")
+    local s = connkit.store.redis { url = r.url, key = KEY }
+    local id = fresh_id()
+    assert(s.put(id, { access_token = "parent" }))
+    local function connections()
+      return tonumber(r.cli("INFO", "stats"):match("total_connections_received:(%d+)"))
+    end
+    local before = connections()
+    local pid = ffi.C.fork()
+    if pid == 0 then
+      local ok = s.put(id, { access_token = "child" })
+      ffi.C._exit(ok and 0 or 1)
+    end
+    local status = ffi.new("int[1]")
+    ffi.C.waitpid(pid, status, 0)
+    assert.equal(0, status[0])
+    -- one for the redis-cli of connections(), one for the child's own
+    assert.equal(before + 2, connections())
+    assert.equal("child", s.get(id).access_token)
+  end)
+end)
+
 describe("connkit.store.redis lock", function()
   local r, s
   setup(function()
