@@ -2,7 +2,9 @@
 -- connkit store (loaded by spec/support/redis_worker.lua through
 -- RW_STORE_SCRIPT). Records are plain JSON under nango:<id>; the lock is
 -- `SET nango:lock:<id> 1 NX PX 10000`, polled every 50 ms for up to 10 s,
--- and released with a plain DEL (no owner, no fence), as Nango does.
+-- and released with a plain DEL (no owner, no fence), as Nango does. The
+-- refresh rules around it are connkit's own (lock, re-read, refresh only if
+-- still due, write, unlock): what differs is the lock alone.
 -- NANGO_PORT, NANGO_PASSWORD: the redis-server on 127.0.0.1.
 local core = require "connkit.core"
 local cjson = require "cjson"
