@@ -40,7 +40,7 @@ ifeq ($(VARIANT),-valgrind)
 OPT     := -O1 -g
 VDEFS   := -DCONNKIT_NO_RECYCLE
 endif
-PKGS    := libcurl openssl libssh2 zlib
+PKGS    := libcurl openssl libssh2 zlib hiredis
 CFLAGS_ALL  = $(OPT) $(WARN) $(SAN) $(VDEFS) -std=c99 -D_GNU_SOURCE -fPIC -fvisibility=hidden \
               $(shell pkg-config --cflags $(LUA_PC) $(PKGS) 2>/dev/null) $(CFLAGS)
 LDFLAGS_ALL = -shared $(SAN) $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -ldl $(LDFLAGS)

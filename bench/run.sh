@@ -17,7 +17,7 @@ trap 'rm -f "$BENCH_SUMMARY"' EXIT
 trap 'exit 130' INT TERM HUP
 
 status=0
-for name in http sftp luv ngx; do
+for name in http sftp luv ngx redis; do
   script="bench/$name.sh"
   if [ ! -f "$script" ]; then
     echo "$name: skipped ($script not present)" >> "$BENCH_SUMMARY"

@@ -27,6 +27,7 @@ CK_HIDDEN void sftp_open(lua_State *L);
 CK_HIDDEN void lock_open(lua_State *L);
 CK_HIDDEN void loopback_open(lua_State *L);
 CK_HIDDEN void inflate_open(lua_State *L);
+CK_HIDDEN void redis_open(lua_State *L);
 
 /* Pushes nil, code, message and returns 3: the run-time failure convention of
  * the C functions. The Lua side turns (code, message) into an error table. */

@@ -67,6 +67,7 @@ int luaopen_connkit_core(lua_State *L) {
   lock_open(L);
   loopback_open(L);
   inflate_open(L);
+  redis_open(L);
 
   lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->version);
   lua_setfield(L, -2, "curl_version");

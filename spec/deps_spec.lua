@@ -11,7 +11,7 @@ local q = helpers.shell_quote
 -- Makefile): programs, then Python and Lua modules.
 local PROGRAMS = {
   "gcc", "make", "pkg-config", "busted", "curl", "openssl", "pgrep", "ssh-keygen", "sftp",
-  "/usr/sbin/sshd", "/usr/sbin/nginx", "/usr/bin/python3", "node", "npm",
+  "/usr/sbin/sshd", "/usr/sbin/nginx", "/usr/bin/python3", "node", "npm", "redis-server", "redis-cli",
 }
 local PYTHON_MODULES = { "httpbin", "gunicorn" } -- spec/peers/httpbin.lua: python3 -m gunicorn httpbin:app
 local LUA_MODULES = { "socket", "lfs", "cjson", "busted" }

@@ -38,14 +38,14 @@ esac
 # headers (zlib: the ngx transport's gzip decoding, csrc/inflate.c), and
 # lua-cjson (connkit's JSON).
 build="$lua_pkgs gcc libc6-dev make pkg-config libcurl4-openssl-dev libssl-dev
-  libssh2-1-dev zlib1g-dev lua-cjson"
+  libssh2-1-dev zlib1g-dev libhiredis-dev lua-cjson"
 # The specs and the demo: busted and the Lua modules they load (socket, lfs),
 # the programs they run (curl, openssl, ssh-keygen and sftp, pgrep) and the
 # peers: httpbin served by gunicorn, nginx, sshd, and node for oidc-provider
 # and the scripted server.
 test="$build lua-busted lua-socket lua-filesystem curl openssl procps
   openssh-client openssh-server nginx python3 python3-httpbin python3-gunicorn
-  lua-luv"
+  lua-luv redis-server"
 # The OpenResty specs (spec/openresty_spec.lua, spec/peers/openresty.lua):
 # nginx's Lua module with the development kit it loads first and its Lua
 # library, and the LuaJIT branch the module is built on (headers for

@@ -160,13 +160,26 @@ function M.install(acct, rec, keep_store)
   local cok, cerr = M.check_record(acct, rec)
   if not cok then return nil, errors.new(cerr.code, "new token refused, nothing stored: " .. cerr.message) end
   local put_ok, put_err = true, nil
-  if not keep_store then put_ok, put_err = store_put(acct, rec) end
+  if not keep_store then put_ok, put_err = common.locked_put(acct, rec) end
+  if not put_ok and put_err.code == "lock_lost" and M.use_winner(acct) then
+    -- the fence refused the commit (this holder's lease ran out): the
+    -- record another holder wrote meanwhile is the one in use now
+    acct._fail_at, acct._fail_err = nil, nil
+    return true
+  end
   local ok, err = adopt(acct, rec)
   if not ok then return nil, err end
   acct._fail_at, acct._fail_err = nil, nil
   notify(acct, rec)
   if not put_ok then return nil, put_err end
   return true
+end
+
+--- After a fenced store refused this holder ("lock_lost"): reads the record
+-- the newer holder wrote and uses it. True when it could be used.
+function M.use_winner(acct)
+  local rec = store_get(acct)
+  return rec ~= nil and rec.access_token ~= nil and adopt(acct, rec) == true
 end
 
 -- Accounts that can get a token from their credentials alone (nothing in
@@ -182,7 +195,8 @@ end
 -- an account that needs nothing from it: that one fetches a token, keeps it
 -- in memory, leaves the record as it is and says so in status().
 local function locked_renew(acct, force, used)
-  local rec, gerr = store_get(acct)
+  -- (through the store's fenced lock when it has one: see store/common.lua)
+  local rec, gerr = common.locked_get(acct)
   local keep_store = false
   if gerr then
     if not refetchable(acct) then return nil, gerr end
@@ -210,8 +224,20 @@ local function locked_renew(acct, force, used)
       return true -- no longer due
     end
   end
+  -- a fenced store marks the record "refresh in flight", refused when this
+  -- holder's lease already ran out: then another holder renewed, use that
+  local bok, berr = common.locked_begin(acct)
+  if not bok then
+    if berr.code == "lock_lost" and M.use_winner(acct) then return true end
+    return nil, berr
+  end
   local fresh, ferr = acct:_fetch_token()
-  if not fresh then return nil, ferr end
+  if not fresh then
+    if ferr.oauth_error == "invalid_grant" and common.locked_inflight(acct) then
+      return nil, common.lost_in_flight(acct, ferr)
+    end
+    return nil, ferr
+  end
   return M.install(acct, M.merge(acct, fresh), keep_store)
 end
 

@@ -72,7 +72,27 @@ function M.account_put(acct, rec)
 end
 
 -- `deadline` (core.now() seconds, optional): the store waits for the lock
--- until then at most (a store may wait less: its lock_timeout)
+-- until then at most (a store may wait less: its lock_timeout).
+--
+-- The fenced lock (optional, backward compatible): `store.lock(id, max_wait)`
+-- may return a second value, a *held lock* table, besides the unlock
+-- function. Stores that return only the unlock function (memory, file, a
+-- user's own) work as before. A held lock has:
+--
+--   held.get()          -> record or nil (, err): the record read under the
+--                          lock; its version is remembered for put/begin
+--   held.put(record)    -> true, or nil and err: the fenced commit, refused
+--                          with err.code "lock_lost" when the lock is no
+--                          longer this holder's or the record changed since
+--                          held.get() (the newer record is kept)
+--   held.begin()        -> true, or nil and err ("lock_lost" as above):
+--                          optional; marks the record "refresh in flight"
+--                          before the token request is sent
+--   held.inflight       set by held.get() when a previous holder began a
+--                          token request and never committed (it died)
+--
+-- While the renewal holds the lock, the account keeps the held lock as
+-- acct._held, and M.locked_get / M.locked_put / M.locked_begin use it.
 function M.account_lock(acct, deadline)
   local ok, unlock, err
   if deadline then
@@ -84,7 +104,70 @@ function M.account_lock(acct, deadline)
   if type(unlock) ~= "function" then
     return nil, errors.is(err) and err or errors.new("store", "store.lock did not return an unlock function")
   end
+  local held = err
+  if type(held) == "table" and type(held.get) == "function" and type(held.put) == "function" then
+    acct._held = held
+    local release = unlock
+    unlock = function()
+      if acct._held == held then acct._held = nil end
+      return release()
+    end
+  end
   return unlock
+end
+
+-- A held lock's call made like the store's: errors become code "store".
+local function held_call(f, ...)
+  local ok, res, err = pcall(f, ...)
+  if not ok then return nil, errors.new("store", "store lock: " .. tostring(res)) end
+  if res == nil and err then return nil, errors.is(err) and err or errors.new("store", tostring(err)) end
+  return res
+end
+
+--- The record under the lock: through the held lock when the store gave
+-- one (its version is remembered for the fenced commit), else store.get.
+function M.locked_get(acct)
+  local held = acct._held
+  if not held then return M.account_get(acct) end
+  return held_call(held.get)
+end
+
+--- Writes the record: the fenced commit when the account holds a fenced
+-- lock (nil, err with code "lock_lost" when refused), else store.put.
+function M.locked_put(acct, rec)
+  local held = acct._held
+  if not held then return M.account_put(acct, rec) end
+  local ok, err = held_call(held.put, rec)
+  if not ok then return nil, err or errors.new("store", "store lock: put failed") end
+  return true
+end
+
+--- Marks the record "refresh in flight" when the store can (true when it
+-- cannot: nothing to mark); nil, err ("lock_lost") when the lock was lost.
+function M.locked_begin(acct)
+  local held = acct._held
+  if not (held and type(held.begin) == "function") then return true end
+  local ok, err = held_call(held.begin)
+  if not ok then return nil, err or errors.new("store", "store lock: begin failed") end
+  return true
+end
+
+--- Whether the record read under the lock says a token request of an
+-- earlier holder was started and never committed.
+function M.locked_inflight(acct)
+  local held = acct._held
+  return held ~= nil and held.inflight and true or false
+end
+
+--- The error of a refresh token refused (invalid_grant) after an earlier
+-- holder of the store's lock began a token request and never committed:
+-- the server rotated the refresh token and the new one died with that
+-- holder. Code "reauthorize", err.lost_in_flight = true.
+function M.lost_in_flight(acct, ferr)
+  return errors.new("reauthorize", ("account '%s': a token refresh was lost mid-flight (an earlier "
+    .. "holder of the store's lock sent its token request and stopped before storing the reply, "
+    .. "so the rotated refresh token was never stored); authorize it again"):format(acct.id),
+    { status = ferr.status, oauth_error = ferr.oauth_error, lost_in_flight = true })
 end
 
 return M

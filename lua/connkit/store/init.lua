@@ -3,7 +3,10 @@
 --
 --   `store.get(id)`          -> record, or nil when there is none, or nil, err
 --   `store.put(id, record)`  -> true, or nil, err (a nil record removes it)
---   `store.lock(id)`         -> unlock function, or nil, err
+--   `store.lock(id[, max_wait])` -> unlock function [, held lock], or nil, err
+--
+-- The held lock (optional; the Redis store gives one) makes the commit
+-- fenced: see connkit.store.common (`account_lock`).
 --
 -- A record is a plain table (`access_token`, `refresh_token`, `expires_at`,
 -- `scope`, `token_type` and any other string, number or boolean fields).
@@ -41,6 +44,15 @@ end
 -- @treturn table
 function store.shared(dict_name, opts)
   return shared.new(dict_name, opts)
+end
+
+--- A new Redis store (shared by every process and host that uses the same
+-- server and prefix); see `connkit.store.redis` and README "Redis store".
+-- @tparam table opts url (or host, port, db, password, socket), prefix, key
+--   or key_file (or plaintext = true), lock_ttl, lock_timeout, timeout
+-- @treturn table
+function store.redis(opts)
+  return require("connkit.store.redis").new(opts)
 end
 
 local function callable(v)
