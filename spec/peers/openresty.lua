@@ -213,7 +213,7 @@ end
 -- returns a batch; batch:wait() -> { { status, time, url }, ... } in the
 -- order given, and the batch's wall time in seconds.
 function Peer:parallel(paths, timeout)
-  local args = { "curl -s -Z --parallel-immediate --parallel-max", #paths,
+  local args = { "curl -s --no-progress-meter -Z --parallel-immediate --parallel-max", #paths,
     "--max-time", timeout or 30, "-w", M.helpers.shell_quote("%{http_code} %{time_total} %{url_effective}\\n") }
   for _, path in ipairs(paths) do
     args[#args + 1] = "-o /dev/null " .. M.helpers.shell_quote(self.url .. path)
