@@ -11,6 +11,7 @@
  * the engine alive through its user values.
  */
 #include <string.h>
+#include <unistd.h>
 
 #include "http.h"
 
@@ -34,26 +35,59 @@ static void set_anchor(lua_State *L, int ei, transfer *t, int ti) {
   t->anchored = ti != 0;
 }
 
-/* engine:start(spec | spec table) */
-static int engine_start(lua_State *L) {
-  engine *e = http_check_engine(L, 1);
+/* Starts a transfer of the engine at ei for the spec (or spec table) at si;
+ * s: the spec there when the caller knows it is one, else NULL. */
+static int start_on(lua_State *L, int ei, engine *e, int si,
+                    const http_spec *s) {
   transfer *t;
-  const char *bad;
-  int top = lua_gettop(L), si;
-  const http_spec *s = http_to_spec(L, 2, &bad);
+  const char *bad = NULL;
+  int top = lua_gettop(L);
+  if (s == NULL) s = http_to_spec(L, si, &bad);
   if (s == NULL) return http_fail_attach(L, bad);
-  si = lua_gettop(L) > top ? lua_gettop(L) : 2; /* made from a table: pushed */
+  if (lua_gettop(L) > top) si = lua_gettop(L); /* made from a table: pushed */
   t = (transfer *)lua_newuserdatauv(L, sizeof *t, 3);
   memset(t, 0, sizeof *t);
   t->state = T_IDLE;
   luaL_setmetatable(L, TRANSFER_MT);
   lua_pushvalue(L, si);
   lua_setiuservalue(L, -2, UV_SPEC);
-  lua_pushvalue(L, 1);
+  lua_pushvalue(L, ei);
   lua_setiuservalue(L, -2, UV_ENGINE);
   bad = http_attach(e, s, t);
   if (bad != NULL) return http_fail_attach(L, bad);
-  set_anchor(L, 1, t, lua_gettop(L));
+  set_anchor(L, ei, t, lua_gettop(L));
+  return 1;
+}
+
+/* engine:start(spec | spec table) */
+static int engine_start(lua_State *L) {
+  engine *e = http_check_engine(L, 1);
+  return start_on(L, 1, e, 2, NULL);
+}
+
+/* The same as a closure over the engine and the spec metatable, for the
+ * plain handles' path (see bound_perform in http.c). */
+static int bound_start(lua_State *L) {
+  engine *e = (engine *)lua_touserdata(L, lua_upvalueindex(1));
+  const http_spec *s = NULL;
+  if (e->closed) return luaL_error(L, "attempt to use a closed connkit engine");
+  if (e->pid != getpid()) http_engine_ready(L, e);
+  lua_settop(L, 1);
+  if (lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1)) {
+    if (lua_rawequal(L, -1, lua_upvalueindex(2)))
+      s = (const http_spec *)lua_touserdata(L, 1);
+    lua_pop(L, 1);
+  }
+  lua_pushvalue(L, lua_upvalueindex(1));
+  return start_on(L, 2, e, 1, s);
+}
+
+/* engine:starter() -> start(spec): engine:start bound to the engine. */
+static int engine_starter(lua_State *L) {
+  http_check_engine(L, 1);
+  lua_settop(L, 1);
+  luaL_getmetatable(L, SPEC_MT);
+  lua_pushcclosure(L, bound_start, 2);
   return 1;
 }
 
@@ -133,5 +167,7 @@ void http_async_open(lua_State *L) {
   lua_getfield(L, -1, "__index");
   lua_pushcfunction(L, engine_start);
   lua_setfield(L, -2, "start");
+  lua_pushcfunction(L, engine_starter);
+  lua_setfield(L, -2, "starter");
   lua_pop(L, 2);
 }

@@ -178,12 +178,69 @@ function ThreadHandle:cancel()
   self._job:cancel()
 end
 
+-- A plain request (static auth, nothing to follow or retry, header lines up
+-- to date; what connkit.all runs as a batch in C) over the curl transport is
+-- one transfer and nothing else: its handle holds that transfer until it is
+-- over (_xfer), then its outcome as Handle's would be (_res, or _err from
+-- request.fail with attempts = 1); none of the steps above. Few fields, all
+-- sized by the constructor: every request makes one.
+local PlainHandle = {}
+PlainHandle.__index = PlainHandle
+PlainHandle.__name = "connkit.handle"
+local start_plain = transport.curl.engine:starter() -- engine:start(spec), bound
+local fail = request.fail
+
+-- The finished transfer's outcome becomes the handle's.
+local function plain_outcome(h, res, code, msg)
+  h._xfer = nil
+  if res then
+    h._res = res -- (attempts = 1 comes from the metatable)
+  else
+    local _, err = fail(h.request, code, msg)
+    err.attempts = 1
+    h._err = err
+  end
+end
+
+function PlainHandle:done()
+  local xfer = self._xfer
+  if not xfer then return true end
+  if not xfer:done() then return false end
+  plain_outcome(self, xfer:result())
+  return true
+end
+
+function PlainHandle:result()
+  while self._xfer do
+    -- waits for this transfer, driving the others too (an interrupt that
+    -- the hook lets pass returns early: the transfer runs on)
+    local res, code, msg = self._xfer:result()
+    if self._xfer:done() then plain_outcome(self, res, code, msg) end
+  end
+  return self._res, self._err
+end
+
+function PlainHandle:cancel()
+  if not self._xfer then return end
+  self._xfer:cancel()
+  local err = errors.new("cancelled", "the request was cancelled")
+  err.attempts = 1
+  self._xfer, self._err = nil, err
+end
+
 --- Starts the request without waiting; drive it with connkit.poll and ask
 -- handle:done(). A token that must be fetched first is fetched as part of
 -- the handle's work: start() returns once its request is under way.
 -- (Inside OpenResty: a light thread, see ThreadHandle.)
 function Request:start()
-  if not transport.curl_only then
+  if transport.curl_only then
+    if self._plain and self._src_lines == self._account._lines then
+      local xfer, code, msg = start_plain(self._wire)
+      local h = setmetatable({ request = self, _xfer = xfer, _res = nil, _err = nil }, PlainHandle)
+      if not xfer then plain_outcome(h, nil, code, msg) end
+      return h
+    end
+  else
     local t = transport.current()
     if t.spawn then return setmetatable({ request = self, _job = t.spawn(attempt.send, self) }, ThreadHandle) end
   end
@@ -241,7 +298,8 @@ end
 -- renewal, the handles that need its token) and retries that are due.
 -- Returns how many transfers finished.
 function M.poll(timeout)
-  if timeout ~= nil then check.options("connkit.poll", { timeout = timeout }, POLL_OPTIONS) end
+  -- (0, the event loops' call, needs no check)
+  if timeout ~= nil and timeout ~= 0 then check.options("connkit.poll", { timeout = timeout }, POLL_OPTIONS) end
   local t = transport.curl_only and transport.curl or (transport.choose() or transport.curl)
   local n = t.poll(timeout or 0)
   if next(tokens.active) then
