@@ -120,6 +120,15 @@ describe("non-blocking requests", function()
       assert.equal(0, require("connkit.transport").curl.pending())
     end)
 
+    it("keeps its reply when cancel() comes after done()", function()
+      local h = assert(acct:prepare { url = "/anything/kept" }):start()
+      while not h:done() do connkit.poll(0.05) end
+      h:cancel()
+      local res, err = h:result()
+      assert.is_nil(err)
+      assert.equal("/anything/kept", res:json().url:match("/anything/kept"))
+    end)
+
     it("a request whose token changed after prepare goes out with the new token", function()
       local a = connkit.integration {
         name = "AsyncTok", key = "asynctok", auth = "api_token", base_url = "{base}", parameters = { "base" },

@@ -180,53 +180,33 @@ end
 
 -- A plain request (static auth, nothing to follow or retry, header lines up
 -- to date; what connkit.all runs as a batch in C) over the curl transport is
--- one transfer and nothing else: its handle holds that transfer until it is
--- over (_xfer), then its outcome as Handle's would be (_res, or _err from
--- request.fail with attempts = 1); none of the steps above. Few fields, all
--- sized by the constructor: every request makes one.
-local PlainHandle = {}
-PlainHandle.__index = PlainHandle
-PlainHandle.__name = "connkit.handle"
-local start_plain = transport.curl.engine:starter() -- engine:start(spec), bound
-local fail = request.fail
-
--- The finished transfer's outcome becomes the handle's.
-local function plain_outcome(h, res, code, msg)
-  h._xfer = nil
-  if res then
-    h._res = res -- (attempts = 1 comes from the metatable)
-  else
-    local _, err = fail(h.request, code, msg)
-    err.attempts = 1
-    h._err = err
-  end
+-- one transfer and nothing else: its handle is that transfer, with done(),
+-- result() and cancel() in C (see csrc/http_async.c) and the outcome a
+-- Handle would give (the error from request.fail, attempts = 1).
+local function plain_failure(req, code, msg)
+  local _, err = request.fail(req, code, msg)
+  err.attempts = 1
+  return err
 end
 
-function PlainHandle:done()
-  local xfer = self._xfer
-  if not xfer then return true end
-  if not xfer:done() then return false end
-  plain_outcome(self, xfer:result())
-  return true
-end
-
-function PlainHandle:result()
-  while self._xfer do
-    -- waits for this transfer, driving the others too (an interrupt that
-    -- the hook lets pass returns early: the transfer runs on)
-    local res, code, msg = self._xfer:result()
-    if self._xfer:done() then plain_outcome(self, res, code, msg) end
-  end
-  return self._res, self._err
-end
-
-function PlainHandle:cancel()
-  if not self._xfer then return end
-  self._xfer:cancel()
+local function plain_cancelled()
   local err = errors.new("cancelled", "the request was cancelled")
   err.attempts = 1
-  self._xfer, self._err = nil, err
+  return err
 end
+
+-- (result() calls this after an interrupt: the interpreter's hook acts in Lua)
+local function plain_again(h) return h:result() end
+
+local start_plain = transport.curl.engine:plain_starter(plain_failure, plain_cancelled, plain_again)
+
+-- A plain request that could not start: over at once.
+local Failed = {}
+Failed.__index = Failed
+Failed.__name = "connkit.handle"
+function Failed.done() return true end
+function Failed:result() return nil, self._err end
+function Failed.cancel() end
 
 --- Starts the request without waiting; drive it with connkit.poll and ask
 -- handle:done(). A token that must be fetched first is fetched as part of
@@ -235,10 +215,9 @@ end
 function Request:start()
   if transport.curl_only then
     if self._plain and self._src_lines == self._account._lines then
-      local xfer, code, msg = start_plain(self._wire)
-      local h = setmetatable({ request = self, _xfer = xfer, _res = nil, _err = nil }, PlainHandle)
-      if not xfer then plain_outcome(h, nil, code, msg) end
-      return h
+      local h, code, msg = start_plain(self._wire, self)
+      if h then return h end
+      return setmetatable({ _err = plain_failure(self, code, msg) }, Failed)
     end
   else
     local t = transport.current()
@@ -378,7 +357,8 @@ local function run_handles(reqs, n)
       while j <= #active do
         local i, h = active[j][1], active[j][2]
         if h:done() then
-          results[i] = { res = h._res, err = h._err }
+          local res, herr = h:result()
+          results[i] = { res = res, err = herr }
           table.remove(active, j)
           finished = true
         else
