@@ -36,6 +36,7 @@ local function run_luv(reqs, n)
   local poll = uv.new_poll(connkit.pollfd())
   local timer = uv.new_timer()
   local active, nexti, failures, wakeups = {}, 1, 0, 0
+  local armed_ms = nil -- the delay the timer was last started with (nil: stopped)
   local function fill()
     while #active < n and nexti <= #reqs do
       active[#active + 1] = reqs[nexti]:start()
@@ -64,13 +65,18 @@ local function run_luv(reqs, n)
       t = connkit.timeout()
       if t ~= 0 then break end
     end
-    timer:stop()
     if #active == 0 then
       poll:close()
       timer:close()
       return
     end
-    if t then timer:start(math.ceil(t * 1000), 0, step) end
+    -- the timer is set again only when the time it should fire changes
+    local ms = t and math.ceil(t * 1000)
+    if ms ~= armed_ms or (ms and not timer:is_active()) then
+      timer:stop()
+      if ms then timer:start(ms, 0, step) end
+      armed_ms = ms
+    end
   end
   fill()
   poll:start("r", step)

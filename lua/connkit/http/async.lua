@@ -178,12 +178,48 @@ function ThreadHandle:cancel()
   self._job:cancel()
 end
 
+-- A plain request (static auth, nothing to follow or retry, header lines up
+-- to date; what connkit.all runs as a batch in C) over the curl transport is
+-- one transfer and nothing else: its handle is that transfer, with done(),
+-- result() and cancel() in C (see csrc/http_async.c) and the outcome a
+-- Handle would give (the error from request.fail, attempts = 1).
+local function plain_failure(req, code, msg)
+  local _, err = request.fail(req, code, msg)
+  err.attempts = 1
+  return err
+end
+
+local function plain_cancelled()
+  local err = errors.new("cancelled", "the request was cancelled")
+  err.attempts = 1
+  return err
+end
+
+-- (result() calls this after an interrupt: the interpreter's hook acts in Lua)
+local function plain_again(h) return h:result() end
+
+local start_plain = transport.curl.engine:plain_starter(plain_failure, plain_cancelled, plain_again)
+
+-- A plain request that could not start: over at once.
+local Failed = {}
+Failed.__index = Failed
+Failed.__name = "connkit.handle"
+function Failed.done() return true end
+function Failed:result() return nil, self._err end
+function Failed.cancel() end
+
 --- Starts the request without waiting; drive it with connkit.poll and ask
 -- handle:done(). A token that must be fetched first is fetched as part of
 -- the handle's work: start() returns once its request is under way.
 -- (Inside OpenResty: a light thread, see ThreadHandle.)
 function Request:start()
-  if not transport.curl_only then
+  if transport.curl_only then
+    if self._plain and self._src_lines == self._account._lines then
+      local h, code, msg = start_plain(self._wire, self)
+      if h then return h end
+      return setmetatable({ _err = plain_failure(self, code, msg) }, Failed)
+    end
+  else
     local t = transport.current()
     if t.spawn then return setmetatable({ request = self, _job = t.spawn(attempt.send, self) }, ThreadHandle) end
   end
@@ -241,7 +277,8 @@ end
 -- renewal, the handles that need its token) and retries that are due.
 -- Returns how many transfers finished.
 function M.poll(timeout)
-  if timeout ~= nil then check.options("connkit.poll", { timeout = timeout }, POLL_OPTIONS) end
+  -- (0, the event loops' call, needs no check)
+  if timeout ~= nil and timeout ~= 0 then check.options("connkit.poll", { timeout = timeout }, POLL_OPTIONS) end
   local t = transport.curl_only and transport.curl or (transport.choose() or transport.curl)
   local n = t.poll(timeout or 0)
   if next(tokens.active) then
@@ -320,7 +357,8 @@ local function run_handles(reqs, n)
       while j <= #active do
         local i, h = active[j][1], active[j][2]
         if h:done() then
-          results[i] = { res = h._res, err = h._err }
+          local res, herr = h:result()
+          results[i] = { res = res, err = herr }
           table.remove(active, j)
           finished = true
         else
