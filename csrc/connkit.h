@@ -6,6 +6,7 @@
 #define CONNKIT_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -28,6 +29,9 @@ CK_HIDDEN void lock_open(lua_State *L);
 CK_HIDDEN void loopback_open(lua_State *L);
 CK_HIDDEN void inflate_open(lua_State *L);
 CK_HIDDEN void redis_open(lua_State *L);
+
+/* The id of this process (fork-safe state compares it; see core.c). */
+CK_HIDDEN pid_t ck_pid(void);
 
 /* Pushes nil, code, message and returns 3: the run-time failure convention of
  * the C functions. The Lua side turns (code, message) into an error table. */

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <libssh2.h>
@@ -17,7 +18,22 @@
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_status; /* written once under init_once, then only read */
 
+/* The process id, kept up to date by a fork handler rather than asked of
+ * the kernel on every transfer (glibc's getpid is a system call, and the
+ * engines check it on each use for fork safety). glibc drops the handler
+ * when the module is unloaded. */
+static volatile pid_t process_id;
+
+static void after_fork_in_child(void) { process_id = getpid(); }
+
+pid_t ck_pid(void) { return process_id; }
+
 static void global_init(void) {
+  process_id = getpid();
+  if (pthread_atfork(NULL, NULL, after_fork_in_child) != 0) {
+    init_status = 3;
+    return;
+  }
   if (ck_curl_global_init() != CURLE_OK) {
     init_status = 1;
     return;
@@ -58,6 +74,7 @@ int luaopen_connkit_core(lua_State *L) {
   pthread_once(&init_once, global_init);
   if (init_status == 1) return luaL_error(L, "connkit: curl_global_init failed");
   if (init_status == 2) return luaL_error(L, "connkit: libssh2_init failed");
+  if (init_status == 3) return luaL_error(L, "connkit: pthread_atfork failed");
 
   lua_newtable(L);
   template_open(L);

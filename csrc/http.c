@@ -115,7 +115,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
  * not cleaned up, because closing a TLS connection writes to a socket the
  * parent still uses. Its transfers end as cancelled in the child. */
 void http_engine_ready(lua_State *L, engine *e) {
-  pid_t pid = getpid();
+  pid_t pid = ck_pid();
   transfer *t;
   if (e->pid == pid) return;
   if (e->closed) luaL_error(L, "attempt to use a closed connkit engine");
@@ -140,7 +140,7 @@ void http_engine_ready(lua_State *L, engine *e) {
 engine *http_check_engine(lua_State *L, int i) {
   engine *e = (engine *)luaL_checkudata(L, i, ENGINE_MT);
   if (e->closed) luaL_error(L, "attempt to use a closed connkit engine");
-  if (e->pid != getpid()) http_engine_ready(L, e);
+  if (e->pid != ck_pid()) http_engine_ready(L, e);
   return e;
 }
 
@@ -185,7 +185,7 @@ static void list_remove(engine *e, transfer *t) {
 void http_detach(transfer *t) {
   engine *e = t->eng;
   if (e == NULL) return;
-  if (e->pid != getpid()) { /* a parent's transfer in a forked child */
+  if (e->pid != ck_pid()) { /* a parent's transfer in a forked child */
     t->easy = NULL;
     t->eng = NULL;
     return;
@@ -333,7 +333,7 @@ static int engine_gc(lua_State *L) {
   int i;
   if (e->multi == NULL) return 0;
   e->closed = 1;
-  if (e->pid != getpid()) return 0; /* the parent's (see http_engine_ready) */
+  if (e->pid != ck_pid()) return 0; /* the parent's (see http_engine_ready) */
   while (e->running) {
     transfer *t = e->running;
     t->state = T_CANCELLED;
@@ -692,7 +692,7 @@ static int bound_perform(lua_State *L) {
   engine *e = (engine *)lua_touserdata(L, lua_upvalueindex(1));
   const http_spec *s = NULL;
   if (e->closed) return luaL_error(L, "attempt to use a closed connkit engine");
-  if (e->pid != getpid()) http_engine_ready(L, e);
+  if (e->pid != ck_pid()) http_engine_ready(L, e);
   lua_settop(L, 1);
   if (is_spec(L, 1, lua_upvalueindex(2))) s = (const http_spec *)lua_touserdata(L, 1);
   lua_pushvalue(L, lua_upvalueindex(1));

@@ -274,7 +274,7 @@ static int plain_start(lua_State *L) {
   const http_spec *s = NULL;
   int n;
   if (e->closed) return luaL_error(L, "attempt to use a closed connkit engine");
-  if (e->pid != getpid()) http_engine_ready(L, e);
+  if (e->pid != ck_pid()) http_engine_ready(L, e);
   lua_settop(L, 2);
   if (lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1)) {
     if (lua_rawequal(L, -1, lua_upvalueindex(2)))

@@ -81,7 +81,7 @@ static int finish_connect(lua_State *L, ck_redis *r, redisContext *c,
   int n;
   if (c == NULL) return ck_fail(L, "io", "redis %s: out of memory", r->addr);
   r->ctx = c;
-  r->pid = getpid();
+  r->pid = ck_pid();
   if (c->err) {
     n = ck_fail(L, context_code(c), "redis %s: cannot connect: %s", r->addr,
                 c->errstr);
@@ -145,7 +145,7 @@ static int reply_guard__gc(lua_State *L) {
  * read each other's replies). */
 static ck_redis *check_redis(lua_State *L, int i) {
   ck_redis *r = (ck_redis *)luaL_checkudata(L, i, REDIS_CLASS);
-  if (r->ctx != NULL && r->pid != getpid()) redis_release(r);
+  if (r->ctx != NULL && r->pid != ck_pid()) redis_release(r);
   return r;
 }
 
