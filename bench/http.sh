@@ -44,9 +44,8 @@ export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;${BENCH_LUA_PATH:+$BENCH_L
 export LUA_CPATH="$root/$BUILD/?.so;;"
 export CONNKIT_ROOT="$root"
 
-say() { printf '%s\n' "$*"; }
-summary() { printf '%s\n' "$*" >> "$SUMMARY"; say "$*"; }
-die() { say "http.sh: $*" >&2; exit 1; }
+BENCH_NAME=http.sh
+. bench/lib.sh
 
 # --- build the baselines -------------------------------------------------
 CC=${CC:-cc}
@@ -62,53 +61,11 @@ done
   || die "$LUA cannot load connkit (built in $BUILD) and lua-socket"
 
 # --- nginx on a free loopback port, in its own temp dir ---------------------
-tmp=$(mktemp -d /tmp/connkit-bench.XXXXXX)
-nginx_pid=""
-cleanup() {
-  if [ -n "$nginx_pid" ]; then
-    kill "$nginx_pid" 2>/dev/null || true
-    i=0
-    while kill -0 "$nginx_pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-    kill -0 "$nginx_pid" 2>/dev/null && kill -9 "$nginx_pid" 2>/dev/null
-    wait "$nginx_pid" 2>/dev/null || true
-    nginx_pid=""
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-nginx=$(command -v nginx || echo /usr/sbin/nginx)
-[ -x "$nginx" ] || die "nginx is not installed"
-port=$("$LUA" -e 'local s = assert(require("socket").bind("127.0.0.1", 0))
-  local _, p = s:getsockname(); s:close(); print(p)')
-# Workers run as an unprivileged user when started by root: let them read.
-chmod 755 "$tmp"
-mkdir "$tmp/www"
-cp bench/data.json "$tmp/www/data.json"
-chmod 644 "$tmp/www/data.json"
-sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$tmp|g" bench/nginx.conf.in > "$tmp/nginx.conf"
-"$nginx" -p "$tmp/" -e "$tmp/error.log" -c "$tmp/nginx.conf" > "$tmp/nginx.out" 2>&1 &
-nginx_pid=$!
+bench_nginx_start bench/nginx.conf.in /data.json
 url="http://127.0.0.1:$port/data.json"
-i=0
-until curl -sf -o /dev/null "$url"; do
-  i=$((i + 1))
-  if [ $i -gt 100 ] || ! kill -0 "$nginx_pid" 2>/dev/null; then
-    cat "$tmp/nginx.out" "$tmp/error.log" >&2 2>/dev/null || true
-    die "nginx did not come up on 127.0.0.1:$port"
-  fi
-  sleep 0.05
-done
 say "nginx $($nginx -v 2>&1 | sed 's|.*/||') on 127.0.0.1:$port (pid $nginx_pid), $(wc -c < bench/data.json | tr -d ' ')-byte JSON, keep-alive"
 
 # --- helpers ----------------------------------------------------------------
-# field NAME LINE: the value of NAME=... in a result line.
-field() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-minimum() { printf '%s\n' "$@" | sort -g | head -n 1; }
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
-verdict() { if awk "BEGIN { exit !($1) }"; then echo "OK"; else echo "MISSED"; fi; }
 
 # run_one LABEL CMD...: runs a benchmark program, checks it, prints its line.
 run_one() {

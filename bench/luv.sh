@@ -33,13 +33,8 @@ export LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;"
 export LUA_CPATH="$root/$BUILD/?.so;;"
 export CONNKIT_ROOT="$root"
 
-say() { printf '%s\n' "$*"; }
-summary() { printf '%s\n' "$*" >> "$SUMMARY"; say "$*"; }
-die() { say "luv.sh: $*" >&2; exit 1; }
-field() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
-verdict() { if awk "BEGIN { exit !($1) }"; then echo "OK"; else echo "MISSED"; fi; }
+BENCH_NAME=luv.sh
+. bench/lib.sh
 
 if ! "$LUA" -e 'require "luv"' 2>/dev/null; then
   summary "luv: skipped (lua-luv is not installed for $LUA)"
@@ -47,42 +42,7 @@ if ! "$LUA" -e 'require "luv"' 2>/dev/null; then
 fi
 
 # --- nginx on a free loopback port, in its own temp dir ---------------------
-tmp=$(mktemp -d /tmp/connkit-bench-luv.XXXXXX)
-nginx_pid=""
-cleanup() {
-  if [ -n "$nginx_pid" ]; then
-    kill "$nginx_pid" 2>/dev/null || true
-    i=0
-    while kill -0 "$nginx_pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-    kill -0 "$nginx_pid" 2>/dev/null && kill -9 "$nginx_pid" 2>/dev/null
-    wait "$nginx_pid" 2>/dev/null || true
-    nginx_pid=""
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-nginx=$(command -v nginx || echo /usr/sbin/nginx)
-[ -x "$nginx" ] || die "nginx is not installed"
-port=$("$LUA" -e 'local s = assert(require("socket").bind("127.0.0.1", 0))
-  local _, p = s:getsockname(); s:close(); print(p)')
-chmod 755 "$tmp"
-mkdir "$tmp/www"
-cp bench/data.json "$tmp/www/data.json"
-chmod 644 "$tmp/www/data.json"
-sed -e "s|@PORT@|$port|g" -e "s|@DIR@|$tmp|g" bench/nginx.conf.in > "$tmp/nginx.conf"
-"$nginx" -p "$tmp/" -e "$tmp/error.log" -c "$tmp/nginx.conf" > "$tmp/nginx.out" 2>&1 &
-nginx_pid=$!
-i=0
-until curl -sf -o /dev/null "http://127.0.0.1:$port/data.json"; do
-  i=$((i + 1))
-  if [ $i -gt 100 ] || ! kill -0 "$nginx_pid" 2>/dev/null; then
-    cat "$tmp/nginx.out" "$tmp/error.log" >&2 2>/dev/null || true
-    die "nginx did not come up on 127.0.0.1:$port"
-  fi
-  sleep 0.05
-done
+bench_nginx_start bench/nginx.conf.in /data.json
 
 # --- the runs ------------------------------------------------------------------
 run() {

@@ -33,9 +33,8 @@ MODULES=/usr/lib/nginx/modules
 SUMMARY=${BENCH_SUMMARY:-/dev/null}
 TARGET=0.85
 
-say() { printf '%s\n' "$*"; }
-summary() { printf '%s\n' "$*" >> "$SUMMARY"; say "$*"; }
-die() { say "ngx.sh: $*" >&2; exit 1; }
+BENCH_NAME=ngx.sh
+. bench/lib.sh
 
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 if [ ! -x "$nginx" ] || [ ! -f "$MODULES/ngx_http_lua_module.so" ]; then
@@ -45,59 +44,18 @@ fi
 # connkit's C module for nginx's LuaJIT
 make --no-print-directory LUA=luajit > /dev/null || die "could not build $NGX_BUILD (make LUA=luajit)"
 
-tmp=$(mktemp -d /tmp/connkit-bench-ngx.XXXXXX)
-nginx_pid=""
-cleanup() {
-  if [ -n "$nginx_pid" ]; then
-    kill "$nginx_pid" 2>/dev/null || true
-    i=0
-    while kill -0 "$nginx_pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-    kill -0 "$nginx_pid" 2>/dev/null && kill -9 "$nginx_pid" 2>/dev/null
-    wait "$nginx_pid" 2>/dev/null || true
-    nginx_pid=""
-  fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM HUP
-
-free_port() {
-  "$LUA" -e 'local s = assert(require("socket").bind("127.0.0.1", 0))
-    local _, p = s:getsockname(); s:close(); print(p)'
-}
-port=$(free_port)
+# the upstream server's port, then nginx (bench/lib.sh) with both servers
 uport=$(free_port)
-[ "$port" != "$uport" ] || uport=$(free_port)
-chmod 755 "$tmp"
-mkdir "$tmp/www"
-cp bench/data.json "$tmp/www/data.json"
-chmod 644 "$tmp/www/data.json"
+wait_port=$uport
 # as root the workers stay root: they read the checkout
 user=""
 [ "$(id -u)" = 0 ] && user="user root;"
-sed -e "s|@PORT@|$port|g" -e "s|@UPORT@|$uport|g" -e "s|@DIR@|$tmp|g" -e "s|@ROOT@|$root|g" \
-  -e "s|@NGX_BUILD@|$NGX_BUILD|g" -e "s|@MODULES@|$MODULES|g" -e "s|@USER@|$user|g" \
-  bench/ngx.conf.in > "$tmp/nginx.conf"
-"$nginx" -p "$tmp/" -e "$tmp/error.log" -c "$tmp/nginx.conf" > "$tmp/nginx.out" 2>&1 &
-nginx_pid=$!
-i=0
-until curl -sf -o /dev/null "http://127.0.0.1:$uport/data.json"; do
-  i=$((i + 1))
-  if [ $i -gt 100 ] || ! kill -0 "$nginx_pid" 2>/dev/null; then
-    cat "$tmp/nginx.out" "$tmp/error.log" >&2 2>/dev/null || true
-    die "nginx did not come up on 127.0.0.1:$port"
-  fi
-  sleep 0.05
-done
+bench_nginx_start bench/ngx.conf.in /data.json -e "s|@UPORT@|$uport|g" -e "s|@ROOT@|$root|g" \
+  -e "s|@NGX_BUILD@|$NGX_BUILD|g" -e "s|@MODULES@|$MODULES|g" -e "s|@USER@|$user|g"
 say "nginx $($nginx -v 2>&1 | sed 's|.*/||') with its Lua module, one worker (pid $nginx_pid): /bench on :$port," \
   "upstream on :$uport ($(wc -c < bench/data.json | tr -d ' ')-byte JSON, keep-alive)"
 
 # --- helpers ----------------------------------------------------------------
-field() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-spread() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s..%s", lo, hi }'; }
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
-verdict() { if awk "BEGIN { exit !($1) }"; then echo "OK"; else echo "MISSED"; fi; }
 
 # round MODE CLIENTS N: one round inside the worker; prints its result line.
 round() {
