@@ -6,6 +6,7 @@
 --   op=put    puts { access_token = token } for id
 --   op=get    the record of id (its access_token), or none
 --   op=lock   waits up to `wait` s for the lock of id, then releases it
+--   op=init   uses the store made in init_by_lua (see init_op)
 -- Every op returns { ok, code, message, took, pid, resty } (resty: whether
 -- connkit.store.redis_resty was loaded in this worker by then).
 local connkit = require "connkit"
@@ -21,7 +22,29 @@ end
 
 local function number(v) return v and tonumber(v) or nil end
 
+-- op=init: the store made in init_by_lua (spec/nginx_redis_spec.lua)
+-- reads "from-init", writes it again and takes its lock
+local function init_op()
+  local made = package.loaded["spec.redis_init_store"]
+  local s = made.store
+  local out = { init_hiredis = made.hiredis, init_resty = made.resty }
+  local rec, err = s.get("from-init")
+  out.access_token = rec and rec.access_token
+  local ok
+  if rec then ok, err = s.put("from-init", { access_token = "from-request" }) end
+  if ok then
+    local unlock
+    unlock, err = s.lock("from-init", 1)
+    ok = unlock and unlock() or nil
+  end
+  out.ok = ok == true
+  if err then out.code, out.message = err.code, err.message end
+  out.resty = package.loaded["connkit.store.redis_resty"] ~= nil
+  return out
+end
+
 return function(args)
+  if args.op == "init" then return init_op() end
   local url, key = conf(args)
   local s = connkit.store.redis {
     url = url, key = key, timeout = number(args.timeout),
