@@ -105,7 +105,7 @@ describe("connkit.store.redis inside nginx, 4 workers", function()
   lazy_setup(function()
     sp = helpers.peer("scripted")
     r = helpers.peer("redis")
-    p = openresty.start(helpers, { workers = 4 })
+    p = openresty.start(helpers, { workers = 4, shared_dicts = { fleet = "64k" } })
   end)
   lazy_teardown(function()
     if p then p.stop() end
@@ -164,6 +164,10 @@ describe("connkit.store.redis inside nginx, 4 workers", function()
     local set, calls = bearers()
     assert.are.equal(40, calls)
     assert.are.equal(1, #keys_of(set), "every call used the one token")
+    local served, total = p:run("redis_store", { op = "served", name = args.name }), 0
+    for _, n in pairs(served) do total = total + n end
+    assert.are.equal(40, total)
+    assert.is_true(#keys_of(served) >= 2, "the calls were not spread over the workers")
   end)
 
   it("a mixed fleet (this process with hiredis, 4 nginx workers with resty) makes one token request per expiry", function()

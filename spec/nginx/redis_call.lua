@@ -40,5 +40,8 @@ return function(args)
   if not res or res.status ~= 200 then
     error(("the call failed: %s"):format(err and (err.code .. ": " .. err.message) or res.status), 0)
   end
+  -- which workers served args.name (redis_store op=served reads it)
+  local served = ngx.shared.fleet
+  if served then served:incr("served/" .. args.name .. "/" .. ngx.worker.pid(), 1, 0) end
   return { status = res.status, pid = ngx.worker.pid() }
 end

@@ -7,6 +7,7 @@
 --   op=get    the record of id (its access_token), or none
 --   op=lock   waits up to `wait` s for the lock of id, then releases it
 --   op=init   uses the store made in init_by_lua (see init_op)
+--   op=served the workers that served redis_call for args.name
 -- Every op returns { ok, code, message, took, pid, resty } (resty: whether
 -- connkit.store.redis_resty was loaded in this worker by then).
 local connkit = require "connkit"
@@ -45,6 +46,15 @@ end
 
 return function(args)
   if args.op == "init" then return init_op() end
+  if args.op == "served" then
+    -- the workers that served redis_call for args.name: { [pid] = calls }
+    local out = {}
+    for _, k in ipairs(ngx.shared.fleet:get_keys(0)) do
+      local pid = k:match("^served/" .. args.name:gsub("%p", "%%%0") .. "/(%d+)$")
+      if pid then out[pid] = ngx.shared.fleet:get(k) end
+    end
+    return out
+  end
   local url, key = conf(args)
   local s = connkit.store.redis {
     url = url, key = key, timeout = number(args.timeout),

@@ -13,8 +13,9 @@
 -- A sealed record binds the account id and its version as associated data:
 -- a record copied to another account, or an older version put back, does not
 -- open. The wire client sits behind a small interface (see
--- connkit.store.redis_hiredis); the scripts are in
--- connkit.store.redis_scripts.
+-- connkit.store.redis_hiredis): hiredis, or resty.redis over cosockets
+-- (connkit.store.redis_resty) inside nginx where cosockets work, chosen
+-- per call; the scripts are in connkit.store.redis_scripts.
 -- @module connkit.store.redis
 local core = require "connkit.core"
 local cjson = require "cjson"
