@@ -204,6 +204,22 @@ describe("connkit.store.redis inside nginx, 4 workers", function()
     assert.are.equal(17, set[keys_of(set)[1]])
   end)
 
+  it("keeps databases apart: SELECT on a new connection, pooled per database", function()
+    local id = fresh_id("db")
+    local url1 = r.url:gsub("/0$", "/1")
+    for _ = 1, 4 do -- every worker, each with both pools
+      local put = p:run("redis_store", { op = "put", conf = conf_file(url1, KEY), id = id, token = "in-db1" })
+      assert.is_true(put.ok, put.message)
+      local got = p:run("redis_store", { op = "get", conf = conf_file(r.url, KEY), id = id })
+      assert.is_nil(got.code, got.message)
+      assert.is_nil(got.access_token, "db 0 saw the record written on db 1")
+    end
+    local outside = connkit.store.redis { url = url1, key = KEY }
+    assert.are.equal("in-db1", assert(outside.get(id)).access_token)
+    assert.is_nil(connkit.store.redis({ url = r.url, key = KEY }).get(id))
+    assert.matches("%d", r.cli("-n", "1", "HGET", "connkit:{" .. id .. "}:record", "v"))
+  end)
+
   it("a wrong password: code store naming the address and AUTH, the password nowhere", function()
     local wrong = "wrong-" .. core.hex(core.random(6))
     local url = ("redis://:%s@127.0.0.1:%d/0"):format(wrong, r.port)
