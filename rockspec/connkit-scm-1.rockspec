@@ -73,6 +73,7 @@ build = {
     ["connkit.store.memory"] = "lua/connkit/store/memory.lua",
     ["connkit.store.redis"] = "lua/connkit/store/redis.lua",
     ["connkit.store.redis_hiredis"] = "lua/connkit/store/redis_hiredis.lua",
+    ["connkit.store.redis_resty"] = "lua/connkit/store/redis_resty.lua",
     ["connkit.store.redis_scripts"] = "lua/connkit/store/redis_scripts.lua",
     ["connkit.store.shared"] = "lua/connkit/store/shared.lua",
     ["connkit.transport"] = "lua/connkit/transport/init.lua",

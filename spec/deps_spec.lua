@@ -16,11 +16,13 @@ local PROGRAMS = {
 local PYTHON_MODULES = { "httpbin", "gunicorn" } -- spec/peers/httpbin.lua: python3 -m gunicorn httpbin:app
 local LUA_MODULES = { "socket", "lfs", "cjson", "busted" }
 -- spec/peers/openresty.lua: nginx's Lua module, the kit it loads first, the
--- Lua library the module requires at start, and the LuaJIT headers that
--- build/luajit (the module nginx loads) is compiled with
+-- Lua library the module requires at start, the LuaJIT headers that
+-- build/luajit (the module nginx loads) is compiled with, and resty.redis
+-- (Debian's module name nginx.redis) of the Redis store inside nginx
 local FILES = {
   "/usr/lib/nginx/modules/ngx_http_lua_module.so", "/usr/lib/nginx/modules/ndk_http_module.so",
   "/usr/share/lua/5.1/resty/core.lua", "/usr/include/luajit-2.1/luajit.h",
+  "/usr/share/lua/5.1/nginx/redis.lua",
 }
 
 local function sh(cmd)

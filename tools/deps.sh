@@ -51,7 +51,7 @@ test="$build lua-busted lua-socket lua-filesystem curl openssl procps
 # library, and the LuaJIT branch the module is built on (headers for
 # build/luajit/connkit/core.so, which `make test` builds for any LUA, and the
 # interpreter, so that the plain luajit it replaces leaves no gap).
-openresty="libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core luajit2
+openresty="libnginx-mod-http-lua libnginx-mod-http-ndk lua-resty-core lua-nginx-redis luajit2
   libluajit2-5.1-dev"
 test="$test $openresty"
 

@@ -13,8 +13,9 @@
 -- A sealed record binds the account id and its version as associated data:
 -- a record copied to another account, or an older version put back, does not
 -- open. The wire client sits behind a small interface (see
--- connkit.store.redis_hiredis); the scripts are in
--- connkit.store.redis_scripts.
+-- connkit.store.redis_hiredis): hiredis, or resty.redis over cosockets
+-- (connkit.store.redis_resty) inside nginx where cosockets work, chosen
+-- per call; the scripts are in connkit.store.redis_scripts.
 -- @module connkit.store.redis
 local core = require "connkit.core"
 local cjson = require "cjson"
@@ -121,6 +122,15 @@ local function tag(id)
   return "sha256:" .. core.hex(core.sha256(id))
 end
 
+-- Inside nginx (ngx.get_phase exists there only): whether cosockets work
+-- in this phase, so the resty.redis client is used and the lock's wait
+-- yields with ngx.sleep.
+local ngx_host = type(rawget(_G, "ngx")) == "table" and type(ngx.get_phase) == "function"
+local function cosockets()
+  return ngx_host and require("connkit.transport.ngx").available() == true
+end
+local function ngx_sleep(s) require("connkit.transport.ngx").sleep(s) end
+
 local method = common.method
 local function check_id(id, fname) common.check_id(WHO, id, fname) end
 
@@ -146,14 +156,34 @@ function M.new(opts)
   local lock_ttl = opts.lock_ttl or DEFAULTS.lock_ttl
   local lock_timeout = opts.lock_timeout or DEFAULTS.lock_timeout
   cfg.timeout = opts.timeout or DEFAULTS.timeout
+  -- The wire client and the lock's sleep, chosen per call: resty.redis
+  -- over cosockets inside nginx where cosockets work (a command yields to
+  -- nginx), hiredis elsewhere (init_by_lua, outside nginx).
   local client
+  local wire
   if opts.client ~= nil then
-    -- another wire client (the resty.redis one inside OpenResty): a
-    -- function(cfg) -> client with command/eval/close
+    -- another wire client: a function(cfg) -> client with command/eval/close
     if type(opts.client) ~= "function" then raise(WHO .. ": option 'client' must be a function(cfg) -> client") end
     client = opts.client(cfg)
+    wire = function() return client, cosockets() and ngx_sleep or core.sleep end
   else
-    client = require("connkit.store.redis_hiredis").new(cfg)
+    local hiredis, resty
+    wire = function()
+      if cosockets() then
+        resty = resty or require("connkit.store.redis_resty").new(cfg)
+        return resty, ngx_sleep
+      end
+      hiredis = hiredis or require("connkit.store.redis_hiredis").new(cfg)
+      return hiredis, core.sleep
+    end
+    client = {
+      command = function(_, ...) local c = wire() return c:command(...) end,
+      eval = function(_, ...) local c = wire() return c:eval(...) end,
+      close = function()
+        if hiredis then hiredis:close() end
+        if resty then resty:close() end
+      end,
+    }
   end
 
   local store = { addr = cfg.addr, prefix = prefix }
@@ -271,7 +301,8 @@ function M.new(opts)
         return nil, errors.new("lock_timeout", ("%s: timed out after %.3gs waiting for the lock of account %q"):format(
           WHO, wait, id))
       end
-      core.sleep(math.min(pause, left))
+      local _, sleep = wire()
+      sleep(math.min(pause, left))
       pause = math.min(pause * 2, 0.1)
     end
     local version = 0
