@@ -25,7 +25,6 @@ local M = {}
 local Client = {}
 Client.__index = Client
 
-local unpack = table.unpack or unpack
 
 local function fail(self, code, message, extra)
   extra = extra or {}
@@ -78,26 +77,9 @@ function Client:command(...)
   return reply
 end
 
---- Runs a server-side script by its SHA1 (loaded when missing).
-function Client:eval(script, keys, args, reloaded)
-  local sha = self.shas[script]
-  if not sha then
-    local err
-    sha, err = self:command("SCRIPT", "LOAD", script)
-    if not sha then return nil, err end
-    self.shas[script] = sha
-  end
-  local words = { "EVALSHA", sha, #keys }
-  for _, k in ipairs(keys) do words[#words + 1] = k end
-  for _, a in ipairs(args) do words[#words + 1] = a end
-  local reply, err = self:command(unpack(words))
-  if reply == nil and err.redis_error and err.message:find("NOSCRIPT", 1, true) and not reloaded then
-    -- the server forgot it (restarted, SCRIPT FLUSH): load it again
-    self.shas[script] = nil
-    return self:eval(script, keys, args, true)
-  end
-  return reply, err
-end
+--- Runs a server-side script by its SHA1 (loaded when missing; see
+-- connkit.store.redis_scripts.evalsha).
+Client.eval = require("connkit.store.redis_scripts").evalsha
 
 function Client:close()
   if self.conn then self.conn:close() end

@@ -27,7 +27,6 @@ local M = {}
 local Client = {}
 Client.__index = Client
 
-local unpack = table.unpack or unpack
 local KEEPALIVE_MS = 60000 -- how long an idle pooled connection is kept
 
 local redis_module
@@ -159,26 +158,9 @@ function Client:command(word, ...)
   return reply, cerr
 end
 
---- Runs a server-side script by its SHA1 (loaded when missing).
-function Client:eval(script, keys, args, reloaded)
-  local sha = self.shas[script]
-  if not sha then
-    local err
-    sha, err = self:command("SCRIPT", "LOAD", script)
-    if not sha then return nil, err end
-    self.shas[script] = sha
-  end
-  local words = { sha, #keys }
-  for _, k in ipairs(keys) do words[#words + 1] = k end
-  for _, a in ipairs(args) do words[#words + 1] = a end
-  local reply, err = self:command("EVALSHA", unpack(words))
-  if reply == nil and err.redis_error and err.message:find("NOSCRIPT", 1, true) and not reloaded then
-    -- the server forgot it (restarted, SCRIPT FLUSH): load it again
-    self.shas[script] = nil
-    return self:eval(script, keys, args, true)
-  end
-  return reply, err
-end
+--- Runs a server-side script by its SHA1 (loaded when missing; see
+-- connkit.store.redis_scripts.evalsha).
+Client.eval = require("connkit.store.redis_scripts").evalsha
 
 --- Nothing to close: connections go back to the worker's pool after each
 -- command.

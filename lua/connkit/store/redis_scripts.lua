@@ -78,4 +78,30 @@ redis.call('HSET', KEYS[1], 'inflight', ARGV[1])
 return 1
 ]]
 
+local unpack = table.unpack or unpack
+
+--- `client:eval(script, keys, args)` for both wire clients (connkit.store.
+-- redis_hiredis and redis_resty): EVALSHA by the script's SHA1, loading the
+-- script on first use and once more after NOSCRIPT (the server forgot it:
+-- restarted, SCRIPT FLUSH). The client has `command(word, ...)` and a
+-- `shas` table (script -> SHA1).
+function M.evalsha(client, script, keys, args, reloaded)
+  local sha = client.shas[script]
+  if not sha then
+    local err
+    sha, err = client:command("SCRIPT", "LOAD", script)
+    if not sha then return nil, err end
+    client.shas[script] = sha
+  end
+  local words = { "EVALSHA", sha, #keys }
+  for _, k in ipairs(keys) do words[#words + 1] = k end
+  for _, a in ipairs(args) do words[#words + 1] = a end
+  local reply, err = client:command(unpack(words))
+  if reply == nil and err.redis_error and err.message:find("NOSCRIPT", 1, true) and not reloaded then
+    client.shas[script] = nil
+    return M.evalsha(client, script, keys, args, true)
+  end
+  return reply, err
+end
+
 return M
