@@ -46,6 +46,7 @@ build = {
     ["connkit.auth.login"] = "lua/connkit/auth/login.lua",
     ["connkit.auth.oauth2"] = "lua/connkit/auth/oauth2.lua",
     ["connkit.auth.token_endpoint"] = "lua/connkit/auth/token_endpoint.lua",
+    ["connkit.auth.token_record"] = "lua/connkit/auth/token_record.lua",
     ["connkit.auth.tokens"] = "lua/connkit/auth/tokens.lua",
     ["connkit.check"] = "lua/connkit/check.lua",
     ["connkit.cosync"] = "lua/connkit/cosync.lua",
@@ -57,6 +58,7 @@ build = {
     ["connkit.http.request"] = "lua/connkit/http/request.lua",
     ["connkit.http.response"] = "lua/connkit/http/response.lua",
     ["connkit.http.retry"] = "lua/connkit/http/retry.lua",
+    ["connkit.http.threads"] = "lua/connkit/http/threads.lua",
     ["connkit.http.url"] = "lua/connkit/http/url.lua",
     ["connkit.integration"] = "lua/connkit/integration.lua",
     ["connkit.json"] = "lua/connkit/json.lua",
@@ -79,6 +81,7 @@ build = {
     ["connkit.transport"] = "lua/connkit/transport/init.lua",
     ["connkit.transport.curl"] = "lua/connkit/transport/curl.lua",
     ["connkit.transport.ngx"] = "lua/connkit/transport/ngx.lua",
+    ["connkit.transport.ngx_tls"] = "lua/connkit/transport/ngx_tls.lua",
     ["connkit.transport.ngx_wire"] = "lua/connkit/transport/ngx_wire.lua",
   },
 }

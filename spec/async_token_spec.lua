@@ -259,9 +259,12 @@ describe("a token fetch inside a non-blocking request", function()
   end)
 
   it("a failed token fetch fails every handle waiting for it, with one token request", function()
+    -- the token request (the account's timeout, 0.5 s) fails well before
+    -- the requests' own deadlines (2 s): every handle gets that failure
+    -- (with equal deadlines, which of the two came first was a race)
     local acct = cc_account("/token/slow?delay=3", { timeout = 0.5 })
-    local h1 = start(acct, { url = "/resource" })
-    local h2 = start(acct, { url = "/resource" })
+    local h1 = start(acct, { url = "/resource", timeout = 2 })
+    local h2 = start(acct, { url = "/resource", timeout = 2 })
     poll_until(function() return h1:done() and h2:done() end)
     local r1, e1 = h1:result()
     local r2, e2 = h2:result()
@@ -272,6 +275,7 @@ describe("a token fetch inside a non-blocking request", function()
     assert.are_not.equal(e1, e2) -- each its own, for its own attempts
     assert.equal(1, e1.attempts)
     assert.equal(e1.message, e2.message)
+    assert.matches("token endpoint", e1.message, 1, true)
     assert.equal(1, #token_requests())
     assert.equal(0, #sp.requests("/resource"))
   end)

@@ -45,27 +45,11 @@ local function keys_of(set)
   return list
 end
 
--- n concurrent /run/redis_call on p (one curl, -Z; its stderr apart, so
--- nothing can cut into the results); every one must answer 200. Returns
--- the URLs called.
+-- n concurrent /run/redis_call on p; every one must answer 200.
 local function fleet_calls(p, n, args)
-  local q = helpers.shell_quote
-  local cmd = { "curl -s -Z --parallel-immediate --parallel-max", n, "--max-time 60 -w",
-    q("%{http_code} %{url_effective}\\n") }
-  local urls = {}
-  for i = 1, n do
-    local a = { call = i }
-    for k, v in pairs(args) do a[k] = v end
-    urls[i] = p.url .. "/run/redis_call" .. openresty.query(a)
-    cmd[#cmd + 1] = "-o /dev/null " .. q(urls[i])
+  for i, r in ipairs((p:run_all("redis_call", n, args))) do
+    assert.are.equal(200, r.status, ("call %d of %d failed\n%s"):format(i, n, p:log_tail(30)))
   end
-  local _, out = helpers.run("(" .. table.concat(cmd, " ") .. ") 2>/dev/null")
-  local status = {}
-  for code, url in out:gmatch("(%d+) (%S+)") do status[url] = tonumber(code) end
-  for i, url in ipairs(urls) do
-    assert.are.equal(200, status[url], ("call %d of %d failed\n%s"):format(i, n, p:log_tail(30)))
-  end
-  return urls
 end
 
 -- The plain Lua side of the fleet: the same integration and account id as

@@ -40,28 +40,10 @@ local function count(set)
   return n
 end
 
--- n concurrent GETs of the store_call scenario with `args` (one curl, -Z;
--- its stderr apart, so the progress meter cannot cut into the results);
--- returns { { status = , url = }, ... } in call order and the wall time.
+-- n concurrent GETs of the store_call scenario with `args`: results in
+-- call order ({ status =, url = }) and the wall time.
 local function parallel_calls(p, n, args)
-  local q = helpers.shell_quote
-  local cmd = { "curl -s -Z --parallel-immediate --parallel-max", n, "--max-time 60 -w",
-    q("%{http_code} %{url_effective}\\n") }
-  local urls = {}
-  for i = 1, n do
-    local a = { call = i }
-    for k, v in pairs(args) do a[k] = v end
-    urls[i] = p.url .. "/run/store_call" .. openresty.query(a)
-    cmd[#cmd + 1] = "-o /dev/null " .. q(urls[i])
-  end
-  local t0 = socket.gettime()
-  local _, out = helpers.run("(" .. table.concat(cmd, " ") .. ") 2>/dev/null")
-  local wall = socket.gettime() - t0
-  local status = {}
-  for code, url in out:gmatch("(%d+) (%S+)") do status[url] = tonumber(code) end
-  local results = {}
-  for i, url in ipairs(urls) do results[i] = { status = status[url], url = url } end
-  return results, wall
+  return p:run_all("store_call", n, args)
 end
 
 local function assert_all_ok(p, results)

@@ -26,6 +26,7 @@
 --   p:call("hello", args)           --> status, decoded JSON (never raises on a scenario error)
 --   p:get("/ping")                  --> status, body, seconds taken
 --   p:parallel({ "/run/x", ... })   --> a batch of concurrent GETs (curl -Z); batch:wait()
+--   p:run_all("x", n, args)         --> n concurrent runs of a scenario, waited for
 --   p:error_log(), p:log_tail(n)    --  what nginx logged
 --   p:sanitizer_reports()           --  under sanitize: the reports, or nil (stop() raises on any)
 --   p.url, p.https_url, p.port, p.https_port, p.servers.<name>.url, p.ca_file, p.dir
@@ -239,6 +240,19 @@ function Peer:parallel(paths, timeout)
     return results, wall
   end
   return batch
+end
+
+--- n concurrent runs of scenario `name` (GET /run/<name> with `args` and
+-- call = 1..n, one curl) and waits for them: { { status, time, url }, ... }
+-- in call order, and the wall time in seconds.
+function Peer:run_all(name, n, args, timeout)
+  local paths = {}
+  for i = 1, n do
+    local a = { call = i }
+    for k, v in pairs(args or {}) do a[k] = v end
+    paths[i] = "/run/" .. name .. M.query(a)
+  end
+  return self:parallel(paths, timeout or 60).wait()
 end
 
 --- Whether process `pid` still runs. A zombie counts as ended: this

@@ -16,6 +16,7 @@ local deadlines = require "connkit.http.deadline"
 local tokens = require "connkit.auth.tokens"
 local check = require "connkit.check"
 local transport = require "connkit.transport"
+local threads = require "connkit.http.threads"
 
 local POLL_OPTIONS = { timeout = "wait" }
 local ALL_OPTIONS = { concurrency = "count" }
@@ -152,32 +153,6 @@ local function step(h)
   end
 end
 
--- Inside OpenResty a handle is a light thread that sends the request
--- (the same steps as send(), every transfer over cosockets): it moves on by
--- itself, and done(), result() and cancel() ask its job.
-local ThreadHandle = {}
-ThreadHandle.__index = ThreadHandle
-ThreadHandle.__name = "connkit.handle"
-
-local function cancelled()
-  return errors.new("cancelled", "the request was cancelled")
-end
-
-function ThreadHandle:done()
-  return self._cancelled or self._job:done()
-end
-
-function ThreadHandle:result()
-  if self._cancelled then return nil, cancelled() end
-  return self._job:result()
-end
-
-function ThreadHandle:cancel()
-  if self._cancelled or self._job:done() then return end
-  self._cancelled = true
-  self._job:cancel()
-end
-
 -- A plain request (static auth, nothing to follow or retry, header lines up
 -- to date; what connkit.all runs as a batch in C) over the curl transport is
 -- one transfer and nothing else: its handle is that transfer, with done(),
@@ -211,7 +186,7 @@ function Failed.cancel() end
 --- Starts the request without waiting; drive it with connkit.poll and ask
 -- handle:done(). A token that must be fetched first is fetched as part of
 -- the handle's work: start() returns once its request is under way.
--- (Inside OpenResty: a light thread, see ThreadHandle.)
+-- (Inside OpenResty: a light thread, see connkit.http.threads.)
 function Request:start()
   if transport.curl_only then
     if self._plain and self._src_lines == self._account._lines then
@@ -221,7 +196,7 @@ function Request:start()
     end
   else
     local t = transport.current()
-    if t.spawn then return setmetatable({ request = self, _job = t.spawn(attempt.send, self) }, ThreadHandle) end
+    if t.spawn then return threads.start(self, t) end
   end
   local h = setmetatable({ request = self, _attempt = 0, _extra = 0 }, Handle)
   -- a plain request is one transfer, bounded by its own timeout
@@ -380,29 +355,6 @@ local function run_handles(reqs, n)
   return results
 end
 
--- Inside OpenResty: up to n light threads, each sending the next request
--- left (send(): the same rules), until none is left.
-local function run_threads(reqs, n, t)
-  local results, total, nexti = {}, #reqs, 1
-  local function worker()
-    while nexti <= total do
-      local i = nexti
-      nexti = i + 1
-      local res, err = attempt.send(reqs[i])
-      results[i] = { res = res, err = err }
-    end
-  end
-  local jobs = {}
-  for k = 1, math.min(n, total) do jobs[k] = t.spawn(worker) end
-  local ok, err = true, nil
-  for k = 1, #jobs do
-    local jok, jerr = pcall(jobs[k].result, jobs[k])
-    if not jok and ok then ok, err = false, jerr end
-  end
-  if not ok then error(err, 0) end
-  return results
-end
-
 --- Runs prepared requests with up to `concurrency` in flight; returns
 -- { { res = ..., err = ... }, ... } in the order of the input. Requests
 -- with static auth and nothing to follow or retry run as one batch in C;
@@ -423,7 +375,7 @@ function M.all(reqs, opts)
   end
   if not transport.curl_only then
     local t = transport.current()
-    if t.spawn then return run_threads(reqs, n, t) end
+    if t.spawn then return threads.all(reqs, n, t) end
   end
   if plain then return run_plain(reqs, n) end
   return run_handles(reqs, n)

@@ -16,6 +16,7 @@
 -- (see connkit.transport for the interface)
 -- @module connkit.transport.ngx
 local wire = require "connkit.transport.ngx_wire"
+local tls = require "connkit.transport.ngx_tls"
 
 local floor, ceil, min = math.floor, math.ceil, math.min
 local tonumber, setmetatable, rawget = tonumber, setmetatable, rawget
@@ -104,33 +105,6 @@ function M.of_table(t)
   return t
 end
 
--- Whether the certificate of TLS session `session` (what sslhandshake
--- returned) is for IP address `ip`: true, or nil and why not.
--- lua-nginx-module checks the certificate's name only against a host NAME
--- given for SNI; curl checks an IP address in the URL against the
--- certificate's IP addresses, and so do we, with OpenSSL's own check.
-local ffi
-local function ip_matches(session, ip)
-  if not ffi then
-    ffi = require "ffi"
-    pcall(ffi.cdef, [[
-      typedef struct ssl_session_st SSL_SESSION;
-      typedef struct x509_st X509;
-      X509 *SSL_SESSION_get0_peer(SSL_SESSION *s);
-      int X509_check_ip_asc(X509 *x, const char *ipasc, unsigned int flags);
-    ]])
-  end
-  if type(session) ~= "cdata" or session == nil then
-    return nil, "no TLS session to check the certificate's IP address against"
-  end
-  local cert = ffi.C.SSL_SESSION_get0_peer(ffi.cast("SSL_SESSION *", session))
-  if cert == nil then return nil, "the server sent no certificate" end
-  if ffi.C.X509_check_ip_asc(cert, ip, 0) ~= 1 then
-    return nil, ("certificate verify failed: the certificate is not for IP address %s"):format(ip)
-  end
-  return true
-end
-
 local STALE = {} -- an attempt that met a pooled connection the peer had closed
 
 -- One connection, one request, one reply. Returns a reply, or nil, code,
@@ -148,18 +122,7 @@ local function exchange(c)
   if not ok then return connect_failure(u, err, st.started) end
   local reused = (sock:getreusedtimes() or 0) > 0
   if c.https and not reused then
-    -- reused_session must not be false: lua-resty-core 0.1.25 then returns
-    -- true for a handshake that ended without yielding without reading its
-    -- verification result (seen: a refused certificate, then a closed
-    -- connection). With nil it reads it, and raises ("assertion failed!")
-    -- instead of returning nil, err when verification failed that way;
-    -- nginx's error log has the reason either way.
-    local done
-    done, ok, err = pcall(sock.sslhandshake, sock, nil, c.sni, true)
-    if not done then
-      ok, err = nil, "the certificate was refused (" .. tostring(ok) .. "; nginx's error log says why)"
-    end
-    if ok and u.ip then ok, err = ip_matches(ok, u.host) end
+    ok, err = tls.handshake(sock, c.sni, u.ip and u.host)
     if not ok then
       sock:close()
       return tls_failure(u, err, st.started)
