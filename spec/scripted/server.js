@@ -240,6 +240,25 @@ const ROUTES = {
     send(res, 200, { ok: true });
   },
 };
+// More routes, one file per feature: spec/scripted/routes/*.js each export
+// `(ctx) => ({ '/path': (req, res, q, body, raw) => ... })`. A route may not
+// replace one defined above.
+const ctx = {
+  send, newToken, tokenReply, count, bearer, parseForm,
+  port: PORT,
+  token: (value) => tokens.get(value),  // { exp, valid } of a token issued here
+};
+const routesDir = require('node:path').join(__dirname, 'routes');
+const fs = require('node:fs');
+if (fs.existsSync(routesDir)) {
+  for (const file of fs.readdirSync(routesDir).filter((f) => f.endsWith('.js')).sort()) {
+    for (const [path, fn] of Object.entries(require(`${routesDir}/${file}`)(ctx))) {
+      if (ROUTES[path]) throw new Error(`${file}: route ${path} is defined twice`);
+      ROUTES[path] = fn;
+    }
+  }
+}
+
 const CONTROL = new Set(['/last', '/requests', '/stats', '/reset', '/invalidate-all']);
 
 const server = http.createServer((req, res) => {
@@ -270,7 +289,7 @@ const server = http.createServer((req, res) => {
     }
     if (!route) return send(res, 404, { error: 'no such scripted path', path: url.pathname });
     try {
-      return route(req, res, q, body);
+      return route(req, res, q, body, Buffer.concat(chunks));
     } catch (err) {
       console.error(`${url.pathname}: ${err.message}`);
       return send(res, 500, { error: 'scripted server bug' });
