@@ -293,6 +293,11 @@ describe("a dishonest provider", function()
     -- same origin: accepted
     assert(acct:finish_authorization(callback(assert(acct:authorize_url { redirect_uri = REDIRECT }))))
     assert.equal(1, token_calls("good"))
+    -- no revoke_url and no issuer: nothing to call, the local tokens go
+    assert.is_true(acct:status().authorized)
+    assert.is_true(acct:revoke())
+    assert.is_false(acct:status().authorized)
+    assert.equal(0, count("/dis/good/revoke"))
   end)
 
   it("falls back to RFC 8414's location with the issuer's path inserted", function()

@@ -191,7 +191,7 @@ function M.url(acct, field, optional)
   local meta, err = M.metadata(acct)
   if meta == nil then return nil, err end
   if o[field] then return acct:fill(o[field], "url") end
-  local v = meta and meta[MEMBER[field]]
+  local v = meta and meta[MEMBER[field]] or nil
   if v == nil then
     if optional then return false end
     return nil, errors.new("config", meta and ("the issuer's metadata has no %s: set oauth2.%s"):format(MEMBER[field], field)
