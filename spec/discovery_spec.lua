@@ -222,6 +222,18 @@ describe("a dishonest provider", function()
     assert.equal(1, metadata_fetches("good"))
   end)
 
+  it("fills a tenant parameter into the issuer before it looks for the metadata", function()
+    local acct = connkit.integration {
+      name = "Tenant", key = "tenant", auth = "oauth2", base_url = "{base}",
+      parameters = { base = { required = true }, tenant = { required = true } },
+      oauth2 = { issuer = "{base}/dis/{tenant}", grant_type = "client_credentials",
+        client_id = "c1", client_secret = "s3cret-of-c1" },
+    }:account { parameters = { base = sp.url, tenant = "good" } }
+    assert(acct:token())
+    assert.equal(1, metadata_fetches("good"))
+    assert.equal(1, token_calls("good"))
+  end)
+
   it("lets explicit URLs win over the metadata", function()
     local acct = connkit.integration {
       name = "Explicit", key = "explicit", auth = "oauth2", base_url = "{issuer}",
