@@ -43,6 +43,7 @@ build = {
     ["connkit"] = "lua/connkit/init.lua",
     ["connkit.account"] = "lua/connkit/account.lua",
     ["connkit.auth.custom_token"] = "lua/connkit/auth/custom_token.lua",
+    ["connkit.auth.discovery"] = "lua/connkit/auth/discovery.lua",
     ["connkit.auth.login"] = "lua/connkit/auth/login.lua",
     ["connkit.auth.oauth2"] = "lua/connkit/auth/oauth2.lua",
     ["connkit.auth.token_endpoint"] = "lua/connkit/auth/token_endpoint.lua",

@@ -116,6 +116,21 @@ describe("connkit end to end inside nginx (one worker)", function()
       assert.are.equal(2, op.stats().api.ok)
     end)
 
+    it("oauth2 with only an issuer: the metadata comes over the ngx transport; a wrong issuer is refused", function()
+      op.reset()
+      local r = run("e2e_discovery", { mark = new_mark("disc"), issuer = op.issuer, base = op.issuer, path = "/api/me",
+        client_id = op.clients.cc.id, client_secret = op.clients.cc.secret, scope = "api:read", resource = op.issuer .. "/api" })
+      assert.are.equal("ngx", r.transport)
+      assert.are.equal(200, r.status, cjson.encode(r))
+      assert.are.equal(1, #op.token_requests())
+      local before = #scripted.requests("/dis/wrong-issuer/.well-known/openid-configuration")
+      r = run("e2e_discovery", { mark = new_mark("wrongiss"), issuer = scripted.url .. "/dis/wrong-issuer",
+        base = scripted.url, path = "/resource", client_id = "c1", client_secret = "s3cret-of-c1" })
+      assert.are.equal("issuer_mismatch", r.err and r.err.code, cjson.encode(r))
+      assert.are.equal(before + 1, #scripted.requests("/dis/wrong-issuer/.well-known/openid-configuration"))
+      assert.are.equal(0, #scripted.requests("/dis/wrong-issuer/token"))
+    end)
+
     it("oauth2 authorization code: a stored refresh token renews a token the API refuses, once", function()
       op.reset()
       local connkit = require "connkit"

@@ -8,6 +8,7 @@ local check = require "connkit.check"
 local endpoint = require "connkit.auth.token_endpoint"
 local tokens = require "connkit.auth.tokens"
 local oauth2 = require "connkit.auth.oauth2"
+local discovery = require "connkit.auth.discovery"
 
 local Account = require("connkit.account").Account
 
@@ -44,7 +45,11 @@ function Account:login(opts)
   local l, code, msg = core.listen(port)
   if not l then return nil, errors.new(code, msg) end
   local redirect_uri = ("http://127.0.0.1:%d%s"):format(l.port, path)
-  local url = self:authorize_url { redirect_uri = redirect_uri, scope = opts.scope, params = opts.params }
+  local url, uerr = self:authorize_url { redirect_uri = redirect_uri, scope = opts.scope, params = opts.params }
+  if not url then
+    l:close()
+    return nil, uerr
+  end
   if opts.on_url then
     opts.on_url(url)
   else
@@ -92,15 +97,16 @@ local DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 function Account:login_device(opts)
   opts = check.options("login_device", opts, DEVICE_OPTS)
   local o = self.integration.oauth2
-  if self.integration.auth ~= "oauth2" or not o.device_authorization_url then
-    check.raise(("account '%s': login_device needs oauth2.device_authorization_url"):format(tostring(self.id)))
+  if self.integration.auth ~= "oauth2" or not (o.device_authorization_url or o.discovery) then
+    check.raise(("account '%s': login_device needs oauth2.device_authorization_url or oauth2.issuer"):format(tostring(self.id)))
   end
+  local url, uerr = discovery.url(self, "device_authorization_url")
+  if not url then return nil, uerr end
   local params, headers = oauth2.base_params(self), {}
   local scope = opts.scope or (o.scope and assert(self:fill(o.scope)))
   if scope and scope ~= "" then params.scope = scope end
   local ok, err = endpoint.authenticate(self, params, headers)
   if not ok then return nil, err end
-  local url = assert(self:fill(o.device_authorization_url, "url"))
   local f, ferr = endpoint.call(self, url, "POST", params, headers, "device authorization endpoint")
   if not f then return nil, ferr end
   local uri = f.verification_uri or f.verification_url

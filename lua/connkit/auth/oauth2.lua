@@ -6,6 +6,7 @@ local core = require "connkit.core"
 local check = require "connkit.check"
 local errors = require "connkit.errors"
 local endpoint = require "connkit.auth.token_endpoint"
+local discovery = require "connkit.auth.discovery"
 local tokens = require "connkit.auth.tokens"
 local urls = require "connkit.http.url"
 
@@ -19,7 +20,7 @@ local FIELDS = {
   grant_type = true, token_url = true, token_method = true, authorize_url = true,
   revoke_url = true, device_authorization_url = true, issuer = true, scope = true,
   client_id = true, client_secret = true, client_auth = true, pkce = true,
-  extra_params = true, authorize_params = true, redirect_uri = true,
+  extra_params = true, authorize_params = true, redirect_uri = true, discovery = true,
 }
 
 --- Validates the `oauth2` block; returns it normalized, templates compiled.
@@ -41,14 +42,16 @@ function M.check_definition(b, fail, env)
   end
   -- endpoint URLs: https:// (http:// only to a loopback host, or with
   -- allow_insecure_http), checked by env.secure_url
-  out.token_url = env.secure_url("oauth2.token_url", b.token_url)
-  if out.grant_type == "authorization_code" or b.authorize_url ~= nil then
+  -- with an issuer to discover, the endpoints may come from its metadata
+  local discovered = discovery.check_definition(b, out, env)
+  if b.token_url ~= nil or not discovered then out.token_url = env.secure_url("oauth2.token_url", b.token_url) end
+  if (out.grant_type == "authorization_code" and not discovered) or b.authorize_url ~= nil then
     out.authorize_url = env.secure_url("oauth2.authorize_url", b.authorize_url)
   end
   for _, f in ipairs({ "revoke_url", "device_authorization_url" }) do
     if b[f] ~= nil then out[f] = env.secure_url("oauth2." .. f, b[f]) end
   end
-  for _, f in ipairs({ "issuer", "scope", "client_id", "client_secret" }) do
+  for _, f in ipairs({ "scope", "client_id", "client_secret" }) do
     if b[f] ~= nil then out[f] = env.template("oauth2." .. f, check.string(ctx, "oauth2." .. f, b[f], { empty = f == "scope" }), "raw") end
   end
   out.pkce = check.boolean(ctx, "oauth2.pkce", b.pkce, out.grant_type == "authorization_code")
@@ -88,7 +91,9 @@ local function token_call(acct, params, what)
   local headers = {}
   local ok, err = endpoint.authenticate(acct, params, headers)
   if not ok then return nil, err end
-  local fields, ferr = endpoint.call(acct, fill(acct, o.token_url, "url"), o.token_method, params, headers, what)
+  local url, uerr = discovery.url(acct, "token_url")
+  if not url then return nil, uerr end
+  local fields, ferr = endpoint.call(acct, url, o.token_method, params, headers, what)
   if not fields then return nil, ferr end
   return endpoint.token_record(acct, fields, what)
 end
@@ -137,16 +142,19 @@ end
 local AUTHORIZE_OPTIONS = { redirect_uri = "nonempty", scope = "string", params = "query" }
 function Account:authorize_url(opts)
   local o = self.integration.oauth2
-  if self.integration.auth ~= "oauth2" or not o.authorize_url then
-    check.raise(("account '%s': authorize_url needs auth = \"oauth2\" with oauth2.authorize_url"):format(self.id))
+  if self.integration.auth ~= "oauth2" or not (o.authorize_url or o.discovery) then
+    check.raise(("account '%s': authorize_url needs auth = \"oauth2\" with oauth2.authorize_url or oauth2.issuer"):format(self.id))
   end
   opts = check.options("authorize_url", opts, AUTHORIZE_OPTIONS)
   local redirect_uri = opts.redirect_uri or o.redirect_uri
   if type(redirect_uri) ~= "string" then check.raise("authorize_url: option 'redirect_uri' is required") end
   local id = endpoint.client(self)
   if not id then check.raise(("account '%s': no client_id"):format(self.id)) end
+  -- (the endpoint, the PKCE methods and the iss to expect: from metadata too)
+  local url, expect = discovery.authorization(self)
+  if not url then return nil, expect end
   local state = random_token(24)
-  local pending = { redirect_uri = redirect_uri, created = os.time() }
+  local pending = { redirect_uri = redirect_uri, created = os.time(), iss = expect }
   local q = { response_type = "code", client_id = id, redirect_uri = redirect_uri, state = state }
   local scope = opts.scope or (o.scope and fill(self, o.scope))
   if scope and scope ~= "" then q.scope = scope end
@@ -165,7 +173,6 @@ function Account:authorize_url(opts)
     if os.time() - p.created > PENDING_TTL then self._pending[s] = nil end
   end
   self._pending[state] = pending
-  local url = fill(self, o.authorize_url, "url")
   return url .. (url:find("?", 1, true) and "&" or "?") .. urls.encode_pairs(q, "query", "authorize_url: params")
 end
 
@@ -186,13 +193,8 @@ function Account:finish_authorization(input)
   if os.time() - pending.created > PENDING_TTL then
     return nil, errors.new("state_mismatch", "the authorization request has expired; start again")
   end
-  local o = self.integration.oauth2
-  if p.iss ~= nil or dups.iss then
-    local issuer = o.issuer and fill(self, o.issuer)
-    if dups.iss or (issuer and p.iss ~= issuer) then
-      return nil, errors.new("issuer_mismatch", "the authorization response comes from another issuer (iss)")
-    end
-  end
+  local iok, ierr = discovery.check_iss(pending.iss, p.iss, dups.iss)
+  if not iok then return nil, ierr end
   if p.error then
     local code = endpoint.OAUTH_ERRORS[p.error] and p.error or "oauth_error"
     return nil, errors.new(code, self:_redact("authorization refused: " .. p.error ..
@@ -222,12 +224,14 @@ function Account:revoke()
   local token, hint = rec.refresh_token, "refresh_token"
   if not token then token, hint = rec.access_token, "access_token" end
   local ok, err = true, nil
-  if o and o.revoke_url and token then
+  local url
+  if o and token then url, err = discovery.url(self, "revoke_url", true) end
+  ok = err == nil
+  if url then
     local params = { token = token, token_type_hint = hint }
     local headers = {}
     ok, err = endpoint.authenticate(self, params, headers)
     if ok then
-      local url = fill(self, o.revoke_url, "url")
       local fields
       fields, err = endpoint.call(self, url, "POST", params, headers, "revocation endpoint")
       -- RFC 7009: 200 with any (often empty) body is success

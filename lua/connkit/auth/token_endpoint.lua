@@ -106,6 +106,7 @@ local function transfer(spec)
   end
   return t.perform(w)
 end
+M.transfer = transfer
 
 --- Sends params to an endpoint: a form body for POST, the query for GET.
 -- Returns the decoded reply fields, or nil and an error. `what` names the
