@@ -230,7 +230,7 @@ describe("on_request and on_response", function()
     local acct
     local ok, res = pcall(function()
       acct = cc_account({
-        on_request = function() error("on_request broke with " .. acct._values.token) end,
+        on_request = function() error("on_request broke with " .. tostring(acct._values.token)) end,
         on_response = function() error({ "not a string" }) end,
       })
       return acct:get("/resource")
