@@ -9,6 +9,7 @@ local helpers = require "helpers"
 local connkit = require "connkit"
 local hooks = require "connkit.hooks"
 local socket = require "socket"
+local cjson_encode = require("cjson").encode
 
 local hb, sp
 local n = 0
@@ -377,5 +378,45 @@ describe("account:status() and on_refresh_error", function()
     assert.equal("reauthorize", acct:status().state)
     local st = connkit.integration { name = "n", key = "hooksnone" .. n, auth = "none" }:account {}:status()
     assert.equal("ok", st.state)
+  end)
+end)
+
+describe("hooks inside nginx (the ngx transport)", function()
+  local openresty = require "peers.openresty"
+  if not openresty.available() then
+    it("needs nginx's Lua module", function() pending("libnginx-mod-http-lua is not installed") end)
+    return
+  end
+
+  it("see every transfer, with transport ngx, in blocking calls, connkit.all and verify()", function()
+    sp = helpers.peer("scripted")
+    sp.reset()
+    local p = helpers.peer("openresty")
+    local r = p:run("hooks_ngx", { scripted = sp.url, mark = tostring(os.time()) })
+    assert.equal("ngx", r.transport)
+    assert.equal(200, r.first)
+    assert.same({ status = 200, attempts = 2 }, r.second)
+    assert.same({ 200, 200 }, r.all)
+    assert.is_true(r.verify)
+    assert.equal("ok", r.state)
+    local api, auth, attempts = 0, 0, {}
+    for _, e in ipairs(r.seen) do
+      assert.equal("ngx", e.info.transport)
+      if e.name == "response" then
+        if e.info.kind == "api" then
+          api = api + 1
+          attempts[#attempts + 1] = ("%d:%d"):format(e.info.attempt, e.info.status)
+        else
+          auth = auth + 1
+        end
+      end
+    end
+    -- first 200; 401 then 200 after the refresh; two in all(); verify
+    assert.same({ "1:200", "1:401", "2:200", "1:200", "1:200", "1:200" }, attempts)
+    assert.equal(#sp.requests("/resource"), api)
+    assert.equal(#sp.requests("/token/ok"), auth)
+    assert.equal(2, auth)
+    assert.is_nil(cjson_encode(r.seen):find(r.token, 1, true))
+    assert.is_nil(cjson_encode(r.seen):find("ngx-client-secret-value", 1, true))
   end)
 end)
