@@ -113,14 +113,15 @@ end
 --- A transfer of `acct` starts: calls on_request, returns what M.finish
 -- needs (nil when the account has no request hooks). `spec` has method,
 -- url and header_lines; `kind` is "api" or "auth" (a token, device or
--- revocation endpoint); `n` the attempt number; `tname` the transport.
-function M.begin(acct, spec, kind, n, tname)
+-- revocation endpoint); `n` the attempt number; `tname` the transport;
+-- `hop` the number of a redirect hop (nil for the attempt's first transfer).
+function M.begin(acct, spec, kind, n, tname, hop)
   local h = acct._hooks
   if not h then return nil end
   local info = {
     kind = kind, account = acct.id, integration = acct.integration.key,
     method = spec.method, url = shown_url(acct, spec.url), headers = header_names(acct, spec.header_lines),
-    attempt = n or 1, transport = tname,
+    attempt = n or 1, transport = tname, redirect = hop,
   }
   local call = { acct = acct, info = info, t0 = now() }
   if h.on_request then call_all(acct, "on_request", h.on_request, copy(info)) end

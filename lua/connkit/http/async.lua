@@ -116,7 +116,7 @@ local function replied(h, res, err)
     h._extra = h._extra + 1
     return transmit(h)
   end
-  if res then res, err = attempt.follow(req, res, h._deadline) end
+  if res then res, err = attempt.follow(req, res, h._deadline, h._attempt + h._extra) end
   settle(h, res, err)
 end
 

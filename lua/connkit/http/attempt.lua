@@ -52,10 +52,10 @@ function M.refused(req, res)
 end
 
 --- The end of a reply that is not refused: redirects when asked, every hop
--- within the deadline.
-function M.follow(req, res, deadline)
+-- within the deadline. (`n`: the attempt's number, for the hooks.)
+function M.follow(req, res, deadline, n)
   if rawget(req, "follow") and REDIRECT[res.status] then
-    return redirect.follow(req, res, fail, deadline or deadlines.of(req))
+    return redirect.follow(req, res, fail, deadline or deadlines.of(req), n)
   end
   return res
 end
@@ -96,7 +96,7 @@ function M.complete(req, res, deadline, n)
     if not res then return nil, err, 1 end
     extra = 1
   end
-  local r, err = M.follow(req, res, deadline)
+  local r, err = M.follow(req, res, deadline, (n or 1) + extra)
   return r, err, extra
 end
 
