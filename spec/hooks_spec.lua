@@ -435,3 +435,25 @@ describe("hooks inside nginx (the ngx transport)", function()
     assert.is_nil(cjson_encode(r.seen):find("ngx-client-secret-value", 1, true))
   end)
 end)
+
+describe("examples/verify_and_hooks.lua", function()
+  it("runs against httpbin: verifies, logs every transfer, shows no token", function()
+    hb = helpers.peer("httpbin")
+    local token = "example-token-0123456789"
+    local words = {}
+    for k, v in pairs(helpers.child_env { API_BASE = hb.url, API_TOKEN = token,
+      LUA_PATH = os.getenv("LUA_PATH") or "", LUA_CPATH = os.getenv("LUA_CPATH") or "" }) do
+      words[#words + 1] = k .. "=" .. helpers.shell_quote(v)
+    end
+    local ok, out = helpers.run("env " .. table.concat(words, " ") .. " " .. helpers.lua .. " "
+      .. helpers.shell_quote(helpers.root .. "/examples/verify_and_hooks.lua"))
+    assert.is_true(ok, out)
+    assert.matches("verified", out)
+    assert.matches("<%- GET " .. hb.url:gsub("%p", "%%%0") .. "/bearer 200", out)
+    assert.matches("%-> GET " .. hb.url:gsub("%p", "%%%0") .. "/status/418%?reason attempt 1 via curl", out)
+    assert.matches("status\t418", out)
+    assert.matches("state\tok", out)
+    assert.is_nil(out:find(token, 1, true))
+    assert.is_nil(out:find("teapot", 1, true))
+  end)
+end)
