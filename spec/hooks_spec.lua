@@ -298,7 +298,7 @@ describe("account:status() and on_refresh_error", function()
       base_url = "{base}", parameters = { base = { required = true } },
       oauth2 = { grant_type = "authorization_code", token_url = "{base}/hooks/token?ttl=10",
         authorize_url = "{base}/authorize", client_id = "hooks-client", client_secret = CLIENT_SECRET },
-      -- a 10 s token is due after 3 s (70% of its life left... then renewed)
+      -- a 10 s token is due 3 s after it is fetched (renewed with 70% of its life left)
       refresh = { fraction = 0.7, cooldown = 5 },
       on_refresh_error = function(a, err) failures[#failures + 1] = { a, err } end,
     }:account { id = "acct", parameters = { base = sp.url }, store = store }
