@@ -18,6 +18,7 @@ M.Account = Account
 local OPT_FIELDS = {
   id = true, parameters = true, credentials = true, store = true, on_token = true,
   tls = true, timeout = true,
+  on_request = true, on_response = true, on_refresh_error = true, -- (connkit.hooks)
 }
 
 -- credential fields per auth type: name -> required?
@@ -284,6 +285,7 @@ function M.new(integ, opts)
     if k == "username" or k == "password" then self._values[k] = v end
   end
   self.on_token = check.field(ctx, "on_token", opts.on_token, "callable")
+  require("connkit.hooks").setup(self, require("connkit.hooks").check(ctx, opts))
   self.store = opts.store
   if self.store ~= nil then
     if type(self.store) ~= "table" then ctx.fail("store", "must be a store table") end
@@ -325,10 +327,19 @@ function Account:__tostring()
 end
 
 --- What the account knows about its authorization, with no secrets:
--- { auth, authorized, expires_in, scope, token_type, has_refresh_token }.
+-- { auth, authorized, expires_in, scope, token_type, has_refresh_token,
+-- state, last_error, refreshed_at } (state: see connkit.hooks).
 function Account:status()
-  if self._ensure_token then return require("connkit.auth.tokens").status(self) end
-  return { auth = self.integration.auth, authorized = true }
+  local st
+  if self._ensure_token then st = require("connkit.auth.tokens").status(self)
+  else st = { auth = self.integration.auth, authorized = true } end
+  return require("connkit.hooks").health(self, st)
+end
+
+--- Checks that the account works with the integration's `verify` request:
+-- true and the response, or nil and an error (see connkit.account_verify).
+function Account:verify()
+  return require("connkit.account_verify").verify(self)
 end
 
 --- A valid access token, fetched or refreshed as needed (api_token: the

@@ -28,6 +28,7 @@ local TOP_FIELDS = {
   auth_token = true, request_parameters = true, retry = true, refresh = true,
   tls = true, timeout = true, connect_timeout = true, allowed_origins = true,
   allow_insecure_http = true,
+  verify = true, on_request = true, on_response = true, on_refresh_error = true, -- (connkit.hooks, connkit.account_verify)
 }
 
 M.REFRESH_DEFAULTS = {
@@ -250,6 +251,8 @@ function M.new(def)
   self.tls = check_tls(ctx, def.tls, "tls")
   self.timeout = check.field(ctx, "timeout", def.timeout, "timeout", 60)
   self.connect_timeout = check.field(ctx, "connect_timeout", def.connect_timeout, "timeout", 10)
+  self.verify = require("connkit.account_verify").check_definition(ctx, def.verify, names)
+  self.hooks = require("connkit.hooks").check(ctx, def)
   -- credentials go only to the origins the integration names (checked last,
   -- so that a wrong field is reported first)
   local rp = self.request_parameters

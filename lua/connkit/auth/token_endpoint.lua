@@ -131,7 +131,10 @@ function M.call(acct, url, method, params, headers, what, format)
       headers[#headers + 1] = "Content-Type: application/x-www-form-urlencoded"
     end
   end
+  -- (the account's on_request/on_response hooks see this call as kind "auth")
+  local call = acct._hooks and require("connkit.hooks").begin(acct, spec, "auth", 1, transport.current().name)
   local res, code, msg = transfer(spec)
+  if call then require("connkit.hooks").finish(call, res, res == nil and { code = code } or nil) end
   if not res then
     return nil, errors.new(code, acct:_redact(("%s %s: %s"):format(what, urls.origin(url) or url, msg)))
   end

@@ -259,6 +259,7 @@ local function renew_body(acct, force, used, task, deadline)
   end
   if not res then
     acct._fail_at, acct._fail_err = now(), err
+    require("connkit.hooks").refresh_failed(acct, err) -- (on_refresh_error; status().state)
     return nil, err
   end
   return true

@@ -17,6 +17,7 @@ local tokens = require "connkit.auth.tokens"
 local check = require "connkit.check"
 local transport = require "connkit.transport"
 local threads = require "connkit.http.threads"
+local hooks = require "connkit.hooks"
 
 local POLL_OPTIONS = { timeout = "wait" }
 local ALL_OPTIONS = { concurrency = "count" }
@@ -44,6 +45,7 @@ local function finish(h, res, err)
   h._res, h._err, h._final = res, err, true
   h._task, h._xfer, h._retry_at = nil, nil, nil
   pending[h] = nil
+  hooks.request_done(h.request._account, h.request, res, err)
 end
 
 -- One attempt is over: retry later, or finish.
@@ -66,11 +68,25 @@ local function transmit(h)
     w, err = deadlines.spec_until(t, h.request, h._deadline)
     if not w then return settle(h, nil, err) end
   end
+  local acct = h.request._account
+  -- (the account's hooks: on_request now, on_response when it is over)
+  local call = acct._hooks and hooks.begin(acct, h.request, "api", h._attempt + h._extra, t.name)
   local xfer, code, msg = t.start(w)
   if xfer then
-    h._xfer = xfer
+    h._xfer, h._call = xfer, call
   else
-    settle(h, request.fail(h.request, code, msg))
+    local _, err = request.fail(h.request, code, msg)
+    if call then hooks.finish(call, nil, err) end
+    settle(h, nil, err)
+  end
+end
+
+-- The transfer of the handle is over (or cancelled): on_response.
+local function transfer_over(h, res, err)
+  local call = h._call
+  if call then
+    h._call = nil
+    hooks.finish(call, res, err)
   end
 end
 
@@ -100,7 +116,7 @@ local function replied(h, res, err)
     h._extra = h._extra + 1
     return transmit(h)
   end
-  if res then res, err = attempt.follow(req, res, h._deadline) end
+  if res then res, err = attempt.follow(req, res, h._deadline, h._attempt + h._extra) end
   settle(h, res, err)
 end
 
@@ -131,8 +147,13 @@ local function advance(h)
     if not xfer:done() then return end
     h._xfer = nil
     local res, code, msg = xfer:result()
-    if res then return replied(h, res) end
-    return replied(h, request.fail(h.request, code, msg))
+    if res then
+      transfer_over(h, res)
+      return replied(h, res)
+    end
+    local _, err = request.fail(h.request, code, msg)
+    transfer_over(h, nil, err)
+    return replied(h, nil, err)
   end
   if h._retry_at and core.now() >= h._retry_at then
     h._retry_at = nil
@@ -237,7 +258,9 @@ end
 function Handle:cancel()
   if self._final then return end
   if self._xfer then self._xfer:cancel() end
-  finish(self, nil, errors.new("cancelled", "the request was cancelled"))
+  local err = errors.new("cancelled", "the request was cancelled")
+  transfer_over(self, nil, err)
+  finish(self, nil, err)
 end
 
 -- The keys of a set, so that stepping may change the set.

@@ -11,6 +11,7 @@ local redirect = require "connkit.http.redirect"
 local request = require "connkit.http.request"
 
 local transport = require "connkit.transport"
+local hooks = require "connkit.hooks"
 
 local REDIRECT = redirect.STATUS
 local now = core.now
@@ -26,14 +27,18 @@ local deadlines = require "connkit.http.deadline"
 local out_of_time, spec_until, wait_task = deadlines.out_of_time, deadlines.spec_until, deadlines.wait_task
 
 --- One transfer of the request within its deadline, over the transport of
--- the place it is sent from: the response, or nil, an error.
-local function perform_until(req, deadline)
+-- the place it is sent from: the response, or nil, an error. `n`: the
+-- attempt number the account's hooks are told.
+local function perform_until(req, deadline, n)
   local t = transport.current()
   local w, err = spec_until(t, req, deadline)
   if not w then return nil, err end
+  local acct = rawget(req, "_account")
+  local call = acct._hooks and hooks.begin(acct, req, "api", n, t.name)
   local res, code, msg = t.perform(w)
-  if not res then return fail(req, code, msg) end
-  return res
+  if not res then res, err = fail(req, code, msg) end
+  if call then hooks.finish(call, res, err) end
+  return res, err
 end
 
 --- Whether this reply asks for one refresh and one retry: a token account
@@ -47,10 +52,10 @@ function M.refused(req, res)
 end
 
 --- The end of a reply that is not refused: redirects when asked, every hop
--- within the deadline.
-function M.follow(req, res, deadline)
+-- within the deadline. (`n`: the attempt's number, for the hooks.)
+function M.follow(req, res, deadline, n)
   if rawget(req, "follow") and REDIRECT[res.status] then
-    return redirect.follow(req, res, fail, deadline or deadlines.of(req))
+    return redirect.follow(req, res, fail, deadline or deadlines.of(req), n)
   end
   return res
 end
@@ -76,8 +81,8 @@ end
 --- What happens after a reply: on a status in refresh.on_status, one
 -- refresh and one retry (token accounts); redirects when asked. Used by
 -- send(). Returns the outcome and the number of extra attempts made (1
--- after a refresh and retry).
-function M.complete(req, res, deadline)
+-- after a refresh and retry). `n`: the number of the attempt that replied.
+function M.complete(req, res, deadline, n)
   local extra = 0
   if M.refused(req, res) then
     local task = tokens.renewal(rawget(req, "_account"), true, rawget(req, "_token"), deadline)
@@ -87,11 +92,11 @@ function M.complete(req, res, deadline)
     end
     local ok, err = M.refreshed(req, task)
     if not ok then return nil, err, 0 end
-    res, err = perform_until(req, deadline)
+    res, err = perform_until(req, deadline, (n or 1) + 1)
     if not res then return nil, err, 1 end
     extra = 1
   end
-  local r, err = M.follow(req, res, deadline)
+  local r, err = M.follow(req, res, deadline, (n or 1) + extra)
   return r, err, extra
 end
 
@@ -135,14 +140,14 @@ end
 --- One attempt: the token brought up to date, the transfer, and what
 -- follows a reply (refresh and retry on on_status, redirects), all within
 -- the deadline. Returns the outcome and the number of extra attempts (see
--- M.complete).
-function M.attempt(req, deadline)
+-- M.complete). `n`: this attempt's number (counting each refresh and retry).
+function M.attempt(req, deadline, n)
   local ok, err = M.ready(req, deadline)
   if not ok then return nil, err, 0 end
   local res
-  res, err = perform_until(req, deadline)
+  res, err = perform_until(req, deadline, n)
   if not res then return nil, err, 0 end
-  if rawget(req, "_account")._ensure_token or rawget(req, "follow") then return M.complete(req, res, deadline) end
+  if rawget(req, "_account")._ensure_token or rawget(req, "follow") then return M.complete(req, res, deadline, n) end
   return res, nil, 0
 end
 
@@ -160,10 +165,11 @@ function M.settle(req, res, err, attempt, extra, deadline)
     transport.current().sleep(wait)
     attempt = attempt + 1
     local x
-    res, err, x = M.attempt(req, deadline)
+    res, err, x = M.attempt(req, deadline, attempt + extra)
     extra = extra + x
   end
   M.count(res, err, attempt + extra)
+  hooks.request_done(rawget(req, "_account"), req, res, err)
   return res, err
 end
 
@@ -191,7 +197,7 @@ function Request:send()
     return nil, err
   end
   local deadline = now() + self.timeout
-  local res, err, extra = M.attempt(self, deadline)
+  local res, err, extra = M.attempt(self, deadline, 1)
   return M.settle(self, res, err, 1, extra, deadline)
 end
 

@@ -6,6 +6,7 @@
 local core = require "connkit.core"
 local urls = require "connkit.http.url"
 local transport = require "connkit.transport"
+local hooks = require "connkit.hooks"
 
 local now = core.now
 
@@ -25,8 +26,9 @@ end
 -- them with `follow`); `fail` makes the error of a failed hop. Auth and request
 -- parameter headers go only to the origin the request was made for. Every
 -- hop gets what is left until `deadline` (core.now() seconds): the request's
--- timeout covers all of them.
-function M.follow(req, res, fail, deadline)
+-- timeout covers all of them. `n`: the attempt number the account's hooks
+-- are told (each hop is a transfer they see, with `redirect` = its number).
+function M.follow(req, res, fail, deadline, n)
   local hops, max = 0, req.follow
   local spec = req
   local origin = urls.origin(req.url)
@@ -57,8 +59,15 @@ function M.follow(req, res, fail, deadline)
     }
     local w, code, msg = t.of_table(spec)
     local r = w
+    local acct = rawget(req, "_account")
+    local call = w and acct._hooks and hooks.begin(acct, spec, "api", n, t.name, hops)
     if w then r, code, msg = t.perform(w) end
-    if not r then return fail(spec_for_error(req, spec), code, msg) end
+    if not r then
+      local _, err = fail(spec_for_error(req, spec), code, msg)
+      if call then hooks.finish(call, nil, err) end
+      return nil, err
+    end
+    if call then hooks.finish(call, r) end
     res = r
   end
   res.redirects = hops

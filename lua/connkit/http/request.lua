@@ -224,7 +224,8 @@ function M.prepare(acct, opts)
   -- their short path (a field that is always there: reading it never
   -- reaches the __index function)
   -- (a request that carries no credentials needs no token either)
-  req._plain = not follow and not rules and (bare or not acct._ensure_token)
+  -- (nor hooks: on_request/on_response are called from Lua, connkit.hooks)
+  req._plain = not follow and not rules and (bare or not acct._ensure_token) and not acct._hooks
   if opts.headers or ctype then
     -- "Name:" with no value makes curl leave out a header it would add itself
     -- (a form Content-Type for any body, "Expect: 100-continue" for big ones)
