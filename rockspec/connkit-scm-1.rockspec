@@ -46,6 +46,7 @@ build = {
     ["connkit.auth.login"] = "lua/connkit/auth/login.lua",
     ["connkit.auth.oauth2"] = "lua/connkit/auth/oauth2.lua",
     ["connkit.auth.token_endpoint"] = "lua/connkit/auth/token_endpoint.lua",
+    ["connkit.auth.token_metadata"] = "lua/connkit/auth/token_metadata.lua",
     ["connkit.auth.token_record"] = "lua/connkit/auth/token_record.lua",
     ["connkit.auth.tokens"] = "lua/connkit/auth/tokens.lua",
     ["connkit.check"] = "lua/connkit/check.lua",

@@ -5,7 +5,9 @@
 //        and refresh_token grants; refresh_token "dead" gets 400
 //        invalid_grant. Every reply carries instance_url
 //        http://127.0.0.1:PORT/rules/i<N> where N counts the tokens issued
-//        for ?key= (1, 2, ...), and meta.region = "r<N>".
+//        for ?key= (1, 2, ...), and meta.region = "region-<N>"; ?no_instance=N
+//        leaves instance_url out of the Nth reply, ?bad_instance=N makes it
+//        "not a url".
 //   POST /rules/login            a custom-token login (JSON reply
 //        { data: { token, ttl, instance: { url } } }), same instance count.
 //   GET  /rules/i<N>/me          (N = 1..20) 200 { instance: N, path } for a
@@ -39,8 +41,9 @@ module.exports = (ctx) => {
       const n = nextInstance(q);
       const r = ctx.tokenReply(q, 'rules');
       r.instance_url = `${origin}/rules/i${n}`;
-      r.meta = { region: `r${n}` };
+      r.meta = { region: `region-${n}` };
       if (q.no_instance === String(n)) delete r.instance_url;
+      if (q.bad_instance === String(n)) r.instance_url = 'not a url';
       return ctx.send(res, 200, r);
     },
     '/rules/login': (req, res, q) => {
