@@ -50,6 +50,21 @@ local function integration(o) return connkit.integration(def(o)) end
 local function tokens_issued(n_) return #sp.requests(n_ or "/rules/token") end
 local function bearer_of(r) return (r.headers.authorization or ""):match("^Bearer (.+)$") end
 
+-- Runs examples/<name> with the build under test (tools/run-lua.sh), the
+-- client secret in the environment: ok, output.
+local function run_example(name, ...)
+  local q = helpers.shell_quote
+  local build = package.cpath:match("(build/[^/;?]+)/%?%.so") or "build/lua5.4"
+  local env = helpers.child_env { CLIENT_SECRET = "example-secret", LUA = helpers.lua, BUILD = build }
+  local words = {}
+  for k, v in pairs(env) do words[#words + 1] = k .. "=" .. q(v) end
+  table.sort(words)
+  local args = {}
+  for i = 1, select("#", ...) do args[i] = q((select(i, ...))) end
+  return helpers.run("cd " .. q(helpers.root) .. " && env " .. table.concat(words, " ")
+    .. " sh tools/run-lua.sh examples/" .. name .. " " .. table.concat(args, " "))
+end
+
 describe("token_metadata (scripted peer)", function()
   setup(function() sp = helpers.peer("scripted") end)
   before_each(function() sp.reset() end)
@@ -146,6 +161,14 @@ describe("token_metadata (scripted peer)", function()
     assert.equal(2, tokens_issued("/rules/login"))
   end)
 
+  it("a value given at creation is used only until the first token brings one", function()
+    local acct = integration():account { parameters = { base = sp.url, instanceUrl = sp.url .. "/rules/i9",
+      region = "given" } }
+    local res = assert(acct:get("me"))
+    assert.equal(1, res:json().instance)
+    assert.equal(0, #sp.requests("/rules/i9/me"))
+  end)
+
   it("a secret parameter filled from the reply is hidden from tostring(request)", function()
     local acct = integration({ parameters = { base = {}, instanceUrl = {}, region = { secret = true } } })
       :account { parameters = { base = sp.url } }
@@ -160,6 +183,15 @@ describe("token_metadata (scripted peer)", function()
     assert.is_nil(res)
     assert.equal("reauthorize", err.code)
     assert.equal(0, #sp.requests())
+  end)
+
+  it("examples/token_metadata.lua runs: the request lands on the instance of the token reply", function()
+    local ok, out = run_example("token_metadata.lua", sp.url .. "/rules/token?key=example", "me")
+    assert.is_true(ok, out)
+    assert.matches("^200\t", out)
+    local r = sp.last("/rules/i1/me")
+    assert.equal("127.0.0.1:" .. sp.port, r.headers.host)
+    assert.equal(1, tokens_issued())
   end)
 
   describe("definition errors name the field", function()

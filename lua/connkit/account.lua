@@ -297,12 +297,14 @@ function M.new(integ, opts)
   self._ca_file = tls.ca_file or integ.tls.ca_file
   self._timeout = check.field(ctx, "timeout", opts.timeout, "timeout", integ.timeout)
   self._connect_timeout = integ.connect_timeout
-  if require("connkit.auth.token_metadata").pending(self) then
+  local metadata = require "connkit.auth.token_metadata"
+  if metadata.pending(self) then
     -- a parameter the first token fills: rendered when it comes
     self._meta_pending, self._static_lines, self._static_query = true, {}, ""
   else
     render_static(self, ctx)
   end
+  self._rebase = metadata.of(integ) ~= nil -- (base_url may change with each token)
 
   local auth = integ.auth
   if auth == "api_token" then

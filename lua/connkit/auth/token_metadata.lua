@@ -153,7 +153,6 @@ function M.apply(acct, rec)
   acct._static_lines, acct._static_query = standin._static_lines, standin._static_query
   acct._abs_urls, acct._foreign_urls = nil, nil -- URLs joined to the old base_url
   acct._meta_pending = nil
-  acct._rebase = acct._base ~= nil -- requests remember the base_url they were joined to
   return true
 end
 
