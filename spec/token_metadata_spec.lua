@@ -169,6 +169,18 @@ describe("token_metadata (scripted peer)", function()
     assert.equal(0, #sp.requests("/rules/i9/me"))
   end)
 
+  it("a stored token without the values (stored before token_metadata was added) is renewed once", function()
+    local store = connkit.store.memory()
+    local now = os.time()
+    local d = def()
+    store.put(d.key, { access_token = "old-token", token_type = "bearer", issued_at = now, expires_at = now + 3600 })
+    local acct = connkit.integration(d):account { parameters = { base = sp.url }, store = store }
+    local res = assert(acct:get("me"))
+    assert.equal(1, res:json().instance)
+    assert.equal(1, tokens_issued())
+    assert.equal(sp.url .. "/rules/i1", store.get(d.key).metadata.instanceUrl)
+  end)
+
   it("a secret parameter filled from the reply is hidden from tostring(request)", function()
     local acct = integration({ parameters = { base = {}, instanceUrl = {}, region = { secret = true } } })
       :account { parameters = { base = sp.url } }

@@ -182,9 +182,13 @@ function M.pending(acct)
 end
 
 --- Before a request of an account still waiting for its metadata: the
--- token is fetched first. True, or nil and an error.
+-- token is fetched first (and renewed once when the token in use came
+-- without the values, e.g. stored before token_metadata was added). True,
+-- or nil and an error.
 function M.first_token(acct)
-  local ok, err = require("connkit.auth.tokens").ensure(acct)
+  local tokens = require "connkit.auth.tokens"
+  local ok, err = tokens.ensure(acct)
+  if ok and acct._meta_pending and acct._renewal == nil then ok, err = tokens.renew(acct, true, nil) end
   if not ok then return nil, err end
   if acct._meta_pending then
     local m = missing(acct, acct._values)
