@@ -57,10 +57,11 @@ local function check_parameters(self, ctx, given)
     end
   end
   local missing = {}
+  local from_token = require("connkit.auth.token_metadata").names(integ) -- (filled by the token)
   for name, p in pairs(integ.parameters) do
     if values[name] == nil then
       if p.default ~= nil then values[name] = p.default
-      elseif p.required then missing[#missing + 1] = name end
+      elseif p.required and not from_token[name] then missing[#missing + 1] = name end
     end
   end
   if #missing > 0 then
@@ -199,6 +200,7 @@ local function render_static(self, ctx)
   self._static_lines = lines
   self._static_query = table.concat(q, "&")
 end
+M.render_static = render_static -- (again after a token brings new metadata: connkit.auth.token_metadata)
 
 --- Sets the token that goes out with every request and re-renders the auth
 -- header or query pair. Returns true, or nil and an error.
@@ -297,7 +299,14 @@ function M.new(integ, opts)
   self._ca_file = tls.ca_file or integ.tls.ca_file
   self._timeout = check.field(ctx, "timeout", opts.timeout, "timeout", integ.timeout)
   self._connect_timeout = integ.connect_timeout
-  render_static(self, ctx)
+  local metadata = require "connkit.auth.token_metadata"
+  if metadata.pending(self) then
+    -- a parameter the first token fills: rendered when it comes
+    self._meta_pending, self._static_lines, self._static_query = true, {}, ""
+  else
+    render_static(self, ctx)
+  end
+  self._rebase = metadata.of(integ) ~= nil -- (base_url may change with each token)
 
   local auth = integ.auth
   if auth == "api_token" then

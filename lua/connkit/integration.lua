@@ -143,15 +143,17 @@ local function check_refresh(ctx, r)
   r = r or {}
   check.table(ctx, "refresh", r)
   check.known_fields(ctx, r, "refresh",
-    { window = true, on_status = true, min_ttl = true, fraction = true, default_ttl = true, cooldown = true })
-  return {
+    { window = true, on_status = true, min_ttl = true, fraction = true, default_ttl = true, cooldown = true,
+      on_body = true, when = true })
+  -- (on_body and when: connkit.http.refresh_rules)
+  return require("connkit.http.refresh_rules").check(ctx, r, {
     window = check.number(ctx, "refresh.window", r.window, { default = d.window, min = 0 }),
     on_status = check.statuses(ctx, "refresh.on_status", r.on_status, { [401] = true, [403] = true }),
     min_ttl = check.number(ctx, "refresh.min_ttl", r.min_ttl, { default = d.min_ttl, min = 0 }),
     fraction = check.number(ctx, "refresh.fraction", r.fraction, { default = d.fraction, min = 0.01, max = 0.99 }),
     default_ttl = check.number(ctx, "refresh.default_ttl", r.default_ttl, { default = d.default_ttl, min = 1 }),
     cooldown = check.number(ctx, "refresh.cooldown", r.cooldown, { default = d.cooldown, min = 0 }),
-  }
+  })
 end
 
 local function check_retry(ctx, r, field)

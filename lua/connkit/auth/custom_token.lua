@@ -5,12 +5,13 @@ local core = require "connkit.core"
 local check = require "connkit.check"
 local errors = require "connkit.errors"
 local endpoint = require "connkit.auth.token_endpoint"
+local metadata = require "connkit.auth.token_metadata"
 
 local M = {}
 
 local FIELDS = {
   token_url = true, token_method = true, params = true, headers = true, format = true,
-  token_path = true, expires_in_path = true, ttl = true, public_credentials = true,
+  token_path = true, expires_in_path = true, ttl = true, public_credentials = true, token_metadata = true,
 }
 
 -- credentials that are not secrets unless the definition says otherwise
@@ -41,6 +42,7 @@ function M.check_definition(b, fail, env)
   if bad_path(out.token_path) then fail("custom_token.token_path", "must be a dotted path such as data.token") end
   if bad_path(out.expires_in_path) then fail("custom_token.expires_in_path", "must be a dotted path such as data.ttl") end
   out.token_url = env.secure_url("custom_token.token_url", b.token_url)
+  out.token_metadata = metadata.check_definition(ctx, "custom_token", b.token_metadata, env.names)
   for _, part in ipairs({ "params", "headers" }) do
     local t = b[part]
     if t ~= nil then
@@ -124,8 +126,10 @@ function M.fetch_token(acct)
     ttl, terr = endpoint.number_field(dig(fields, c.expires_in_path), c.expires_in_path, what)
     if terr then return nil, terr end
   end
+  local md, merr = metadata.extract(acct, fields, what)
+  if merr then return nil, merr end
   local now = core.now()
-  return { access_token = token, token_type = "bearer", issued_at = now,
+  return { access_token = token, token_type = "bearer", issued_at = now, metadata = md,
     expires_at = endpoint.expires_at(now, ttl, nil, c.ttl or acct.integration.refresh.default_ttl) }
 end
 

@@ -21,6 +21,7 @@ local FIELDS = {
   revoke_url = true, device_authorization_url = true, issuer = true, scope = true,
   client_id = true, client_secret = true, client_auth = true, pkce = true,
   extra_params = true, authorize_params = true, redirect_uri = true, discovery = true,
+  token_metadata = true,
 }
 
 --- Validates the `oauth2` block; returns it normalized, templates compiled.
@@ -55,6 +56,7 @@ function M.check_definition(b, fail, env)
     if b[f] ~= nil then out[f] = env.template("oauth2." .. f, check.string(ctx, "oauth2." .. f, b[f], { empty = f == "scope" }), "raw") end
   end
   out.pkce = check.boolean(ctx, "oauth2.pkce", b.pkce, out.grant_type == "authorization_code")
+  out.token_metadata = require("connkit.auth.token_metadata").check_definition(ctx, "oauth2", b.token_metadata, env.names)
   -- extra_params go to the token endpoint; authorize_params to the
   -- authorization request (e.g. an RFC 8707 resource or an audience that
   -- both need)

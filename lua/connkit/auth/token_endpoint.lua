@@ -240,6 +240,9 @@ function M.token_record(acct, f, what)
   local at, aerr = M.number_field(f.expires_at, "expires_at", what)
   if aerr then return nil, aerr end
   rec.expires_at = M.expires_at(now, ttl, at, acct.integration.refresh.default_ttl)
+  local merr
+  rec.metadata, merr = require("connkit.auth.token_metadata").extract(acct, f, what)
+  if merr then return nil, merr end
   if rec.refresh_token then acct:_add_secret(rec.refresh_token) end
   acct:_add_secret(rec.access_token)
   return rec

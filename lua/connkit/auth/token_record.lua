@@ -47,7 +47,7 @@ function M.check_record(acct, rec)
       return nil, errors.new("token_endpoint", ("the token record's %s is not a finite number"):format(f))
     end
   end
-  return true
+  return require("connkit.auth.token_metadata").check_record(acct, rec)
 end
 
 return M

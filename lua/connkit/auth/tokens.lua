@@ -15,6 +15,7 @@ local errors = require "connkit.errors"
 local cosync = require "connkit.cosync"
 local common = require "connkit.store.common"
 local record_rules = require "connkit.auth.token_record"
+local metadata = require "connkit.auth.token_metadata"
 
 local M = {}
 
@@ -40,6 +41,8 @@ local function adopt(acct, rec)
   end
   local cok, cerr = M.check_record(acct, rec)
   if not cok then return nil, cerr end
+  local mok, merr = metadata.apply(acct, rec) -- (token_metadata: parameters from the reply)
+  if not mok then return nil, merr end
   local ok, err = acct:_set_token(rec.access_token)
   if not ok then return nil, err end
   if rec.refresh_token then acct:_add_secret(rec.refresh_token) end
@@ -88,6 +91,7 @@ function M.merge(acct, fresh)
   if fresh.refresh_token == nil then fresh.refresh_token = old.refresh_token end
   fresh.issued_at = fresh.issued_at or now()
   if fresh.scope == nil then fresh.scope = old.scope end
+  metadata.merge(old, fresh)
   return fresh
 end
 

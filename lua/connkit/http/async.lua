@@ -108,7 +108,10 @@ end
 -- status asks for it, else redirects when asked, then the retry rules.
 local function replied(h, res, err)
   local req = h.request
-  if res and not h._refreshed and attempt.refused(req, res) then
+  local refused, rerr = false, nil
+  if res and not h._refreshed then refused, rerr = attempt.refused(req, res) end
+  if refused == nil then return settle(h, nil, rerr) end
+  if refused then
     h._refreshed = true
     local ok, x = attempt.refresh_start(req, h._deadline)
     if ok == false then return await(h, x, attempt.refreshed) end

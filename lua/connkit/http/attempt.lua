@@ -9,6 +9,7 @@ local core = require "connkit.core"
 local retry = require "connkit.http.retry"
 local redirect = require "connkit.http.redirect"
 local request = require "connkit.http.request"
+local refresh_rules = require "connkit.http.refresh_rules"
 
 local transport = require "connkit.transport"
 local hooks = require "connkit.hooks"
@@ -42,13 +43,15 @@ local function perform_until(req, deadline, n)
 end
 
 --- Whether this reply asks for one refresh and one retry: a token account
--- and a status in refresh.on_status.
+-- and a reply that refresh.on_status, on_body or when takes for a refused
+-- token (connkit.http.refresh_rules). True or false, or nil and an error
+-- when refresh.when raised.
 function M.refused(req, res)
   local acct = rawget(req, "_account")
   -- (a request sent without the account's credentials (req._bare) was not
   -- refused for its token)
-  return acct._ensure_token ~= nil and not rawget(req, "_bare")
-    and acct.integration.refresh.on_status[res.status] == true
+  if acct._ensure_token == nil or rawget(req, "_bare") then return false end
+  return refresh_rules.refused(acct.integration.refresh, res, acct)
 end
 
 --- The end of a reply that is not refused: redirects when asked, every hop
@@ -84,7 +87,9 @@ end
 -- after a refresh and retry). `n`: the number of the attempt that replied.
 function M.complete(req, res, deadline, n)
   local extra = 0
-  if M.refused(req, res) then
+  local refused, rerr = M.refused(req, res)
+  if refused == nil then return nil, rerr, 0 end
+  if refused then
     local task = tokens.renewal(rawget(req, "_account"), true, rawget(req, "_token"), deadline)
     if not wait_task(task, deadline) then
       local _, terr = out_of_time(req, "the token was renewed")

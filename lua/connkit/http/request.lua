@@ -102,6 +102,8 @@ local NO_LINES = {}
 -- A request to an origin the integration does not name (req._bare) gets
 -- neither. Returns true, or nil and an error (a header line with CR, LF or NUL).
 local function finalize(req, acct)
+  -- (a base_url filled from token metadata may have changed since: connkit.auth.token_metadata)
+  if rawget(req, "_base_used") then require("connkit.auth.token_metadata").rebase(req, acct) end
   req._src_lines = acct._lines
   req._token = acct._values.token
   local acct_lines = acct._lines
@@ -132,6 +134,11 @@ end
 function M.prepare(acct, opts)
   if type(opts) ~= "table" then raise("request: options must be a table, not a " .. type(opts)) end
   check.options("request", opts, REQUEST_OPTIONS)
+  if acct._meta_pending then
+    -- base_url (or another static part) waits for a value the first token brings
+    local ok, err = require("connkit.auth.token_metadata").first_token(acct)
+    if not ok then return nil, err end
+  end
   local method = KNOWN_METHOD[opts.method or "GET"]
   if not method then
     method = opts.method
@@ -218,6 +225,7 @@ function M.prepare(acct, opts)
   if follow then req.follow = follow end
   if opts.max_body then req.max_body = opts.max_body end
   if opts.decompress == false then req.decompress = false end -- the raw body; no Accept-Encoding
+  if acct._rebase then require("connkit.auth.token_metadata").mark(req, acct) end
   local rules = opts.retry == nil and acct.integration.retry or retry.rules(acct, opts.retry)
   if rules then req._retry = rules end
   -- static auth and nothing to follow or retry: send() and all() can take
