@@ -30,11 +30,18 @@ mkdir -p build
 config="$root/build/luarocks-config-$LUA.lua"
 cjson=$("$LUA" -e 'local ok, c = pcall(require, "cjson")
   io.write(ok and (c._VERSION or "2.1.0"):match("%d[%d.]*") or "")' 2>/dev/null || true)
+argparse=$("$LUA" -e 'local ok, a = pcall(require, "argparse")
+  io.write(ok and (a.version or "0.7.1"):match("%d[%d.]*") or "")' 2>/dev/null || true)
 {
   echo "-- written by tools/rock.sh"
+  echo "rocks_provided = {"
   if [ -n "$cjson" ]; then
-    echo "rocks_provided = { [\"lua-cjson\"] = \"$cjson-1\" } -- Debian's lua-cjson"
+    echo "  [\"lua-cjson\"] = \"$cjson-1\", -- Debian's lua-cjson"
   fi
+  if [ -n "$argparse" ]; then
+    echo "  argparse = \"$argparse-1\", -- Debian's lua-argparse"
+  fi
+  echo "}"
 } > "$config"
 
 # shellcheck disable=SC2086
