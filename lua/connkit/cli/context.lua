@@ -33,17 +33,16 @@ end
 function M.account(a)
   local integ = M.definition(a.def)
   local id = a.account or integ.key
-  local dir = store.dir(a.store)
-  local st = store.open(dir, integ)
   local secret_params = integ.secret_parameters or {}
   local given = secrets.resolve("--param", a.param, function(name) return not secret_params[name] end)
+  local public = public_credentials(integ)
+  local creds = secrets.resolve("--credential", a.credential, function(name) return public[name] end)
+  local st = store.open(store.dir(a.store), integ)
   local params = {}
   for k, v in pairs(store.remembered(st, id)) do
     if integ.parameters[k] and not secret_params[k] then params[k] = v end
   end
   for k, v in pairs(given) do params[k] = v end
-  local public = public_credentials(integ)
-  local creds = secrets.resolve("--credential", a.credential, function(name) return public[name] end)
   local account = fail.guard(integ.account, integ, { id = id, parameters = params, credentials = creds, store = st })
   if next(given) then
     local keep, changed = {}, false

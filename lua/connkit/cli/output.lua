@@ -2,7 +2,6 @@
 -- pretty-printed for people, headers the way curl -i shows them.
 -- @module connkit.cli.output
 local cjson = require "cjson.safe"
-local json = require "connkit.json"
 
 local M = {}
 
@@ -16,49 +15,62 @@ function M.is_terminal(fd)
   return tty[fd]
 end
 
-local function pretty(v, indent, out)
-  local t = type(v)
-  if t == "table" and v ~= cjson.null then
-    local n = 0
-    for _ in pairs(v) do n = n + 1 end
-    if n == 0 then out[#out + 1] = (getmetatable(v) == cjson.array_mt) and "[]" or "{}" return end
-    local inner = indent .. "  "
-    if n == #v then
-      out[#out + 1] = "[\n"
-      for i = 1, n do
-        out[#out + 1] = inner
-        pretty(v[i], inner, out)
-        out[#out + 1] = i < n and ",\n" or "\n"
+-- Re-indents JSON text (already known to parse): keys keep the server's
+-- order, numbers and strings stay as they were written, {} and [] stay
+-- apart (decoding and encoding again would lose all three).
+local function reindent(text)
+  local out, depth, i, n = {}, 0, 1, #text
+  local function newline() out[#out + 1] = "\n" .. ("  "):rep(depth) end
+  while i <= n do
+    local c = text:sub(i, i)
+    if c == '"' then
+      local j = i + 1
+      while true do
+        local k = text:find('["\\]', j)
+        if not k then j = n break end
+        if text:sub(k, k) == "\\" then j = k + 2 else j = k break end
       end
-      out[#out + 1] = indent .. "]"
+      out[#out + 1] = text:sub(i, j)
+      i = j + 1
+    elseif c == "{" or c == "[" then
+      local close = c == "{" and "}" or "]"
+      local k = text:find("[^%s]", i + 1)
+      if k and text:sub(k, k) == close then
+        out[#out + 1] = c .. close
+        i = k + 1
+      else
+        out[#out + 1] = c
+        depth = depth + 1
+        newline()
+        i = i + 1
+      end
+    elseif c == "}" or c == "]" then
+      depth = depth - 1
+      newline()
+      out[#out + 1] = c
+      i = i + 1
+    elseif c == "," then
+      out[#out + 1] = ","
+      newline()
+      i = i + 1
+    elseif c == ":" then
+      out[#out + 1] = ": "
+      i = i + 1
+    elseif c:find("%s") then
+      i = i + 1
     else
-      local keys = {}
-      for k in pairs(v) do keys[#keys + 1] = tostring(k) end
-      table.sort(keys)
-      out[#out + 1] = "{\n"
-      for i, k in ipairs(keys) do
-        local val = v[k]
-        if val == nil then val = v[tonumber(k)] end
-        out[#out + 1] = inner .. cjson.encode(k) .. ": "
-        pretty(val, inner, out)
-        out[#out + 1] = i < #keys and ",\n" or "\n"
-      end
-      out[#out + 1] = indent .. "}"
+      local j = text:find('[%s,:%]}"]', i) or (n + 1)
+      out[#out + 1] = text:sub(i, j - 1)
+      i = j
     end
-  elseif v == cjson.null then
-    out[#out + 1] = "null"
-  else
-    out[#out + 1] = json.encode(v)
   end
+  return table.concat(out)
 end
 
---- `body` indented with sorted keys when it is JSON, else nil.
+--- `body` indented for people when it is JSON, else nil.
 function M.pretty_json(body)
-  local v = cjson.decode(body)
-  if v == nil then return nil end
-  local out = {}
-  pretty(v, "", out)
-  return table.concat(out) .. "\n"
+  if cjson.decode(body) == nil then return nil end
+  return reindent(body) .. "\n"
 end
 
 --- Writes a reply's body to stdout: pretty JSON on a terminal, as it
