@@ -44,6 +44,12 @@ local function local_size(path)
   return n
 end
 
+-- "connkit: FROM -> TO: N bytes[ (resumed after M bytes)]" on stderr
+local function done_line(from, to, moved, start)
+  io.stderr:write(("connkit: %s -> %s: %d bytes%s\n"):format(from, to, moved,
+    start > 0 and (" (resumed after " .. ("%d"):format(start) .. " bytes)") or ""))
+end
+
 function ops.get(s, a)
   local target = a.localpath or basename(a.remote)
   local start = a.resume and local_size(target .. ".part") or 0
@@ -51,8 +57,7 @@ function ops.get(s, a)
   local moved, err = s:get(a.remote, target, { resume = a.resume or false, progress = bar })
   if bar then finish(moved and (start + moved) or nil) end
   check("get " .. a.remote, moved, err)
-  io.stderr:write(("connkit: %s -> %s: %s%s\n"):format(a.remote, target, progress.size(moved),
-    start > 0 and (" (resumed after " .. progress.size(start) .. ")") or ""))
+  done_line(a.remote, target, moved, start)
 end
 
 function ops.put(s, a)
@@ -66,8 +71,7 @@ function ops.put(s, a)
   local moved, err = s:put(a.localpath, remote, { resume = a.resume or false, progress = bar })
   if bar then finish(moved and (start + moved) or nil) end
   check("put " .. a.localpath, moved, err)
-  io.stderr:write(("connkit: %s -> %s: %s%s\n"):format(a.localpath, remote, progress.size(moved),
-    start > 0 and (" (resumed after " .. progress.size(start) .. ")") or ""))
+  done_line(a.localpath, remote, moved, start)
 end
 
 function ops.rm(s, a) check("rm " .. a.path, s:remove(a.path)) end
