@@ -125,6 +125,37 @@ describe("connkit login (loopback)", function()
   end)
 end)
 
+describe("connkit login --device", function()
+  it("shows the code on stderr, polls until it is approved, and keeps the tokens", function()
+    -- (no resource indicator: this peer takes none in the device flow)
+    local ddef = t:file("device.json", [[{ "name": "Device", "key": "dev", "auth": "oauth2", "base_url": "{issuer}",
+      "parameters": { "issuer": { "required": true } },
+      "oauth2": { "grant_type": "authorization_code", "authorize_url": "{issuer}/auth", "token_url": "{issuer}/token",
+        "device_authorization_url": "{issuer}/device/auth", "client_id": "public-client", "client_auth": "none",
+        "scope": "openid offline_access" } }]])
+    local proc = helpers.spawn("cli-device", t:command("login " .. q(ddef) .. " -a dev -p issuer=" .. q(op.issuer)
+      .. " --device --timeout 60"))
+    local code
+    for _ = 1, 200 do
+      code = (helpers.read_file(proc.log) or ""):match("enter the code (%S+)\n")
+      if code then break end
+      require("socket").sleep(0.05)
+    end
+    assert.is_string(code, helpers.read_file(proc.log))
+    assert.is_true((op.approve(code)))
+    for _ = 1, 300 do
+      if not helpers.alive(proc.pid) then break end
+      require("socket").sleep(0.05)
+    end
+    assert.is_false(helpers.alive(proc.pid))
+    assert.matches("account dev is authorized", helpers.read_file(proc.log), 1, true)
+    local r = t:run("status " .. q(ddef) .. " -a dev")
+    assert.equal(0, r.status, r.stderr)
+    assert.matches("\nauthorized: true\n", r.stdout)
+    assert.matches("\nhas_refresh_token: true\n", r.stdout)
+  end)
+end)
+
 describe("connkit login (client credentials)", function()
   local SECRET
   setup(function() SECRET = op.clients.cc.secret end)

@@ -99,6 +99,16 @@ describe("connkit usage", function()
     assert.is_nil(r.stderr:find(TOKEN, 1, true))
   end)
 
+  it("says how to give a missing credential or parameter", function()
+    local r = t:run("request " .. q(def) .. " -a fresh -p base=" .. q(hb.url) .. " /get")
+    assert.equal(1, r.status)
+    one_line(r.stderr)
+    assert.matches("missing credentials: token (give --credential", r.stderr, 1, true)
+    r = t:run("request " .. q(def) .. " -a fresh2 -c token=@env:TOK /get", { env = ENV })
+    assert.equal(1, r.status)
+    assert.matches("missing required parameters: base (give --param", r.stderr, 1, true)
+  end)
+
   it("names an unset variable or an unreadable file", function()
     local r = t:run("token " .. q(def) .. " -p base=x -c token=@env:CONNKIT_NOT_SET_ANYWHERE")
     assert.equal(1, r.status)
@@ -263,6 +273,18 @@ describe("the credential prompt", function()
     assert.is_nil(transcript:find(typed, 1, true))               -- never echoed
     assert.matches(" echo ", transcript, 1, true)                -- echo is back on afterwards
     assert.equal("Bearer " .. typed, cjson.decode(helpers.read_file(out)).headers.Authorization) -- httpbin got it
+  end)
+end)
+
+describe("the credential prompt, interrupted", function()
+  it("restores the terminal on Ctrl-C and exits 130", function()
+    local transcript = t:tty("request " .. q(def) .. " -p base=" .. q(hb.url)
+      .. " -c token /anything/never; echo status=$?; stty -a | grep -o -- ' -\\?echo ' | head -1",
+      { input = "\3", delay = 1.5 })
+    assert.matches("token: ", transcript, 1, true)
+    assert.matches("connkit: interrupted", transcript, 1, true)
+    assert.matches("status=130", transcript, 1, true)
+    assert.matches(" echo ", transcript, 1, true)                -- not " -echo "
   end)
 end)
 

@@ -43,7 +43,17 @@ function M.account(a)
     if integ.parameters[k] and not secret_params[k] then params[k] = v end
   end
   for k, v in pairs(given) do params[k] = v end
-  local account = fail.guard(integ.account, integ, { id = id, parameters = params, credentials = creds, store = st })
+  local made, account = pcall(integ.account, integ, { id = id, parameters = params, credentials = creds, store = st })
+  if not made then
+    if fail.is(account) then error(account, 0) end
+    local msg = fail.clean(account)
+    if msg:find("missing credentials:", 1, true) then
+      msg = msg .. " (give --credential NAME=@env:VAR, NAME=@file:PATH, or NAME alone to be asked)"
+    elseif msg:find("missing required parameters:", 1, true) then
+      msg = msg .. " (give --param NAME=VALUE; it is remembered for the account)"
+    end
+    fail.usage(msg)
+  end
   if next(given) then
     local keep, changed = {}, false
     local before = store.remembered(st, id)
