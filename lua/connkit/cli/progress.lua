@@ -48,13 +48,17 @@ function M.new(name, start)
     io.stderr:flush()
     shown = true
   end
+  local last_total
   local function progress(done, total)
+    last_total = total
     draw(done, total, false)
     return true
   end
-  local function finish(done, total)
-    if shown or done then draw(done or 0, total, true) end
-    io.stderr:write("\n")
+  -- done: the bytes at the end, or nil when the transfer failed (the bar
+  -- stays where it stopped)
+  local function finish(done)
+    if done then draw(done, last_total or done, true) end
+    if shown then io.stderr:write("\n") end
   end
   return progress, finish
 end

@@ -11,8 +11,8 @@ local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 --- True when stdin and /dev/tty are a terminal to ask on.
 function M.have_terminal()
-  return os.execute("test -t 0 && test -r /dev/tty") == true
-    or os.execute("test -t 0 && test -r /dev/tty") == 0
+  local r = os.execute("test -t 0 && test -r /dev/tty")
+  return r == true or r == 0 -- (5.1 and LuaJIT give the status number)
 end
 
 -- Reads one line from the terminal without echo. The shell restores the
