@@ -60,7 +60,7 @@ describe("connkit login (loopback)", function()
 
   it("with --browser, opens $BROWSER and finishes; the tokens go to the store", function()
     local r = t:run("login " .. q(def) .. " -a me -p issuer=" .. q(op.issuer) .. " --browser --timeout 30",
-      { env = { BROWSER = "sh " .. browser } })
+      { env = { BROWSER = helpers.clean_env .. "sh " .. browser } })
     assert.equal(0, r.status, r.stderr)
     assert.matches("Open this URL in a browser to authorize me:\nhttp://127%.0%.0%.1:%d+/auth%?", r.stderr)
     assert.matches("redirect_uri=http%%3A%%2F%%2F127%.0%.0%.1%%3A%d+%%2Fcallback", r.stderr)
@@ -114,7 +114,7 @@ describe("connkit login (loopback)", function()
   it("without --browser, only prints the URL (and times out: exit 28)", function()
     helpers.execute("rm -f " .. q(t.dir .. "/browser.log"))
     local r = t:run("login " .. q(def) .. " -a nobody -p issuer=" .. q(op.issuer) .. " --timeout 1",
-      { env = { BROWSER = "sh " .. browser } })
+      { env = { BROWSER = helpers.clean_env .. "sh " .. browser } })
     assert.equal(28, r.status)
     assert.matches("http://127%.0%.0%.1:%d+/auth%?", r.stderr)
     assert.is_nil(helpers.read_file(t.dir .. "/browser.log"))

@@ -42,7 +42,7 @@ describe("README: the connkit command", function()
     s = replace(s, "username=me", "username=" .. sshd.user)
     s = replace(s, '"$HOME/.ssh/id_ed25519"', q(sshd.keys.ed25519.path))
     s = replace(s, "/upload/report.csv", remote)
-    local script = "set -e\nconnkit() { " .. t:command('"$@"', { BROWSER = "sh " .. browser }) .. "; }\n"
+    local script = "set -e\nconnkit() { " .. t:command('"$@"', { BROWSER = helpers.clean_env .. "sh " .. browser }) .. "; }\n"
       .. "cp " .. q(helpers.root .. "/examples/cli/idp.json") .. " " .. q(helpers.root .. "/examples/cli/files.json")
       .. " .\nmkdir -p examples/cli && mv idp.json files.json examples/cli/\n" .. s .. "\necho __done\n"
     helpers.write_file(t.dir .. "/session.sh", script)
