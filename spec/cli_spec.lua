@@ -75,6 +75,16 @@ describe("connkit usage", function()
     end
   end)
 
+  it("runs as a program from the checkout, with the interpreter whose build exists", function()
+    local env = t:env_words({ CONNKIT_LUA = helpers.lua })
+    local ok, out = helpers.run(env .. " " .. q(cli.bin) .. " check " .. q(def))
+    assert.is_true(ok, out)
+    assert.matches("ok %(Httpbin", out)
+    ok, out = helpers.run(t:env_words({ CONNKIT_LUA = "no-such-lua" }) .. " " .. q(cli.bin) .. " --help")
+    assert.is_false(ok)
+    assert.matches("^connkit: connkit is not built in ", out)
+  end)
+
   it("has --help for every command", function()
     for _, cmd in ipairs({ "", "check", "login", "token", "status", "revoke", "request", "sftp", "sftp x ls" }) do
       local r = t:run(cmd .. " --help")
@@ -176,6 +186,15 @@ describe("connkit request", function()
     local r = request("/anything/form --form note=hello")
     assert.equal(1, r.status)
     assert.matches("needs a connkit with multipart", r.stderr, 1, true)
+  end)
+
+  it("without pagination in the library, --paginate says what it needs", function()
+    local acct = require("connkit").integration { name = "x", key = "x", auth = "none" }:account {}
+    if acct.pages then pending("this connkit has account:pages") return end
+    local r = request("/anything/pages --paginate")
+    assert.equal(1, r.status)
+    one_line(r.stderr)
+    assert.matches("--paginate needs a connkit with pagination", r.stderr, 1, true)
   end)
 
   it("follows pagination with --paginate", function()
