@@ -6,6 +6,7 @@
 #   make demo            run examples/demo.lua end to end on loopback
 #   make bench           connkit against its baselines, side by side
 #   make rock            install with LuaRocks into ./luarocks
+#   make docs            the Lua modules' reference (LDoc) into docs/; fails on any LDoc warning
 #   make fuzz            libFuzzer targets: replay fuzz/corpus, then FUZZ_SECONDS each
 #   make test-fresh      make test and make demo on a bare Debian 12 root (as root)
 # LUA may be lua5.4, lua5.3, lua5.1 or luajit.
@@ -50,7 +51,7 @@ OBJS    := $(patsubst csrc/%.c,$(BUILD)/%.o,$(SRCS))
 HDRS    := $(wildcard csrc/*.h)
 SO      := $(BUILD)/connkit/core.so
 
-.PHONY: all deps test test-asan test-valgrind demo bench clean format rock test-fresh
+.PHONY: all deps test test-asan test-valgrind demo bench clean format rock test-fresh docs
 # connkit/core.so is the module of the last LUA built (copied every time, so
 # switching LUA never leaves another version's module there)
 all: $(SO)
@@ -103,6 +104,10 @@ bench:
 # install with LuaRocks into ./luarocks (luarocks itself installed when missing)
 rock:
 	@LUA=$(LUA) sh tools/rock.sh
+
+# the reference (LDoc, config.ld) into docs/; any LDoc warning fails it
+docs:
+	@sh tools/docs.sh
 
 # the committed tree's make test and make demo on a bare Debian 12 root
 test-fresh:

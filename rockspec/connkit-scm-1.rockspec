@@ -17,6 +17,7 @@ credentials. libcurl does the networking, OpenSSL the crypto, libssh2 SFTP.
 dependencies = {
   "lua >= 5.1, < 5.5",
   "lua-cjson",
+  "argparse", -- the connkit command (Debian: lua-argparse)
 }
 external_dependencies = {
   CURL = { header = "curl/curl.h", library = "curl" },
@@ -27,6 +28,7 @@ external_dependencies = {
 }
 build = {
   type = "builtin",
+  install = { bin = { connkit = "bin/connkit" } }, -- LuaRocks wraps it with the rock's interpreter and paths
   modules = {
     ["connkit.core"] = {
       sources = {
@@ -52,6 +54,22 @@ build = {
     ["connkit.auth.token_record"] = "lua/connkit/auth/token_record.lua",
     ["connkit.auth.tokens"] = "lua/connkit/auth/tokens.lua",
     ["connkit.check"] = "lua/connkit/check.lua",
+    ["connkit.cli"] = "lua/connkit/cli/init.lua",
+    ["connkit.cli.args"] = "lua/connkit/cli/args.lua",
+    ["connkit.cli.check"] = "lua/connkit/cli/check.lua",
+    ["connkit.cli.context"] = "lua/connkit/cli/context.lua",
+    ["connkit.cli.fail"] = "lua/connkit/cli/fail.lua",
+    ["connkit.cli.login"] = "lua/connkit/cli/login.lua",
+    ["connkit.cli.output"] = "lua/connkit/cli/output.lua",
+    ["connkit.cli.progress"] = "lua/connkit/cli/progress.lua",
+    ["connkit.cli.request"] = "lua/connkit/cli/request.lua",
+    ["connkit.cli.revoke"] = "lua/connkit/cli/revoke.lua",
+    ["connkit.cli.secrets"] = "lua/connkit/cli/secrets.lua",
+    ["connkit.cli.sftp"] = "lua/connkit/cli/sftp.lua",
+    ["connkit.cli.status"] = "lua/connkit/cli/status.lua",
+    ["connkit.cli.status_codes"] = "lua/connkit/cli/status_codes.lua",
+    ["connkit.cli.store"] = "lua/connkit/cli/store.lua",
+    ["connkit.cli.token"] = "lua/connkit/cli/token.lua",
     ["connkit.cosync"] = "lua/connkit/cosync.lua",
     ["connkit.errors"] = "lua/connkit/errors.lua",
     ["connkit.hooks"] = "lua/connkit/hooks.lua",
@@ -92,6 +110,6 @@ build = {
   },
 }
 test = {
-  type = "command",
-  command = "make test",
+  type = "command", -- busted from Debian: LuaRocks' busted runner would download it
+  command = "sh tools/rock-test.sh", -- `luarocks test <rockspec> -- spec/x_spec.lua` runs only those
 }

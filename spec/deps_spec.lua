@@ -12,9 +12,10 @@ local q = helpers.shell_quote
 local PROGRAMS = {
   "gcc", "make", "pkg-config", "busted", "curl", "openssl", "pgrep", "ssh-keygen", "sftp",
   "/usr/sbin/sshd", "/usr/sbin/nginx", "/usr/bin/python3", "node", "npm", "redis-server", "redis-cli",
+  "script", "ldoc", -- the connkit command's pseudo-terminal specs; make docs
 }
 local PYTHON_MODULES = { "httpbin", "gunicorn" } -- spec/peers/httpbin.lua: python3 -m gunicorn httpbin:app
-local LUA_MODULES = { "socket", "lfs", "cjson", "busted" }
+local LUA_MODULES = { "socket", "lfs", "cjson", "busted", "argparse" }
 -- spec/peers/openresty.lua: nginx's Lua module, the kit it loads first, the
 -- Lua library the module requires at start, the LuaJIT headers that
 -- build/luajit (the module nginx loads) is compiled with, and resty.redis
@@ -156,6 +157,16 @@ describe("tools/deps.sh", function()
     if helpers.lua == "luajit" then
       -- the specs themselves run on that branch (its own extension modules)
       assert.is_true(pcall(require, "table.isempty"))
+    end
+  end)
+
+  it("installs argparse (the connkit command) for every Lua connkit supports, the rock's build too", function()
+    assert.is_true(listed("rock")["lua-argparse"])
+    if not dpkg then return end
+    if not owner("/usr/share/lua/5.4/argparse.lua") then pending("lua-argparse is not installed") return end
+    -- LuaJIT reads the 5.1 directory
+    for _, v in ipairs({ "5.1", "5.3", "5.4" }) do
+      assert.are.equal("lua-argparse", owner("/usr/share/lua/" .. v .. "/argparse.lua"), v)
     end
   end)
 

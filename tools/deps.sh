@@ -35,10 +35,11 @@ case "$LUA" in
 esac
 
 # The build: compiler, C library headers, pkg-config, the libraries'
-# headers (zlib: the ngx transport's gzip decoding, csrc/inflate.c), and
-# lua-cjson (connkit's JSON).
+# headers (zlib: the ngx transport's gzip decoding, csrc/inflate.c),
+# lua-cjson (connkit's JSON) and lua-argparse (the connkit command's
+# arguments; one argparse.lua for Lua 5.1/LuaJIT, 5.2, 5.3 and 5.4).
 build="$lua_pkgs gcc libc6-dev make pkg-config libcurl4-openssl-dev libssl-dev
-  libssh2-1-dev zlib1g-dev libhiredis-dev lua-cjson"
+  libssh2-1-dev zlib1g-dev libhiredis-dev lua-cjson lua-argparse"
 # The specs and the demo: busted and the Lua modules they load (socket, lfs),
 # the programs they run (curl, openssl, ssh-keygen and sftp, pgrep) and the
 # peers: httpbin served by gunicorn, nginx, sshd, and node for oidc-provider
@@ -46,6 +47,10 @@ build="$lua_pkgs gcc libc6-dev make pkg-config libcurl4-openssl-dev libssl-dev
 test="$build lua-busted lua-socket lua-filesystem curl openssl procps
   openssh-client openssh-server nginx python3 python3-httpbin python3-gunicorn
   lua-luv redis-server"
+# The connkit command's specs (spec/cli_*_spec.lua) drive it through a
+# pseudo-terminal with script(1) (bsdutils); make docs and its spec run
+# LDoc (lua-ldoc).
+test="$test bsdutils lua-ldoc"
 # The OpenResty specs (spec/openresty_spec.lua, spec/peers/openresty.lua):
 # nginx's Lua module with the development kit it loads first and its Lua
 # library, and the LuaJIT branch the module is built on (headers for

@@ -8,8 +8,10 @@
 # system's cjson, a config file tells LuaRocks that the system provides it
 # (rocks_provided), so the check passes and stays a real check: without a
 # loadable cjson it still warns. Nothing is fetched from a rocks server.
+# ROCK_TREE installs into another tree (spec/rock_spec.lua: a temp one).
 set -eu
 LUA=${LUA:-lua5.4}
+tree=${ROCK_TREE:-luarocks}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 LUA=$LUA sh tools/deps.sh rock
@@ -30,14 +32,21 @@ mkdir -p build
 config="$root/build/luarocks-config-$LUA.lua"
 cjson=$("$LUA" -e 'local ok, c = pcall(require, "cjson")
   io.write(ok and (c._VERSION or "2.1.0"):match("%d[%d.]*") or "")' 2>/dev/null || true)
+argparse=$("$LUA" -e 'local ok, a = pcall(require, "argparse")
+  io.write(ok and (a.version or "0.7.1"):match("%d[%d.]*") or "")' 2>/dev/null || true)
 {
   echo "-- written by tools/rock.sh"
+  echo "rocks_provided = {"
   if [ -n "$cjson" ]; then
-    echo "rocks_provided = { [\"lua-cjson\"] = \"$cjson-1\" } -- Debian's lua-cjson"
+    echo "  [\"lua-cjson\"] = \"$cjson-1\", -- Debian's lua-cjson"
   fi
+  if [ -n "$argparse" ]; then
+    echo "  argparse = \"$argparse-1\", -- Debian's lua-argparse"
+  fi
+  echo "}"
 } > "$config"
 
 # shellcheck disable=SC2086
 LUAROCKS_CONFIG=$config luarocks --lua-version "$version" make --deps-mode none \
-  --tree luarocks rockspec/connkit-scm-1.rockspec CURL_INCDIR="$curl_inc" $extra
-echo "rock: installed in ./luarocks; use it with: eval \"\$(luarocks --lua-version $version --tree luarocks path)\""
+  --tree "$tree" rockspec/connkit-scm-1.rockspec CURL_INCDIR="$curl_inc" $extra
+echo "rock: installed in $tree; use it with: eval \"\$(luarocks --lua-version $version --tree $tree path)\""

@@ -260,6 +260,8 @@ end
 -- nested table where a value belongs, a negative or absurd timeout. A nil
 -- `opts` is an empty table. Returns opts.
 -- @tparam string who what is called ("request", "connkit.all", ...)
+-- @tparam[opt] table opts the options given
+-- @tparam table schema option name -> kind
 function M.check(who, opts, schema)
   if opts == nil then return {} end
   if type(opts) ~= "table" then

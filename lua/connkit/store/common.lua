@@ -38,6 +38,7 @@ end
 
 --- A deep copy of a record; raises (at the caller outside connkit) naming the field that cannot be stored.
 -- @tparam table record
+-- @tparam[opt] string who the function named in the error
 -- @treturn table
 function M.copy_record(record, who)
   if type(record) ~= "table" then

@@ -223,7 +223,7 @@ function M.perform(spec)
   return setmetatable(res, response_meta())
 end
 
-------------------------------------------------------------------------
+-- ----------------------------------------------------------------------
 -- Transfers in light threads
 
 local semaphore -- ngx.semaphore, loaded on first use (it needs OpenResty)

@@ -1,0 +1,19 @@
+--- `connkit revoke DEF --account ID`: revokes the tokens at the server
+-- (RFC 7009, where the definition has a revoke_url) and drops them from
+-- the store either way.
+-- @module connkit.cli.revoke
+local context = require "connkit.cli.context"
+local fail = require "connkit.cli.fail"
+
+local M = {}
+
+function M.run(a)
+  local c = context.account(a)
+  if not c.account.revoke then fail.usage(('auth = "%s" has no tokens to revoke'):format(c.integration.auth)) end
+  local ok, err = c.account:revoke()
+  if not ok then fail.error(err, "account " .. c.id) end
+  io.stderr:write("connkit: account ", c.id, ": tokens revoked and removed from the store\n")
+  return 0
+end
+
+return M
