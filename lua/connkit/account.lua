@@ -350,6 +350,17 @@ function Account:refresh()
   return require("connkit.auth.tokens").renew(self, true, nil)
 end
 
+--- Iterates the pages of a paginated endpoint: `for page, err in
+-- acct:pages(url, opts)`; see connkit.http.paginate and README "Pagination".
+function Account:pages(url, opts)
+  return require("connkit.http.paginate").pages(self, url, opts)
+end
+
+--- Iterates the items of every page: `for item, err in acct:items(url, opts)`.
+function Account:items(url, opts)
+  return require("connkit.http.paginate").items(self, url, opts)
+end
+
 --- Opens an SFTP session (auth = "sftp"); see connkit.sftp.
 function Account:sftp(opts)
   if self.integration.auth ~= "sftp" then

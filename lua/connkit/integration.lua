@@ -27,7 +27,7 @@ local TOP_FIELDS = {
   parameters = true, oauth2 = true, custom_token = true, sftp = true,
   auth_token = true, request_parameters = true, retry = true, refresh = true,
   tls = true, timeout = true, connect_timeout = true, allowed_origins = true,
-  allow_insecure_http = true,
+  allow_insecure_http = true, pagination = true,
 }
 
 M.REFRESH_DEFAULTS = {
@@ -248,6 +248,7 @@ function M.new(def)
   self.refresh = check_refresh(ctx, def.refresh)
   self.retry = check_retry(ctx, def.retry, "retry")
   self.tls = check_tls(ctx, def.tls, "tls")
+  self.pagination = require("connkit.http.paginate_check").definition(ctx, def.pagination)
   self.timeout = check.field(ctx, "timeout", def.timeout, "timeout", 60)
   self.connect_timeout = check.field(ctx, "connect_timeout", def.connect_timeout, "timeout", 10)
   -- credentials go only to the origins the integration names (checked last,
