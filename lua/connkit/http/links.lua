@@ -7,15 +7,34 @@ local M = {}
 
 local find, sub, lower = string.find, string.sub, string.lower
 
--- The params of one link-value (`; rel="next"; title=x`) as name -> value,
--- names lower-cased, quotes removed.
+-- The params of one link-value (`; rel="next"; title="a; b"`) as name ->
+-- value, names lower-cased, quotes removed; the first of a name counts.
 local function params(s)
-  local out = {}
-  for name, rest in s:gmatch(";%s*([%w!#$&+%-.^_`|~*]+)%s*(=?[^;]*)") do
-    local v = rest:match('^=%s*"(.-)"%s*$') or rest:match("^=%s*(.-)%s*$") or ""
-    out[lower(name)] = v
+  local out, i, n = {}, 1, #s
+  while true do
+    local a, b, name = find(s, "^%s*;%s*([%w!#$&+%-.^_`|~*]+)%s*", i)
+    if not a then return out end
+    i = b + 1
+    local v = ""
+    if sub(s, i, i) == "=" then
+      i = i + 1 + #(s:match("^%s*", i + 1))
+      if sub(s, i, i) == '"' then
+        local parts, j = {}, i + 1
+        while j <= n do
+          local c = sub(s, j, j)
+          if c == "\\" then parts[#parts + 1] = sub(s, j + 1, j + 1); j = j + 2
+          elseif c == '"' then break
+          else parts[#parts + 1] = c; j = j + 1 end
+        end
+        v, i = table.concat(parts), j + 1
+      else
+        v = s:match("^[^;%s]*", i)
+        i = i + #v
+      end
+    end
+    name = lower(name)
+    if out[name] == nil then out[name] = v end
   end
-  return out
 end
 
 --- The target of the first link whose rel holds `rel` (case-insensitive)
