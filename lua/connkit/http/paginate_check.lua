@@ -4,6 +4,8 @@
 -- @module connkit.http.paginate_check
 local jsonpath = require "connkit.jsonpath"
 local errors = require "connkit.errors"
+local check = require "connkit.check"
+local options = require "connkit.options"
 
 local M = {}
 
@@ -40,54 +42,55 @@ local function quoted(list)
   return table.concat(q, ", ")
 end
 
--- Checks one value; fail(field, why) raises.
-local function value(fail, k, v)
+-- Checks one value through ctx.fail (the check and options helpers, so the
+-- words are those of every other field); returns it, a path compiled.
+local function value(ctx, k, v)
   local field = "pagination." .. k
   local kind = KIND[k]
   if kind == "type" then
-    if not TYPE_SET[v] then fail(field, "must be one of " .. quoted(M.TYPES)) end
+    check.string(ctx, field, v, { one_of = M.TYPES })
   elseif kind == "path" then
-    if type(v) ~= "string" then fail(field, "must be a JSON path string, not a " .. type(v)) end
+    check.string(ctx, field, v)
     local ok, p = pcall(jsonpath.compile, v)
-    if not ok then fail(field, "is not a JSON path: " .. errors.clean(tostring(p)):gsub("^JSON path '[^']*' ", "")) end
+    if not ok then ctx.fail(field, "is not a JSON path: " .. errors.clean(tostring(p)):gsub("^JSON path '[^']*' ", "")) end
     return p
   elseif kind == "name" then
-    if type(v) ~= "string" or v == "" then fail(field, "must be a non-empty string") end
+    options.field(ctx, field, v, "nonempty")
   elseif kind == "param_in" then
-    if v ~= "query" and v ~= "body" then fail(field, 'must be "query" or "body"') end
-  elseif kind == "count" or kind == "concurrency" then
-    if type(v) ~= "number" or v ~= v or v % 1 ~= 0 or v < 1 or v == math.huge then
-      fail(field, "must be a whole number of at least 1")
-    end
-    if kind == "concurrency" and v > M.MAX_CONCURRENCY then fail(field, "must be at most " .. M.MAX_CONCURRENCY) end
+    check.string(ctx, field, v, { one_of = { "query", "body" } })
+  elseif kind == "count" then
+    options.field(ctx, field, v, "count")
+  elseif kind == "concurrency" then
+    options.field(ctx, field, v, "count")
+    check.number(ctx, field, v, { max = M.MAX_CONCURRENCY })
   elseif kind == "start" then
-    if type(v) ~= "number" or v ~= v or v % 1 ~= 0 or v < 0 or v == math.huge then
-      fail(field, "must be a whole number of at least 0")
-    end
+    check.number(ctx, field, v, { integer = true, min = 0 }) -- (infinity is no whole number)
   end
   return v
 end
 
 -- Checks the fields of `t` one by one (unknown names, kinds); returns a
 -- copy with paths compiled.
-local function fields(fail, t)
-  if type(t) ~= "table" then fail("pagination", "must be a table, not a " .. type(t)) end
+local function fields(ctx, t)
+  check.table(ctx, "pagination", t)
   local out = {}
   for k, v in pairs(t) do
     if KIND[k] == nil then
       local names = {}
       for n in pairs(KIND) do names[#names + 1] = n end
       table.sort(names)
-      fail("pagination." .. tostring(k), "is not a known field of pagination (known: " .. table.concat(names, ", ") .. ")")
+      ctx.fail("pagination." .. tostring(k), "is not a known field of pagination"
+        .. options.suggestion(k, KIND) .. " (known: " .. table.concat(names, ", ") .. ")")
     end
-    out[k] = value(fail, k, v)
+    out[k] = value(ctx, k, v)
   end
   return out
 end
 
 -- The rules between fields, once the type is known; returns the complete
 -- settings with defaults filled in.
-local function whole(fail, p)
+local function whole(ctx, p)
+  local fail = ctx.fail
   local ty = p.type
   if ty == nil then fail("pagination.type", "is required: one of " .. quoted(M.TYPES)) end
   local uses = USES[ty]
@@ -123,8 +126,8 @@ end
 -- gives one, it is checked whole.
 function M.definition(ctx, t)
   if t == nil then return nil end
-  local p = fields(ctx.fail, t)
-  if p.type ~= nil then whole(ctx.fail, p) end
+  local p = fields(ctx, t)
+  if p.type ~= nil then whole(ctx, p) end
   return p
 end
 
@@ -132,7 +135,8 @@ end
 -- by field (a call that names another type than the integration's
 -- replaces the integration's table wholly). fail(field, why) raises.
 function M.call(fail, default, own)
-  local mine = own ~= nil and fields(fail, own) or {}
+  local ctx = { fail = fail }
+  local mine = own ~= nil and fields(ctx, own) or {}
   local merged = {}
   if default and (mine.type == nil or mine.type == default.type) then
     for k, v in pairs(default) do merged[k] = v end
@@ -141,7 +145,7 @@ function M.call(fail, default, own)
   if next(merged) == nil then
     fail("pagination", "is required: the integration has no pagination default")
   end
-  return whole(fail, merged)
+  return whole(ctx, merged)
 end
 
 return M
