@@ -145,7 +145,8 @@ function M.call(fail, default, own)
   if next(merged) == nil then
     fail("pagination", "is required: the integration has no pagination default")
   end
-  return whole(ctx, merged)
+  local settings = whole(ctx, merged)
+  return settings -- (not a tail call: Lua 5.1 would lose the caller's line for an error)
 end
 
 return M
