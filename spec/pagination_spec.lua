@@ -283,6 +283,25 @@ describe("pagination", function()
       assert.is_true(elapsed < 2.0, elapsed) -- one after another would take 2.5 s
     end)
 
+    it("a loop left with break cancels the pages still in flight (Lua 5.4: the for's closing value)", function()
+      if _VERSION ~= "Lua 5.4" then
+        pending("the generic for closes its fourth value on Lua 5.4 only")
+        return
+      end
+      local curl = require("connkit.transport").curl
+      local mark = new_mark()
+      local acct = account({ type = "page", items = "data", total_pages = "meta.total_pages",
+        limit_param = "per_page", limit = 5, concurrency = 4 })
+      local seen = 0
+      for page in acct:pages("/pages/page", { query = { mark = mark, delay = 0.3 } }) do
+        seen = seen + 1
+        assert.are.equal(4, curl.pending()) -- pages 2..5 under way
+        if page.number == 1 then break end
+      end
+      assert.are.equal(1, seen)
+      assert.are.equal(0, curl.pending())
+    end)
+
     it("offset with an item total and concurrency, capped by max_pages", function()
       local mark = new_mark()
       local acct = account({ type = "offset", items = "results", total = "total", limit_param = "limit",

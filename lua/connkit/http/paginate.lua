@@ -91,6 +91,15 @@ local function page_count(st, doc, nitems)
   return math.ceil(t / size)
 end
 
+-- Keeps up to `concurrency` planned pages in flight.
+local function fill(st)
+  while #st.queue < st.cfg.concurrency and #st.todo > 0 do
+    local d = table.remove(st.todo, 1)
+    local req, err = build(st, d)
+    st.queue[#st.queue + 1] = { d = d, req = req, err = err, handle = req and req:start() }
+  end
+end
+
 -- Starts the pages after the first side by side: descriptors for pages
 -- 2..N (at most max_pages in all; beyond, a max_pages error comes last).
 local function plan_rest(st, d, nitems)
@@ -105,6 +114,7 @@ local function plan_rest(st, d, nitems)
     st.after = errors.new("max_pages", ("stopped after %d pages (pagination.max_pages); the total says %d")
       :format(cfg.max_pages, st.count), { pages = cfg.max_pages })
   end
+  fill(st) -- (under way while the caller reads the first page)
 end
 
 -- What the reply `res` to descriptor `d` makes: the page (the response
@@ -186,15 +196,6 @@ local function failed(st, err)
   -- (the page whose request or reply failed; max_pages and loops say `pages`)
   if errors.is(err) and err.page == nil and err.pages == nil then err.page = st.n end
   return false, err
-end
-
--- Keeps up to `concurrency` planned pages in flight.
-local function fill(st)
-  while #st.queue < st.cfg.concurrency and #st.todo > 0 do
-    local d = table.remove(st.todo, 1)
-    local req, err = build(st, d)
-    st.queue[#st.queue + 1] = { d = d, req = req, err = err, handle = req and req:start() }
-  end
 end
 
 -- One step of the iterator: the next page, or false, err, or nil.
