@@ -27,7 +27,8 @@ local TOP_FIELDS = {
   parameters = true, oauth2 = true, custom_token = true, sftp = true,
   auth_token = true, request_parameters = true, retry = true, refresh = true,
   tls = true, timeout = true, connect_timeout = true, allowed_origins = true,
-  allow_insecure_http = true, pagination = true,
+  allow_insecure_http = true,
+  pagination = true,
 }
 
 M.REFRESH_DEFAULTS = {
