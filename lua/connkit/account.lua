@@ -370,6 +370,21 @@ function Account:refresh()
   return require("connkit.auth.tokens").renew(self, true, nil)
 end
 
+--- Iterates the pages of a paginated endpoint: `for page, err in
+-- acct:pages(url, opts)`; see connkit.http.paginate and README "Pagination".
+-- (no tail calls: Lua 5.1 would lose the caller's frame, and with it the
+-- line a wrong option is reported at)
+function Account:pages(url, opts)
+  local iter, s, c, closer = require("connkit.http.paginate").pages(self, url, opts)
+  return iter, s, c, closer
+end
+
+--- Iterates the items of every page: `for item, err in acct:items(url, opts)`.
+function Account:items(url, opts)
+  local iter, s, c, closer = require("connkit.http.paginate").items(self, url, opts)
+  return iter, s, c, closer
+end
+
 --- Opens an SFTP session (auth = "sftp"); see connkit.sftp.
 function Account:sftp(opts)
   if self.integration.auth ~= "sftp" then

@@ -29,6 +29,7 @@ local TOP_FIELDS = {
   tls = true, timeout = true, connect_timeout = true, allowed_origins = true,
   allow_insecure_http = true,
   verify = true, on_request = true, on_response = true, on_refresh_error = true, -- (connkit.hooks, connkit.account_verify)
+  pagination = true, -- (connkit.http.paginate_check)
 }
 
 M.REFRESH_DEFAULTS = {
@@ -251,6 +252,7 @@ function M.new(def)
   self.refresh = check_refresh(ctx, def.refresh)
   self.retry = check_retry(ctx, def.retry, "retry")
   self.tls = check_tls(ctx, def.tls, "tls")
+  self.pagination = require("connkit.http.paginate_check").definition(ctx, def.pagination)
   self.timeout = check.field(ctx, "timeout", def.timeout, "timeout", 60)
   self.connect_timeout = check.field(ctx, "connect_timeout", def.connect_timeout, "timeout", 10)
   self.verify = require("connkit.account_verify").check_definition(ctx, def.verify, names)

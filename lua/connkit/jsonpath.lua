@@ -1,61 +1,81 @@
---- A small JSON path: dotted names and [n] indexes ("error.code",
--- "data.items[0].id", "[0]") into a decoded JSON document. Indexes count
--- from 0, as in JSON (and JavaScript). A path is compiled once, at
--- definition time; compile raises on bad syntax.
+--- JSON paths: where a value sits in a decoded JSON document, written as
+-- dotted names with zero-based array indexes: `meta.next_cursor`,
+-- `data.items`, `links[0].href`, `[0]`. The one syntax of every option that
+-- points into a reply (pagination, and the rules that read a body).
+-- A name is any run of characters but `.`, `[` and `]`; an index is a whole
+-- number in brackets, counted from 0 as in JSON and JavaScript.
 -- @module connkit.jsonpath
 local M = {}
 
 local Path = {}
 Path.__index = Path
 Path.__name = "connkit.jsonpath"
-
 function Path:__tostring() return self.source end
 
---- Compiles a path; raises (message naming the problem and the path) when
--- it does not parse.
--- @tparam string str the path
--- @return a compiled path (for M.get)
-function M.compile(str)
-  if type(str) ~= "string" then error("JSON path must be a string, not a " .. type(str), 2) end
-  if str == "" then error("JSON path must not be empty", 2) end
-  local steps, pos, n = {}, 1, #str
-  while pos <= n do
-    local name, nxt = str:match("^([%w_%-$@]+)()", pos)
-    if name then
-      steps[#steps + 1] = name
-      pos = nxt
+-- The steps of `s` (strings: object keys, numbers: 1-based Lua indexes),
+-- or nil and what is wrong.
+local function parse(s)
+  if type(s) ~= "string" then return nil, "must be a string, not a " .. type(s) end
+  if s == "" then return nil, "must not be empty" end
+  local steps, i, n = {}, 1, #s
+  while i <= n do
+    local c = s:sub(i, i)
+    if c == "]" then
+      return nil, ("has a stray ']' at character %d"):format(i)
+    elseif c == "[" then
+      local digits, close = s:match("^(%d+)(%]?)", i + 1)
+      if not digits or close == "" then
+        return nil, ("has a bad index at character %d (expected [N], N a whole number from 0)"):format(i)
+      end
+      steps[#steps + 1] = tonumber(digits) + 1
+      i = i + #digits + 2
     else
-      local idx, after = str:match("^%[(%d+)%]()", pos)
-      if not idx then
-        error(("JSON path %q: unexpected %q at position %d (use names and [n] indexes: a.b[0].c)")
-          :format(str, str:sub(pos, pos), pos), 2)
-      end
-      steps[#steps + 1] = tonumber(idx) + 1
-      pos = after
-    end
-    if pos <= n then
-      local c = str:sub(pos, pos)
       if c == "." then
-        pos = pos + 1
-        if pos > n or str:sub(pos, pos) == "." or str:sub(pos, pos) == "[" then
-          error(("JSON path %q: a name must follow '.' at position %d"):format(str, pos - 1), 2)
+        if i == 1 or i == n or s:sub(i + 1, i + 1) == "." or s:sub(i + 1, i + 1) == "[" then
+          return nil, ("has an empty name at character %d"):format(i)
         end
-      elseif c ~= "[" then
-        error(("JSON path %q: unexpected %q at position %d"):format(str, c, pos), 2)
+        i = i + 1
+      elseif i > 1 then
+        return nil, ("needs a '.' before the name at character %d"):format(i)
       end
+      local name = s:match("^[^%.%[%]]+", i)
+      if not name then return nil, ("has no name at character %d"):format(i) end
+      steps[#steps + 1] = name
+      i = i + #name
     end
   end
-  return setmetatable({ source = str, steps = steps }, Path)
+  steps.source = s
+  return setmetatable(steps, Path)
 end
 
---- The value at `path` (a compiled path or a string) in `doc`, or nil when
--- any step is missing or lands on something that is not a table.
+-- compiled paths by source (definitions and calls repeat a few paths)
+local cache = setmetatable({}, { __mode = "v" })
+
+--- Compiles a path; raises an error saying what is wrong for bad syntax.
+-- @tparam string s the path, e.g. "meta.next_cursor" or "links[0].href"
+-- @return the compiled path (tostring gives the source back)
+function M.compile(s)
+  if getmetatable(s) == Path then return s end
+  local p = cache[s]
+  if p then return p end
+  local err
+  p, err = parse(s)
+  if not p then error(("JSON path%s %s"):format(type(s) == "string" and (" '" .. s .. "'") or "", err), 2) end
+  cache[s] = p
+  return p
+end
+
+--- The value at `path` in `doc` (a decoded JSON document), or nil when some
+-- step is missing or walks into something that is not an object or array.
+-- A JSON null comes back as it was decoded (cjson.null).
+-- @param doc the decoded document
+-- @param path a compiled path or a path string
 function M.get(doc, path)
-  if type(path) == "string" then path = M.compile(path) end
+  if getmetatable(path) ~= Path then path = M.compile(path) end
   local v = doc
-  for _, step in ipairs(path.steps) do
+  for i = 1, #path do
     if type(v) ~= "table" then return nil end
-    v = v[step]
+    v = v[path[i]]
   end
   return v
 end
