@@ -188,17 +188,33 @@ describe("connkit request", function()
     assert.matches("needs a connkit with multipart", r.stderr, 1, true)
   end)
 
-  it("without pagination in the library, --paginate says what it needs", function()
-    local acct = require("connkit").integration { name = "x", key = "x", auth = "none" }:account {}
-    if acct.pages then pending("this connkit has account:pages") return end
-    local r = request("/anything/pages --paginate")
-    assert.equal(1, r.status)
-    one_line(r.stderr)
-    assert.matches("--paginate needs a connkit with pagination", r.stderr, 1, true)
-  end)
-
-  it("follows pagination with --paginate", function()
-    pending("needs account:pages (API.md section 9): the lead enables this test after the merge")
+  it("follows pagination with --paginate: one body per line, cursors as the server gave them", function()
+    local sp = helpers.peer("scripted")
+    local pdef = t:file("pages.json", cjson.encode {
+      name = "Pages", key = "pages", auth = "api_token", base_url = sp.url,
+      auth_token = { type = "header", name = "Authorization", value = "Bearer {token}" },
+      pagination = { type = "cursor", cursor = "meta.next_cursor", param = "cursor", items = "data" },
+    })
+    local r = t:run("request " .. q(pdef) .. " -c token=@env:TOK " .. q("/pages/cursor?n=25&mark=cli") .. " --paginate",
+      { env = ENV })
+    assert.equal(0, r.status, r.stderr)
+    local lines = {}
+    for line in r.stdout:gmatch("[^\n]+") do lines[#lines + 1] = cjson.decode(line) end
+    assert.equal(3, #lines)                                -- 25 items, 10 a page
+    assert.equal(1, lines[1].data[1].id)
+    assert.equal(25, lines[3].data[5].id)
+    assert.equal("", r.stderr)
+    -- what the server saw: three pages, each after the first with the cursor it gave
+    local seen = sp.requests("/pages/cursor")
+    local mine = {}
+    for _, req in ipairs(seen) do
+      if req.query.mark == "cli" then mine[#mine + 1] = req end
+    end
+    assert.equal(3, #mine)
+    assert.is_nil(mine[1].query.cursor)
+    assert.equal(lines[1].meta.next_cursor, mine[2].query.cursor)
+    assert.equal(lines[2].meta.next_cursor, mine[3].query.cursor)
+    assert.equal("Bearer " .. TOKEN, mine[2].headers.authorization)
   end)
 
   it("prints the status line and headers with -i", function()
