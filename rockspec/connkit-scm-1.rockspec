@@ -54,6 +54,7 @@ build = {
     ["connkit.http.async"] = "lua/connkit/http/async.lua",
     ["connkit.http.attempt"] = "lua/connkit/http/attempt.lua",
     ["connkit.http.deadline"] = "lua/connkit/http/deadline.lua",
+    ["connkit.http.rate_limit"] = "lua/connkit/http/rate_limit.lua",
     ["connkit.http.redirect"] = "lua/connkit/http/redirect.lua",
     ["connkit.http.request"] = "lua/connkit/http/request.lua",
     ["connkit.http.response"] = "lua/connkit/http/response.lua",

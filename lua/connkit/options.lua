@@ -222,6 +222,12 @@ function KINDS.retry(v)
   return "must be a table of retry rules or false"
 end
 
+-- rate_limit: a table of fields (checked where they are merged) or false
+function KINDS.rate_limit(v)
+  if v == false or type(v) == "table" then return false end
+  return "must be a table of rate_limit fields or false"
+end
+
 function KINDS.any() return false end
 
 --- Edit distance of two short strings (for "did you mean").

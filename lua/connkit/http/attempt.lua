@@ -9,6 +9,7 @@ local core = require "connkit.core"
 local retry = require "connkit.http.retry"
 local redirect = require "connkit.http.redirect"
 local request = require "connkit.http.request"
+local rate_limit = require "connkit.http.rate_limit"
 
 local transport = require "connkit.transport"
 
@@ -29,10 +30,17 @@ local out_of_time, spec_until, wait_task = deadlines.out_of_time, deadlines.spec
 -- the place it is sent from: the response, or nil, an error.
 local function perform_until(req, deadline)
   local t = transport.current()
+  if rawget(req, "_rate") then
+    -- the rate limit's wait (no lock is held here)
+    local wait, rerr = rate_limit.gate(req, deadline)
+    if not wait then return nil, rerr end
+    if wait > 0 then t.sleep(wait) end
+  end
   local w, err = spec_until(t, req, deadline)
   if not w then return nil, err end
   local res, code, msg = t.perform(w)
   if not res then return fail(req, code, msg) end
+  if rawget(req, "_rate") then rate_limit.observe(req, res) end
   return res
 end
 
