@@ -225,6 +225,52 @@ describe("rate limits", function()
     end)
   end)
 
+  describe("with the Redis store", function()
+    local r
+    setup(function() r = helpers.peer("redis") end)
+
+    it("shares one bucket across processes", function()
+      local prefix = "rl" .. os.time() .. n .. ":"
+      local tag = key()
+      local code = ([[
+        local connkit = require "connkit"
+        local integ = connkit.integration { name = "Shared", key = "sharedrate", auth = "none",
+          base_url = %q, rate_limit = { per_second = 4, burst = 1, scope = "integration" } }
+        local acct = integ:account { store = connkit.store.redis { url = %q, plaintext = true, prefix = %q } }
+        for _ = 1, 5 do assert(acct:get("/rl/ok", { query = { tag = %q } })) end
+      ]]):format(sp.url, r.url, prefix, tag)
+      local script = helpers.tmpdir("ratelimit") .. "/child.lua"
+      helpers.write_file(script, code)
+      local child = helpers.spawn("ratelimit-child", helpers.lua .. " " .. helpers.shell_quote(script),
+        { env = helpers.child_env() })
+      assert(loadstring or load)(code)() -- this process: the same five requests
+      for _ = 1, 200 do
+        if not helpers.alive(child.pid) then break end
+        require("socket").sleep(0.05)
+      end
+      local t = times("/rl/ok", "tag", tag)
+      assert.equal(10, #t, helpers.read_file(child.log))
+      table.sort(t)
+      for i = 2, 10 do
+        assert.is_true(t[i] - t[1] >= (i - 1) * 0.25 - SLACK, ("request %d at +%.3f s"):format(i, t[i] - t[1]))
+      end
+    end)
+
+    it("rate_take reserves slots and refuses beyond the limit", function()
+      local store = connkit.store.redis { url = r.url, plaintext = true, prefix = "rlt" .. os.time() .. n .. ":" }
+      local at = core.now()
+      assert.equal(0, assert(store.rate_take("k", 2, 2, at, 10)))
+      assert.equal(0, assert(store.rate_take("k", 2, 2, at, 10)))
+      local w = assert(store.rate_take("k", 2, 2, at, 10))
+      assert.is_true(w > 0.4 and w <= 0.5, tostring(w))
+      local beyond = assert(store:rate_take("k", 2, 2, at, 0.1)) -- too far: not reserved
+      assert.is_true(beyond > 0.9)
+      w = assert(store.rate_take("k", 2, 2, at, 10))
+      assert.is_true(w > 0.9 and w <= 1.0, tostring(w))
+      store.close()
+    end)
+  end)
+
   it("lets Retry-After work through retry beside it", function()
     local k = key()
     local acct = account(integration({ per_second = 20, burst = 2 }, { retry = { max = 2, base = 0.01 } }))
