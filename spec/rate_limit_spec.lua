@@ -271,6 +271,43 @@ describe("rate limits", function()
     end)
   end)
 
+  describe("inside nginx (the ngx transport)", function()
+    local openresty = require "peers.openresty"
+    local p
+    lazy_setup(function()
+      if openresty.available() then p = openresty.start(helpers, { workers = 1 }) end
+    end)
+    lazy_teardown(function() if p then p.stop() end end)
+
+    for _, mode in ipairs({ "bucket", "all", "pause" }) do
+      it("waits with ngx.sleep, the worker serving meanwhile (" .. mode .. ")", function()
+        if not p then return pending("no OpenResty here") end
+        local tag = key()
+        local batch = p:parallel({ "/run/ratelimit" .. openresty.query({ base = sp.url, tag = tag, mode = mode }) }, 20)
+        require("socket").sleep(0.4) -- inside a wait
+        local status, body, ping = p:get("/ping")
+        local results = batch.wait()
+        assert.equal(200, results[1].status, p:log_tail())
+        assert.equal(200, status)
+        assert.equal("pong\n", body)
+        assert.is_true(ping < 0.1, ("/ping took %.0f ms"):format(ping * 1000))
+        if mode == "pause" then
+          local t = times("/rl/window", "key", tag)
+          assert.equal(2, #t)
+          assert.is_true(t[2] >= t[1] + 2 - SLACK, ("%.3f s"):format(t[2] - t[1]))
+          assert.equal(0, sp.attempts("rl-over:" .. tag))
+        else
+          local t = times("/rl/ok", "tag", tag)
+          assert.equal(4, #t)
+          table.sort(t)
+          for i = 2, 4 do
+            assert.is_true(t[i] - t[1] >= (i - 1) * 0.25 - SLACK, ("request %d at +%.3f s"):format(i, t[i] - t[1]))
+          end
+        end
+      end)
+    end
+  end)
+
   it("lets Retry-After work through retry beside it", function()
     local k = key()
     local acct = account(integration({ per_second = 20, burst = 2 }, { retry = { max = 2, base = 0.01 } }))

@@ -92,6 +92,19 @@ end
 
 local tats = {}   -- key -> the bucket's theoretical arrival time (core.now seconds)
 local pauses = {} -- key -> the time (epoch seconds) the server's pause ends
+local added = 0   -- keys added since the last sweep
+
+-- Every 1000 new keys, the buckets that are full again and the pauses that
+-- are over are forgotten (an account of scope "account" leaves no key
+-- behind for ever).
+local function added_key()
+  added = added + 1
+  if added < 1000 then return end
+  added = 0
+  local t = now()
+  for k, v in pairs(tats) do if v <= t then tats[k] = nil end end
+  for k, v in pairs(pauses) do if v <= t then pauses[k] = nil end end
+end
 
 --- The in-process bucket: reserves the first slot at or after `at` for
 -- `key` and returns the seconds from `at` until it; reserves nothing when
@@ -99,6 +112,7 @@ local pauses = {} -- key -> the time (epoch seconds) the server's pause ends
 function M.take(key, per_second, burst, at, limit)
   local interval = 1 / per_second
   local tat = tats[key]
+  if tat == nil then added_key() end
   if tat == nil or tat < at then tat = at end
   local wait = max(0, tat - (burst - 1) * interval - at)
   if limit and wait > limit then return wait end
@@ -108,7 +122,7 @@ end
 
 --- Forgets every in-process bucket and pause (for tests).
 function M.reset()
-  tats, pauses = {}, {}
+  tats, pauses, added = {}, {}, 0
 end
 
 local function scope_key(rule, acct)
@@ -190,7 +204,9 @@ function M.observe(req, res)
   end
   if not at or at <= t then return end
   local key = scope_key(rule, rawget(req, "_account"))
-  if not pauses[key] or pauses[key] < at then pauses[key] = at end
+  local old = pauses[key]
+  if not old then added_key() end
+  if not old or old < at then pauses[key] = at end
 end
 
 return M
