@@ -222,6 +222,17 @@ describe("rate limits", function()
         { key = calls[1].key, per_second = calls[1].per_second, burst = calls[1].burst, limit = calls[1].limit })
       local t = times("/rl/ok", "tag", tag)
       assert.is_true(t[2] - t[1] >= 0.3 - SLACK)
+      -- a store that fails: the request fails with its error, unsent
+      store.rate_take = function() return nil, require("connkit.errors").new("store", "the bucket is down") end
+      local res, err = acct:get("/rl/ok", { query = { tag = tag } })
+      assert.is_nil(res)
+      assert.equal("store", err.code)
+      assert.equal(2, #times("/rl/ok", "tag", tag))
+      store.rate_take = function() return "soon" end
+      local ok, raised = pcall(acct.get, acct, "/rl/ok", { query = { tag = tag } })
+      assert.is_false(ok)
+      assert.matches("store.rate_take must return seconds", raised, 1, true)
+      assert.equal(2, #times("/rl/ok", "tag", tag))
     end)
   end)
 

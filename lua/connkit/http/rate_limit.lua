@@ -169,7 +169,11 @@ function M.gate(req, deadline)
     local b, err
     if take then
       b, err = take(key, rule.per_second, rule.burst, t + wait, limit - wait)
-      if not b then return nil, err end
+      if b == nil then return nil, err end
+      if type(b) ~= "number" or b ~= b or b < 0 then
+        error(("store.rate_take must return seconds (a number, 0 or more) or nil, err; it returned %s")
+          :format(type(b) == "number" and tostring(b) or ("a " .. type(b))), 0)
+      end
     else
       b = M.take(key, rule.per_second, rule.burst, t + wait, limit - wait)
     end
