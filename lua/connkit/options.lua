@@ -261,7 +261,7 @@ end
 --- Checks the options table of a public function against its schema
 -- (name -> kind: "string", "nonempty", "number", "count", "bytes", "port",
 -- "chunk_size", "mode", "timeout", "wait", "boolean", "table", "callable", "query", "headers",
--- "values", "follow", "retry", "any"). Raises at the
+-- "values", "follow", "retry", "rate_limit", "any"). Raises at the
 -- user's line, naming the option, for an unknown name, a wrong type, a
 -- nested table where a value belongs, a negative or absurd timeout. A nil
 -- `opts` is an empty table. Returns opts.

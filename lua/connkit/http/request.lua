@@ -223,7 +223,7 @@ function M.prepare(acct, opts)
   if rules then req._retry = rules end
   local rate = rate_limit.rule(acct, opts.rate_limit)
   if rate then req._rate = rate end
-  -- static auth and nothing to follow or retry: send() and all() can take
+  -- static auth and nothing to follow, retry or rate-limit: send() and all() can take
   -- their short path (a field that is always there: reading it never
   -- reaches the __index function)
   -- (a request that carries no credentials needs no token either)
