@@ -79,6 +79,7 @@ build = {
     ["connkit.http.links"] = "lua/connkit/http/links.lua",
     ["connkit.http.paginate"] = "lua/connkit/http/paginate.lua",
     ["connkit.http.paginate_check"] = "lua/connkit/http/paginate_check.lua",
+    ["connkit.http.rate_limit"] = "lua/connkit/http/rate_limit.lua",
     ["connkit.http.redirect"] = "lua/connkit/http/redirect.lua",
     ["connkit.http.refresh_rules"] = "lua/connkit/http/refresh_rules.lua",
     ["connkit.http.request"] = "lua/connkit/http/request.lua",

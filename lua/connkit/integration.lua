@@ -27,7 +27,7 @@ local TOP_FIELDS = {
   parameters = true, oauth2 = true, custom_token = true, sftp = true,
   auth_token = true, request_parameters = true, retry = true, refresh = true,
   tls = true, timeout = true, connect_timeout = true, allowed_origins = true,
-  allow_insecure_http = true,
+  allow_insecure_http = true, rate_limit = true,
   verify = true, on_request = true, on_response = true, on_refresh_error = true, -- (connkit.hooks, connkit.account_verify)
   pagination = true, -- (connkit.http.paginate_check)
 }
@@ -251,6 +251,7 @@ function M.new(def)
   self.request_parameters = check_request_parameters(ctx, def.request_parameters, names)
   self.refresh = check_refresh(ctx, def.refresh)
   self.retry = check_retry(ctx, def.retry, "retry")
+  self.rate_limit = require("connkit.http.rate_limit").check(ctx, def.rate_limit, "rate_limit")
   self.tls = check_tls(ctx, def.tls, "tls")
   self.pagination = require("connkit.http.paginate_check").definition(ctx, def.pagination)
   self.timeout = check.field(ctx, "timeout", def.timeout, "timeout", 60)

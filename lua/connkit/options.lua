@@ -222,6 +222,12 @@ function KINDS.retry(v)
   return "must be a table of retry rules or false"
 end
 
+-- rate_limit: a table of fields (checked where they are merged) or false
+function KINDS.rate_limit(v)
+  if v == false or type(v) == "table" then return false end
+  return "must be a table of rate_limit fields or false"
+end
+
 function KINDS.any() return false end
 
 --- Edit distance of two short strings (for "did you mean").
@@ -255,7 +261,7 @@ end
 --- Checks the options table of a public function against its schema
 -- (name -> kind: "string", "nonempty", "number", "count", "bytes", "port",
 -- "chunk_size", "mode", "timeout", "wait", "boolean", "table", "callable", "query", "headers",
--- "values", "follow", "retry", "any"). Raises at the
+-- "values", "follow", "retry", "rate_limit", "any"). Raises at the
 -- user's line, naming the option, for an unknown name, a wrong type, a
 -- nested table where a value belongs, a negative or absurd timeout. A nil
 -- `opts` is an empty table. Returns opts.

@@ -18,6 +18,7 @@ local check = require "connkit.check"
 local transport = require "connkit.transport"
 local threads = require "connkit.http.threads"
 local hooks = require "connkit.hooks"
+local rate_limit = require "connkit.http.rate_limit"
 
 local POLL_OPTIONS = { timeout = "wait" }
 local ALL_OPTIONS = { concurrency = "count" }
@@ -62,6 +63,18 @@ end
 -- The request is up to date: its transfer starts.
 local function transmit(h)
   local t = transport.curl
+  if h._gated then
+    h._gated = nil
+  elseif rawget(h.request, "_rate") then
+    -- the rate limit's wait is a timed step like a retry's (see advance)
+    local wait, rerr = rate_limit.gate(h.request, h._deadline)
+    if not wait then return finish(h, nil, rerr) end
+    if wait > 0 then
+      h._gated, h._retry_at = true, now() + wait
+      pending[h] = true
+      return
+    end
+  end
   local w = rawget(h.request, "_wire")
   if h._deadline then
     local err
@@ -150,6 +163,7 @@ local function advance(h)
     if not xfer:done() then return end
     h._xfer = nil
     local res, code, msg = xfer:result()
+    if res and rawget(h.request, "_rate") then rate_limit.observe(h.request, res) end
     if res then
       transfer_over(h, res)
       return replied(h, res)
@@ -161,6 +175,7 @@ local function advance(h)
   if h._retry_at and core.now() >= h._retry_at then
     h._retry_at = nil
     pending[h] = nil
+    if h._gated then return transmit(h) end -- the rate limit's wait is over
     next_attempt(h)
   end
 end

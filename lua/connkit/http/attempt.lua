@@ -10,6 +10,7 @@ local retry = require "connkit.http.retry"
 local redirect = require "connkit.http.redirect"
 local request = require "connkit.http.request"
 local refresh_rules = require "connkit.http.refresh_rules"
+local rate_limit = require "connkit.http.rate_limit"
 
 local transport = require "connkit.transport"
 local hooks = require "connkit.hooks"
@@ -32,12 +33,19 @@ local out_of_time, spec_until, wait_task = deadlines.out_of_time, deadlines.spec
 -- attempt number the account's hooks are told.
 local function perform_until(req, deadline, n)
   local t = transport.current()
+  if rawget(req, "_rate") then
+    -- the rate limit's wait (no lock is held here)
+    local wait, rerr = rate_limit.gate(req, deadline)
+    if not wait then return nil, rerr end
+    if wait > 0 then t.sleep(wait) end
+  end
   local w, err = spec_until(t, req, deadline)
   if not w then return nil, err end
   local acct = rawget(req, "_account")
   local call = acct._hooks and hooks.begin(acct, req, "api", n, t.name)
   local res, code, msg = t.perform(w)
-  if not res then res, err = fail(req, code, msg) end
+  if not res then res, err = fail(req, code, msg)
+  elseif rawget(req, "_rate") then rate_limit.observe(req, res) end
   if call then hooks.finish(call, res, err) end
   return res, err
 end

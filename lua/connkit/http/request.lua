@@ -7,6 +7,7 @@ local core = require "connkit.core"
 local errors = require "connkit.errors"
 local check = require "connkit.check"
 local retry = require "connkit.http.retry"
+local rate_limit = require "connkit.http.rate_limit"
 
 local json = require "connkit.json"
 local urls = require "connkit.http.url"
@@ -55,7 +56,7 @@ end
 local REQUEST_OPTIONS = {
   method = "nonempty", url = "string", vars = "values", query = "query", headers = "headers",
   json = "any", body = "string", form = "query", timeout = "timeout", retry = "retry",
-  follow = "follow", max_body = "bytes",
+  follow = "follow", max_body = "bytes", rate_limit = "rate_limit",
   auth = "boolean",
   decompress = "boolean",
 }
@@ -228,12 +229,14 @@ function M.prepare(acct, opts)
   if acct._rebase then require("connkit.auth.token_metadata").mark(req, acct) end
   local rules = opts.retry == nil and acct.integration.retry or retry.rules(acct, opts.retry)
   if rules then req._retry = rules end
-  -- static auth and nothing to follow or retry: send() and all() can take
+  local rate = rate_limit.rule(acct, opts.rate_limit)
+  if rate then req._rate = rate end
+  -- static auth and nothing to follow, retry or rate-limit: send() and all() can take
   -- their short path (a field that is always there: reading it never
   -- reaches the __index function)
   -- (a request that carries no credentials needs no token either)
   -- (nor hooks: on_request/on_response are called from Lua, connkit.hooks)
-  req._plain = not follow and not rules and (bare or not acct._ensure_token) and not acct._hooks
+  req._plain = not follow and not rules and not rate and (bare or not acct._ensure_token) and not acct._hooks
   if opts.headers or ctype then
     -- "Name:" with no value makes curl leave out a header it would add itself
     -- (a form Content-Type for any body, "Expect: 100-continue" for big ones)

@@ -343,6 +343,19 @@ function M.new(opts)
     return unlock, held
   end)
 
+  --- rate_take(scope_key, per_second, burst, at, limit) -> seconds to wait
+  -- (the bucket shared by every process and host on this server; see
+  -- connkit.http.rate_limit and scripts.rate_take)
+  store.rate_take = method(store, function(scope_key, per_second, burst, at, limit)
+    check_id(scope_key, "rate_take")
+    local bkey = prefix .. "{" .. tag(scope_key) .. "}:rate"
+    local ahead = math.max(0, at - core.now())
+    local reply, err = client:eval(scripts.rate_take, { bkey },
+      { ("%.6f"):format(per_second), tostring(burst), ("%.6f"):format(ahead), ("%.6f"):format(limit) })
+    if reply == nil then return nil, err end
+    return tonumber(reply) or 0
+  end)
+
   --- Closes the connection (the next call opens another).
   store.close = method(store, function() client:close() return true end)
 

@@ -78,6 +78,30 @@ redis.call('HSET', KEYS[1], 'inflight', ARGV[1])
 return 1
 ]]
 
+--- The shared rate-limit bucket (connkit.http.rate_limit, a store's
+-- rate_take): a GCRA "theoretical arrival time" per scope, on the server's
+-- clock (TIME), so that hosts whose clocks differ share one pace. Reserves
+-- the first free slot at or after now + ahead and returns the seconds from
+-- then until it, as a string; reserves nothing when that is more than
+-- limit. The key expires once the bucket is full again. KEYS: bucket;
+-- ARGV: per_second, burst, ahead (s), limit (s).
+M.rate_take = [[
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local interval = 1 / tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local at = now + tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if tat < at then tat = at end
+local wait = tat - (burst - 1) * interval - at
+if wait < 0 then wait = 0 end
+if wait > tonumber(ARGV[4]) then return tostring(wait) end
+tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.6f', tat), 'PX', math.ceil((tat - now) * 1000) + 1000)
+return tostring(wait)
+]]
+
 local unpack = table.unpack or unpack
 
 --- `client:eval(script, keys, args)` for both wire clients (connkit.store.
