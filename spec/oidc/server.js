@@ -13,6 +13,7 @@
 // Clients, routes and the headless flows: see spec/peers/oidc.lua (info fields).
 import http from 'node:http';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import Provider from 'oidc-provider';
 
 const PORT = Number(process.env.PORT);
@@ -103,8 +104,37 @@ function resetStats() {
 resetStats();
 let nextInteraction = 'approve'; // one-shot: 'deny' makes the next interaction refuse
 
+// ---- extensions ---------------------------------------------------------------
+// One file per feature in spec/oidc/ext/*.mjs, loaded in name order. Each
+// exports a default function (env) returning any of:
+//   clients   more client registrations
+//   features  oidc-provider features to merge over the ones below
+//   options   other provider options to merge (a feature's own settings)
+//   setup(provider)            called once the provider exists
+//   route(req, res, url)       a plain route: returns true when it answered
+const env = {
+  ISSUER, PORT, CALLBACK, RESOURCE, USER, WEB_REDIRECTS, Provider,
+  stats: () => stats, send: (...a) => send(...a), params: (...a) => params(...a),
+  findToken: (...a) => findToken(...a), callback: () => callback,
+};
+const extensions = [];
+const extDir = new URL('./ext/', import.meta.url);
+if (fs.existsSync(extDir)) {
+  for (const f of fs.readdirSync(extDir).filter((n) => n.endsWith('.mjs')).sort()) {
+    extensions.push((await import(new URL(f, extDir).href)).default(env) || {});
+  }
+}
+const extraFeatures = {};
+const extraOptions = {};
+for (const e of extensions) {
+  if (e.clients) clients.push(...e.clients);
+  Object.assign(extraFeatures, e.features || {});
+  Object.assign(extraOptions, e.options || {});
+}
+
 // ---- provider ---------------------------------------------------------------
 const provider = new Provider(ISSUER, {
+  ...extraOptions,
   clients,
   cookies: { keys: ['connkit-test-cookie-key-not-secret'] },
   findAccount: async (ctx, sub) => ({
@@ -140,6 +170,7 @@ const provider = new Provider(ISSUER, {
         };
       },
     },
+    ...extraFeatures,
   },
   // a refresh token for every client allowed the refresh_token grant (no
   // offline_access needed), never tied to the browser session, always rotated
@@ -166,6 +197,7 @@ const provider = new Provider(ISSUER, {
   },
 });
 provider.proxy = false;
+for (const e of extensions) if (e.setup) e.setup(provider);
 
 // What every token request carried, without secrets: parameter names, the
 // non-secret values, and sha256 of the refresh token / code. Also adds
@@ -450,6 +482,9 @@ const server = http.createServer(async (req, res) => {
     if (url.pathname.startsWith('/test/')) return await test(req, res, url);
     if (url.pathname === '/api/me') return await api(req, res, url);
     if (req.method === 'GET' && /^\/interaction\/[^/]+$/.test(url.pathname)) return await interaction(req, res);
+    for (const e of extensions) {
+      if (e.route && await e.route(req, res, url)) return undefined;
+    }
   } catch (err) {
     console.error(`test route ${url.pathname} failed: ${err.message}`);
     if (!res.headersSent) send(res, 500, { error: 'server_error', error_description: err.message });
