@@ -31,9 +31,9 @@ build = {
     ["connkit.core"] = {
       sources = {
         "csrc/core.c", "csrc/crypto.c", "csrc/curl_mem.c", "csrc/http.c", "csrc/http_async.c",
-        "csrc/http_poll.c", "csrc/http_spec.c", "csrc/inflate.c", "csrc/interrupt.c", "csrc/lock.c",
-        "csrc/loopback.c", "csrc/redis.c", "csrc/sftp.c", "csrc/sftp_ext.c", "csrc/sftp_fs.c",
-        "csrc/sftp_key.c", "csrc/template.c",
+        "csrc/http_poll.c", "csrc/http_spec.c", "csrc/inflate.c", "csrc/interrupt.c", "csrc/jws.c",
+        "csrc/lock.c", "csrc/loopback.c", "csrc/redis.c", "csrc/sftp.c", "csrc/sftp_ext.c",
+        "csrc/sftp_fs.c", "csrc/sftp_key.c", "csrc/template.c",
       },
       libraries = { "curl", "ssl", "crypto", "ssh2", "z", "hiredis", "pthread", "dl" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)", "$(LIBSSH2_INCDIR)", "$(ZLIB_INCDIR)", "$(HIREDIS_INCDIR)" },
@@ -43,6 +43,8 @@ build = {
     ["connkit"] = "lua/connkit/init.lua",
     ["connkit.account"] = "lua/connkit/account.lua",
     ["connkit.auth.custom_token"] = "lua/connkit/auth/custom_token.lua",
+    ["connkit.auth.jwk"] = "lua/connkit/auth/jwk.lua",
+    ["connkit.auth.jwt"] = "lua/connkit/auth/jwt.lua",
     ["connkit.auth.login"] = "lua/connkit/auth/login.lua",
     ["connkit.auth.oauth2"] = "lua/connkit/auth/oauth2.lua",
     ["connkit.auth.token_endpoint"] = "lua/connkit/auth/token_endpoint.lua",
