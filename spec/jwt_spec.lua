@@ -154,6 +154,12 @@ describe("jwt signatures against independent implementations", function()
       assert.equal("ok", node("verify ES256 " .. q(path("ec.pub")) .. " " .. q(path("data")) .. " " .. b64(raw)))
       assert.is_true(core.jws_verify("ES256", require("connkit.auth.jwk").material(pub), "message " .. i, raw))
     end
+    -- short r and s are left-padded to 32 bytes each (r = 1, s = 2)
+    local short_der = "\48\6\2\1\1\2\1\2"
+    local short_raw = ("\0"):rep(31) .. "\1" .. ("\0"):rep(31) .. "\2"
+    assert.equal(short_raw, core.ecdsa_der_to_raw(short_der))
+    assert.equal(short_der, core.ecdsa_raw_to_der(short_raw))
+    assert.is_nil(core.ecdsa_der_to_raw(short_der .. "\0")) -- trailing bytes
     assert.is_nil(core.ecdsa_der_to_raw("\48\3\2\1\1"))
     assert.is_nil(core.ecdsa_raw_to_der(("x"):rep(63)))
   end)
@@ -199,6 +205,9 @@ describe("jwt keys", function()
     refused({ kty = "EC", crv = "P-256", x = ec.x, y = ec.x }, "not a valid public key") -- off the curve
     refused({ kty = "EC", crv = "P-384", x = ec.x, y = ec.y }, "P%-256")
     refused({ kty = "RSA", n = "a+b", e = "AQAB" }, "n is not base64url")
+    local rsa = assert(jwt.key { pem = read("rsa.pem") }):public_jwk()
+    local n = core.b64url_decode(rsa.n)
+    refused({ kty = "RSA", n = b64(n:sub(1, -2) .. "\2"), e = "AQAB" }, "not a valid public key") -- even modulus
     refused({ kty = "oct", k = "c2VjcmV0" }, "unsupported JWK kty")
     refused({ kty = "OKP", crv = "Ed25519", x = b64(("\1"):rep(31)) }, "32%-byte")
   end)
