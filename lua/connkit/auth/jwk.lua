@@ -198,8 +198,9 @@ function M.keyset(src)
   local done = converted[src]
   if done then return done end
   local list = {}
+  -- (a JWK Set comes from a server: a "keys" that is not a list is no keys)
   local items = src.kty ~= nil and { src } or src.keys or src
-  if type(items) ~= "table" then error("connkit.jwt: a JWK Set's keys must be a list", 2) end
+  if type(items) ~= "table" then items = {} end
   for _, item in ipairs(items) do
     if M.is_key(item) then
       list[#list + 1] = { key = item, kid = item.kid, kty = item.kty, alg = item.alg, use = item.use }
