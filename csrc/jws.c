@@ -11,7 +11,9 @@
  *   core.pkey_from_jwk(kty, a, b, crv) -> pkey | nil, "key", message
  *       (raw bytes: RSA n, e; EC x, y with crv "P-256"; OKP x, crv "Ed25519")
  *   pkey:params() -> kty, crv|nil, a, b|nil, is_private, bits
+ *   core.pkey_generate(kty [, bits]) -> a new private pkey
  *   pkey:public_pem() -> SubjectPublicKeyInfo PEM text
+ *   pkey:private_pem() -> PKCS #8 PEM text (unencrypted)
  *   core.jws_sign(alg, key, input) -> signature | nil, "key", message
  *   core.jws_verify(alg, key, input, signature) -> boolean
  *                                                | nil, "key", message
@@ -266,7 +268,7 @@ static int jws_pkey_load(lua_State *L) {
   const char *pw = luaL_optlstring(L, 2, NULL, &pwn);
   pw_state st;
   ck_pkey *k;
-  luaL_argcheck(L, n <= PEM_MAX, 1, "key text larger than 1 MiB");
+  if (n > PEM_MAX) return ck_fail(L, "key", "key text larger than 1 MiB");
   k = new_pkey(L);
   st.pw = pw;
   st.len = pwn;
@@ -380,6 +382,31 @@ static int jws_pkey_from_jwk(lua_State *L) {
   return 1;
 }
 
+/* pkey_generate(kty [, bits]) -> a new private key: "EC" (P-256), "OKP"
+ * (Ed25519) or "RSA" (bits 2048..8192, default 2048). */
+static int jws_pkey_generate(lua_State *L) {
+  static const char *const ktys[] = {"RSA", "EC", "OKP", NULL};
+  int kty = luaL_checkoption(L, 1, NULL, ktys);
+  lua_Integer bits = luaL_optinteger(L, 2, RSA_MIN_BITS);
+  ck_pkey *k;
+  luaL_argcheck(L, bits >= RSA_MIN_BITS && bits <= 8192, 2,
+                "RSA key size must be 2048..8192 bits");
+  k = new_pkey(L);
+  if (kty == 0)
+    k->pk = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)bits);
+  else if (kty == 1)
+    k->pk = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  else
+    k->pk = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+  if (k->pk == NULL) {
+    char msg[512];
+    ck_ssl_message(msg, sizeof msg, "key generation failed");
+    return luaL_error(L, "connkit: %s", msg);
+  }
+  k->priv = 1;
+  return 1;
+}
+
 /* ------------------------------------------------------------------------ */
 /* pkey methods                                                              */
 
@@ -437,22 +464,46 @@ static int pkey_params(lua_State *L) {
   return 6;
 }
 
-/* pkey:public_pem() -> "-----BEGIN PUBLIC KEY-----..." */
-static int pkey_public_pem(lua_State *L) {
-  ck_pkey *k = check_pkey(L, 1);
-  BIO *bio = BIO_new(BIO_s_mem());
-  char *data = NULL;
-  long len;
-  if (bio == NULL || PEM_write_bio_PUBKEY(bio, k->pk) != 1) {
+/* Pushes the PEM text of k's public key (SPKI) or, when private, of its
+ * private key (unencrypted PKCS #8). The scratch userdata is made before the
+ * BIO so a Lua error cannot leak it, and is cleansed after the push; the
+ * private BIO is secure memory, cleansed when freed. */
+static int push_pem(lua_State *L, ck_pkey *k, int private) {
+  /* the PEM of any key is under 12 bytes per byte of its signature size */
+  size_t cap = (size_t)EVP_PKEY_get_size(k->pk) * 12 + 1024;
+  char *scratch = (char *)lua_newuserdatauv(L, cap, 0), *data = NULL;
+  BIO *bio = BIO_new(private ? BIO_s_secmem() : BIO_s_mem());
+  long len = -1;
+  int ok = bio != NULL &&
+           (private ? PEM_write_bio_PrivateKey(bio, k->pk, NULL, NULL, 0,
+                                               NULL, NULL)
+                    : PEM_write_bio_PUBKEY(bio, k->pk)) == 1;
+  if (ok) len = BIO_get_mem_data(bio, &data);
+  ok = ok && len > 0 && (size_t)len <= cap;
+  if (ok) memcpy(scratch, data, (size_t)len);
+  BIO_free(bio);
+  if (!ok) {
     char msg[512];
-    BIO_free(bio);
-    ck_ssl_message(msg, sizeof msg, "cannot write the public key");
+    ck_ssl_message(msg, sizeof msg, "cannot write the key as PEM");
     return luaL_error(L, "connkit: %s", msg);
   }
-  len = BIO_get_mem_data(bio, &data);
-  lua_pushlstring(L, data, (size_t)len);
-  BIO_free(bio);
+  lua_pushlstring(L, scratch, (size_t)len);
+  ck_cleanse(scratch, cap);
   return 1;
+}
+
+/* pkey:public_pem() -> "-----BEGIN PUBLIC KEY-----..." */
+static int pkey_public_pem(lua_State *L) {
+  return push_pem(L, check_pkey(L, 1), 0);
+}
+
+/* pkey:private_pem() -> unencrypted PKCS #8 PEM text of a private key, for
+ * a store that encrypts it (DPoP keys); the Lua string is the caller's to
+ * keep safe. */
+static int pkey_private_pem(lua_State *L) {
+  ck_pkey *k = check_pkey(L, 1);
+  if (!k->priv) return luaL_error(L, "connkit: a public key has no private PEM");
+  return push_pem(L, k, 1);
 }
 
 static int pkey__gc(lua_State *L) {
@@ -594,6 +645,7 @@ void jws_open(lua_State *L) {
   static const luaL_Reg funcs[] = {
       {"pkey_load", jws_pkey_load},
       {"pkey_from_jwk", jws_pkey_from_jwk},
+      {"pkey_generate", jws_pkey_generate},
       {"jws_sign", jws_sign},
       {"jws_verify", jws_verify},
       {"ecdsa_der_to_raw", jws_ecdsa_der_to_raw},
@@ -603,6 +655,7 @@ void jws_open(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"params", pkey_params},
       {"public_pem", pkey_public_pem},
+      {"private_pem", pkey_private_pem},
       {NULL, NULL},
   };
   static const luaL_Reg metamethods[] = {

@@ -209,6 +209,7 @@ describe("jwt keys", function()
     local n = core.b64url_decode(rsa.n)
     refused({ kty = "RSA", n = b64(n:sub(1, -2) .. "\2"), e = "AQAB" }, "not a valid public key") -- even modulus
     refused({ kty = "oct", k = "c2VjcmV0" }, "unsupported JWK kty")
+    refused({ kty = "EC", crv = "P-256", x = ec.x, y = ec.y, alg = "ES384" }, "alg ES384 is not supported")
     refused({ kty = "OKP", crv = "Ed25519", x = b64(("\1"):rep(31)) }, "32%-byte")
   end)
 
@@ -271,6 +272,28 @@ describe("jwt keys", function()
       end
     end
     assert.matches("connkit.jwt.key %(oct secret%)", tostring(s))
+  end)
+
+  it("generates keys whose private PEM reads back and the openssl command accepts", function()
+    for _, alg in ipairs(ALGS) do
+      local k = jwt.generate { alg = alg, kid = "gen" }
+      assert.equal("private", k.kind)
+      assert.equal("gen", k.kid)
+      local pem = k:private_pem()
+      write("gen.pem", pem)
+      -- the openssl command reads the private key and derives the same public key
+      assert.equal(k:public_pem(), sh("openssl pkey -in " .. q(path("gen.pem")) .. " -pubout"))
+      local again = assert(jwt.key { pem = pem })
+      local token = assert(jwt.sign(nil, claims(), k))
+      assert.equal(alg, jwt.decode(token).header.alg)
+      assert(verify(token, assert(jwt.key { jwk = again:public_jwk() })))
+      assert.is_nil(tostring(k):find("PRIVATE", 1, true))
+    end
+    assert.not_equal(jwt.generate { alg = "ES256" }:thumbprint(), jwt.generate { alg = "ES256" }:thumbprint())
+    assert.has_error(function() pub_of("ES256"):private_pem() end,
+      "connkit.jwt.key: only a private key has a private PEM")
+    assert.has_error(function() jwt.generate { alg = "HS256" } end,
+      "connkit.jwt.generate: alg must be RS256, PS256, ES256 or EdDSA")
   end)
 
   it("refuses a PEM that is not a key, and an alg that does not fit", function()

@@ -131,11 +131,37 @@ function M.key(spec)
     if type(jwk.use) == "string" then use = jwk.use end
   end
   local kty, crv, _, _, private, bits = pkey:params()
+  if alg and not M.ALG_KTY[alg] then return key_error("the JWK's alg " .. alg:sub(1, 20) .. " is not supported") end
   if alg and M.ALG_KTY[alg] ~= kty then
     return key_error("alg " .. alg:sub(1, 20) .. " does not fit this " .. kty .. " key")
   end
   return new_key({ kind = private and "private" or "public", kty = kty, crv = crv,
     bits = bits, kid = kid, alg = alg, use = use }, pkey)
+end
+
+--- A new private key object (e.g. a per-account DPoP key).
+-- `generate{ alg = "ES256" }` (EC P-256; "EdDSA": Ed25519; "RS256" or
+-- "PS256": RSA of `bits`, default 2048), optional `kid`. Its
+-- `private_pem()` is what to keep (encrypted) to use it again.
+function M.generate(spec)
+  if type(spec) ~= "table" then error("connkit.jwt.generate: expects a table with alg", 2) end
+  local alg, kid = check_string(spec, "alg"), check_string(spec, "kid")
+  local kty = M.ALG_KTY[alg or ""]
+  if not kty or kty == "oct" then error("connkit.jwt.generate: alg must be RS256, PS256, ES256 or EdDSA", 2) end
+  if spec.bits ~= nil and (kty ~= "RSA" or type(spec.bits) ~= "number") then
+    error("connkit.jwt.generate: bits is a number, for RSA only", 2)
+  end
+  local pkey = core.pkey_generate(kty, spec.bits)
+  local _, crv, _, _, _, bits = pkey:params()
+  return new_key({ kind = "private", kty = kty, crv = crv, bits = bits, kid = kid, alg = alg }, pkey)
+end
+
+--- The private key as unencrypted PKCS #8 PEM text, to be stored encrypted
+-- (a store with a key) and read back with `key{ pem = }`. Raises for a
+-- public key or a secret.
+function Key:private_pem()
+  if self.kind ~= "private" then error("connkit.jwt.key: only a private key has a private PEM", 2) end
+  return material[self]:private_pem()
 end
 
 --- The public JWK of a key object (kty and its public members only; no kid,

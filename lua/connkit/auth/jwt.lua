@@ -20,6 +20,7 @@ local MAX_TOKEN = 256 * 1024
 
 local M = {
   key = jwk.key,
+  generate = jwk.generate,
   keyset = jwk.keyset,
   thumbprint = jwk.thumbprint,
   is_key = jwk.is_key,
