@@ -364,6 +364,9 @@ describe("jwt verification policy", function()
     refused(token, pub_of("RS256"), { algs = { "RS256", "HS256" } }, "HS256 with a public key %(algorithm confusion%)")
     local jwks = { keys = { pub_of("RS256"):public_jwk() } }
     refused(token, jwks, { algs = { "RS256", "HS256" } }, "no key for HS256")
+    -- a key that names its alg is used with that alg only
+    local ps_only = assert(jwt.key { pem = read("rsa.pub"), alg = "PS256" })
+    refused(assert(jwt.sign({ alg = "RS256" }, claims(), key_of("RS256"))), ps_only, nil, "the key is for PS256")
   end)
 
   it("checks exp, nbf and iat with the skew", function()

@@ -215,6 +215,7 @@ function M.verify(token, opts)
     return refuse("HS256 with a public key (algorithm confusion)")
   end
   if ALG_KTY[alg] ~= key.kty then return refuse("alg " .. alg .. " does not fit the " .. key.kty .. " key") end
+  if key.alg ~= nil and key.alg ~= alg then return refuse("alg " .. alg .. ", but the key is for " .. key.alg) end
   local ok, _, msg = core.jws_verify(alg, jwk.material(key), d.signing_input, d.signature)
   if ok == nil then return refuse(msg) end
   if not ok then return refuse("bad signature") end
