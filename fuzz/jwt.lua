@@ -2,7 +2,8 @@
 -- csrc/jws.c). Byte 1 picks what the rest is:
 --   0: a compact token, verified against a JWK Set of public keys (RSA, EC,
 --      Ed25519: RFC 7517/8037 examples) and against an HS256 secret;
---   1: JSON of a JWK Set or a JWK, made into keys and thumbprints;
+--   1: JSON of a JWK Set or a JWK, made into keys and thumbprints; or PEM
+--      text (starting with "-"), read as a key with a password;
 --   2: JSON claims, signed with HS256 and verified with options taken
 --      from the claims themselves;
 --   3: raw bytes for the C functions: ES256 signature forms, JWK public
@@ -49,7 +50,16 @@ local function token_case(token)
   assert(jwt.decode(token).header.alg == "HS256", "accepted under the secret with another alg")
 end
 
+-- PEM text (starting with "-"): a key or a "key" refusal, never a raise
+local function pem_case(text)
+  local k, err = jwt.key { pem = text, password = SECRET }
+  if k == nil then return check_refusal(err, "key") end
+  assert(jwt.key { pem = k:public_pem() }, "a key's own public PEM does not load")
+  assert(not tostring(k):find(SECRET:sub(1, 10), 1, true))
+end
+
 local function jwk_case(text)
+  if text:sub(1, 1) == "-" then return pem_case(text) end
   local t = cjson.decode(text)
   if type(t) ~= "table" then return end
   for _, e in ipairs(jwt.keyset(t)) do
