@@ -44,10 +44,10 @@
 #include "connkit.h"
 
 #define PKEY_CLASS "connkit.pkey"
-#define P256_LEN 32          /* bytes of a P-256 coordinate and of r, s */
-#define ED25519_LEN 32       /* bytes of an Ed25519 public key */
-#define RSA_MIN_BITS 2048    /* RFC 7518 3.3 and 3.5 */
-#define PEM_MAX (1u << 20)   /* no key is this big */
+#define P256_LEN 32        /* bytes of a P-256 coordinate and of r, s */
+#define ED25519_LEN 32     /* bytes of an Ed25519 public key */
+#define RSA_MIN_BITS 2048  /* RFC 7518 3.3 and 3.5 */
+#define PEM_MAX (1u << 20) /* no key is this big */
 #define JWS_INPUT_MAX 0x7fffffffu
 
 typedef struct {
@@ -63,8 +63,8 @@ enum alg { ALG_RS256, ALG_PS256, ALG_ES256, ALG_EDDSA, ALG_HS256 };
 /* The alg named at argument i; raises on one this file does not know (the
  * Lua side refuses unknown algs of a token before it gets here). */
 static enum alg check_alg(lua_State *L, int i) {
-  static const char *const names[] = {"RS256", "PS256", "ES256", "EdDSA",
-                                      "HS256", NULL};
+  static const char *const names[] = {"RS256", "PS256", "ES256",
+                                      "EdDSA", "HS256", NULL};
   return (enum alg)luaL_checkoption(L, i, NULL, names);
 }
 
@@ -109,8 +109,8 @@ static int key_has_private(EVP_PKEY *pk) {
   else if (EVP_PKEY_is_a(pk, "EC"))
     yes = EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_PRIV_KEY, &bn) == 1;
   else if (EVP_PKEY_is_a(pk, "ED25519"))
-    yes = EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_PRIV_KEY, NULL,
-                                          0, &n) == 1 &&
+    yes = EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_PRIV_KEY, NULL, 0,
+                                          &n) == 1 &&
           n > 0;
   BN_clear_free(bn);
   ERR_clear_error();
@@ -234,13 +234,13 @@ static int pw_callback(char *buf, int size, int rwflag, void *u) {
 
 /* Decodes PEM text into *pk with OpenSSL's decoders for the given selection
  * (a private key pair, or a public key); 1 on success. */
-static int decode_pem(const char *pem, size_t n, int selection,
-                      pw_state *pw, EVP_PKEY **pk) {
+static int decode_pem(const char *pem, size_t n, int selection, pw_state *pw,
+                      EVP_PKEY **pk) {
   const unsigned char *data = (const unsigned char *)pem;
   size_t left = n;
   int ok;
-  OSSL_DECODER_CTX *dctx = OSSL_DECODER_CTX_new_for_pkey(
-      pk, "PEM", NULL, NULL, selection, NULL, NULL);
+  OSSL_DECODER_CTX *dctx = OSSL_DECODER_CTX_new_for_pkey(pk, "PEM", NULL, NULL,
+                                                         selection, NULL, NULL);
   if (dctx == NULL) return 0;
   ok = OSSL_DECODER_CTX_set_pem_password_cb(dctx, pw_callback, pw) == 1 &&
        OSSL_DECODER_from_data(dctx, &data, &left) == 1 && *pk != NULL;
@@ -306,8 +306,7 @@ static int jws_pkey_load(lua_State *L) {
 }
 
 /* Builds a public key of type name from params into *pk; 1 on success. */
-static int pkey_fromdata(const char *name, OSSL_PARAM_BLD *bld,
-                         EVP_PKEY **pk) {
+static int pkey_fromdata(const char *name, OSSL_PARAM_BLD *bld, EVP_PKEY **pk) {
   OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
   EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, name, NULL);
   int ok = params != NULL && ctx != NULL && EVP_PKEY_fromdata_init(ctx) == 1 &&
@@ -341,8 +340,8 @@ static int jws_pkey_from_jwk(lua_State *L) {
   int ok = 0;
   if (kty == 0 && (b == NULL || an == 0 || bn == 0 || an > 2048 || bn > 8))
     return ck_fail(L, "key", "JWK RSA n or e missing or of a bad size");
-  if (kty == 1 && (strcmp(crv, "P-256") != 0 || b == NULL ||
-                   an != P256_LEN || bn != P256_LEN))
+  if (kty == 1 && (strcmp(crv, "P-256") != 0 || b == NULL || an != P256_LEN ||
+                   bn != P256_LEN))
     return ck_fail(L, "key", "JWK EC key: crv must be P-256 with 32-byte x, y");
   if (kty == 2 && (strcmp(crv, "Ed25519") != 0 || an != ED25519_LEN))
     return ck_fail(L, "key", "JWK OKP key: crv must be Ed25519 with 32-byte x");
@@ -418,9 +417,9 @@ static int push_bn_param(lua_State *L, EVP_PKEY *pk, const char *param,
   unsigned char buf[2048];
   int len;
   if (EVP_PKEY_get_bn_param(pk, param, &bn) != 1) return 0;
-  len = pad > 0 ? BN_bn2binpad(bn, buf, pad)
-                : (BN_num_bytes(bn) <= (int)sizeof buf ? BN_bn2bin(bn, buf)
-                                                       : -1);
+  len = pad > 0
+            ? BN_bn2binpad(bn, buf, pad)
+            : (BN_num_bytes(bn) <= (int)sizeof buf ? BN_bn2bin(bn, buf) : -1);
   BN_free(bn);
   if (len < 0) return 0;
   lua_pushlstring(L, (const char *)buf, (size_t)len);
@@ -474,10 +473,10 @@ static int push_pem(lua_State *L, ck_pkey *k, int private) {
   char *scratch = (char *)lua_newuserdatauv(L, cap, 0), *data = NULL;
   BIO *bio = BIO_new(private ? BIO_s_secmem() : BIO_s_mem());
   long len = -1;
-  int ok = bio != NULL &&
-           (private ? PEM_write_bio_PrivateKey(bio, k->pk, NULL, NULL, 0,
-                                               NULL, NULL)
-                    : PEM_write_bio_PUBKEY(bio, k->pk)) == 1;
+  int ok =
+      bio != NULL &&
+      (private ? PEM_write_bio_PrivateKey(bio, k->pk, NULL, NULL, 0, NULL, NULL)
+               : PEM_write_bio_PUBKEY(bio, k->pk)) == 1;
   if (ok) len = BIO_get_mem_data(bio, &data);
   ok = ok && len > 0 && (size_t)len <= cap;
   if (ok) memcpy(scratch, data, (size_t)len);
@@ -502,7 +501,8 @@ static int pkey_public_pem(lua_State *L) {
  * keep safe. */
 static int pkey_private_pem(lua_State *L) {
   ck_pkey *k = check_pkey(L, 1);
-  if (!k->priv) return luaL_error(L, "connkit: a public key has no private PEM");
+  if (!k->priv)
+    return luaL_error(L, "connkit: a public key has no private PEM");
   return push_pem(L, k, 1);
 }
 
