@@ -319,6 +319,8 @@ end)
 describe("jwt verification policy", function()
   local es = key_of("ES256")
   local pub = pub_of("ES256")
+  -- (the last block of the file: the keys' directory goes with it)
+  teardown(function() helpers.execute("rm -rf " .. q(dir)) end)
 
   local function refused(token, keys, opts, pattern)
     local c, err = verify(token, keys, opts)
