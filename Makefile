@@ -114,7 +114,7 @@ test-fresh:
 	@sh tools/test-fresh.sh
 
 # ---- fuzz: libFuzzer targets (fuzz/, README "Fuzzing"), clang + Lua 5.4 -----
-FUZZ_TARGETS := template token known_hosts url loopback envelope
+FUZZ_TARGETS := template token known_hosts url loopback envelope jwt
 FUZZ_SECONDS ?= 30
 FUZZ_DIR     := build/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer

@@ -24,6 +24,7 @@
 CK_HIDDEN void template_open(lua_State *L);
 CK_HIDDEN void http_open(lua_State *L);
 CK_HIDDEN void crypto_open(lua_State *L);
+CK_HIDDEN void jws_open(lua_State *L);
 CK_HIDDEN void sftp_open(lua_State *L);
 CK_HIDDEN void lock_open(lua_State *L);
 CK_HIDDEN void loopback_open(lua_State *L);
@@ -57,6 +58,10 @@ static inline long ck_seconds_to_ms(double s) {
   whole = (long)ms;
   return whole < ms ? whole + 1 : whole;
 }
+
+/* Writes "what: reason; reason" into buf from OpenSSL's error queue (library
+ * reason strings only, never data) and clears the queue (crypto.c). */
+CK_HIDDEN void ck_ssl_message(char *buf, size_t size, const char *what);
 
 /* Overwrites a buffer that held a secret before it is freed. */
 CK_HIDDEN void ck_cleanse(void *p, size_t n);

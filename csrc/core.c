@@ -80,6 +80,7 @@ int luaopen_connkit_core(lua_State *L) {
   template_open(L);
   http_open(L);
   crypto_open(L);
+  jws_open(L);
   sftp_open(L);
   lock_open(L);
   loopback_open(L);

@@ -31,7 +31,7 @@
 
 /* Writes "what: reason; reason" into buf from OpenSSL's error queue and
  * clears the queue. Never includes data, only library reason strings. */
-static void ssl_message(char *buf, size_t size, const char *what) {
+void ck_ssl_message(char *buf, size_t size, const char *what) {
   unsigned long e;
   size_t used;
   snprintf(buf, size, "%s", what);
@@ -51,7 +51,7 @@ static void ssl_message(char *buf, size_t size, const char *what) {
 /* Raises a Lua error "connkit: what: <openssl reasons>". */
 static int ssl_raise(lua_State *L, const char *what) {
   char msg[768];
-  ssl_message(msg, sizeof msg, what);
+  ck_ssl_message(msg, sizeof msg, what);
   return luaL_error(L, "connkit: %s", msg);
 }
 

@@ -17,7 +17,6 @@ credentials. libcurl does the networking, OpenSSL the crypto, libssh2 SFTP.
 dependencies = {
   "lua >= 5.1, < 5.5",
   "lua-cjson",
-  "argparse", -- the connkit command (Debian: lua-argparse)
 }
 external_dependencies = {
   CURL = { header = "curl/curl.h", library = "curl" },
@@ -28,14 +27,13 @@ external_dependencies = {
 }
 build = {
   type = "builtin",
-  install = { bin = { connkit = "bin/connkit" } }, -- LuaRocks wraps it with the rock's interpreter and paths
   modules = {
     ["connkit.core"] = {
       sources = {
         "csrc/core.c", "csrc/crypto.c", "csrc/curl_mem.c", "csrc/http.c", "csrc/http_async.c",
-        "csrc/http_poll.c", "csrc/http_spec.c", "csrc/inflate.c", "csrc/interrupt.c", "csrc/lock.c",
-        "csrc/loopback.c", "csrc/redis.c", "csrc/sftp.c", "csrc/sftp_ext.c", "csrc/sftp_fs.c",
-        "csrc/sftp_key.c", "csrc/template.c",
+        "csrc/http_poll.c", "csrc/http_spec.c", "csrc/inflate.c", "csrc/interrupt.c", "csrc/jws.c",
+        "csrc/lock.c", "csrc/loopback.c", "csrc/redis.c", "csrc/sftp.c", "csrc/sftp_ext.c",
+        "csrc/sftp_fs.c", "csrc/sftp_key.c", "csrc/template.c",
       },
       libraries = { "curl", "ssl", "crypto", "ssh2", "z", "hiredis", "pthread", "dl" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)", "$(LIBSSH2_INCDIR)", "$(ZLIB_INCDIR)", "$(HIREDIS_INCDIR)" },
@@ -47,6 +45,8 @@ build = {
     ["connkit.account_verify"] = "lua/connkit/account_verify.lua",
     ["connkit.auth.custom_token"] = "lua/connkit/auth/custom_token.lua",
     ["connkit.auth.discovery"] = "lua/connkit/auth/discovery.lua",
+    ["connkit.auth.jwk"] = "lua/connkit/auth/jwk.lua",
+    ["connkit.auth.jwt"] = "lua/connkit/auth/jwt.lua",
     ["connkit.auth.login"] = "lua/connkit/auth/login.lua",
     ["connkit.auth.oauth2"] = "lua/connkit/auth/oauth2.lua",
     ["connkit.auth.token_endpoint"] = "lua/connkit/auth/token_endpoint.lua",
@@ -114,6 +114,6 @@ build = {
   },
 }
 test = {
-  type = "command", -- busted from Debian: LuaRocks' busted runner would download it
-  command = "sh tools/rock-test.sh", -- `luarocks test <rockspec> -- spec/x_spec.lua` runs only those
+  type = "command",
+  command = "make test",
 }
