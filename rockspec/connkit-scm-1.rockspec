@@ -17,6 +17,7 @@ credentials. libcurl does the networking, OpenSSL the crypto, libssh2 SFTP.
 dependencies = {
   "lua >= 5.1, < 5.5",
   "lua-cjson",
+  "argparse", -- the connkit command (Debian: lua-argparse)
 }
 external_dependencies = {
   CURL = { header = "curl/curl.h", library = "curl" },
@@ -27,6 +28,7 @@ external_dependencies = {
 }
 build = {
   type = "builtin",
+  install = { bin = { connkit = "bin/connkit" } }, -- LuaRocks wraps it with the rock's interpreter and paths
   modules = {
     ["connkit.core"] = {
       sources = {
@@ -114,6 +116,6 @@ build = {
   },
 }
 test = {
-  type = "command",
-  command = "make test",
+  type = "command", -- busted from Debian: LuaRocks' busted runner would download it
+  command = "sh tools/rock-test.sh", -- `luarocks test <rockspec> -- spec/x_spec.lua` runs only those
 }
