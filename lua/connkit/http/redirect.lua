@@ -6,6 +6,7 @@
 local core = require "connkit.core"
 local urls = require "connkit.http.url"
 local transport = require "connkit.transport"
+local files = require "connkit.http.files"
 
 local now = core.now
 
@@ -45,7 +46,8 @@ function M.follow(req, res, fail, deadline)
     local url = res.redirect_url
     if urls.origin(url) ~= origin then cross = true end
     local method, body = spec.method, spec.body
-    if res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST") then
+    local to_get = res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST")
+    if to_get then
       method, body = (method == "HEAD" and "HEAD" or "GET"), nil
     end
     local lines = rawget(req, "header_lines")
@@ -55,6 +57,7 @@ function M.follow(req, res, fail, deadline)
       connect_timeout = req.connect_timeout, ca_file = req.ca_file, max_body = req.max_body,
       decompress = req.decompress,
     }
+    files.carry(req, spec, not to_get)
     local w, code, msg = t.of_table(spec)
     local r = w
     if w then r, code, msg = t.perform(w) end
@@ -62,6 +65,7 @@ function M.follow(req, res, fail, deadline)
     res = r
   end
   res.redirects = hops
+  if hops > 0 and res.url then res.url = rawget(req, "_account"):_redact(res.url) end
   return res
 end
 

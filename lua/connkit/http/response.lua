@@ -25,6 +25,9 @@ end
 
 --- The body decoded as JSON, or nil and an error (code "json").
 function Response:json()
+  if self.body == nil then
+    return nil, errors.new("json", "the response body was streamed (output or on_data), not kept", { status = self.status })
+  end
   local v, err = cjson.decode(self.body)
   if v == nil and err then
     return nil, errors.new("json", "the response body is not JSON: " .. tostring(err), { status = self.status })
@@ -33,7 +36,7 @@ function Response:json()
 end
 
 function Response:__tostring()
-  return ("connkit.response %d (%d bytes)"):format(self.status, #self.body)
+  return ("connkit.response %d (%d bytes)"):format(self.status, self.size or #self.body)
 end
 
 core.set_response_metatable(Response)
