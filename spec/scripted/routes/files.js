@@ -18,9 +18,10 @@
 const crypto = require('node:crypto');
 const zlib = require('node:zlib');
 
-const BLOCK = 65536;
-
-// The pattern: a 64 KiB block of deterministic bytes, repeated.
+// The pattern: a block of deterministic bytes, repeated. Its size is prime,
+// so no two 64 KiB pieces of a body are equal (LuaJIT interns strings: equal
+// pieces would share their memory and hide a body held whole).
+const BLOCK = 65521;
 const block = (() => {
   const b = Buffer.alloc(BLOCK);
   let x = 0x12345678;
