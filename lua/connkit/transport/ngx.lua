@@ -18,6 +18,7 @@
 local wire = require "connkit.transport.ngx_wire"
 local tls = require "connkit.transport.ngx_tls"
 local files = require "connkit.transport.ngx_files"
+local clock = require("connkit.core").now
 
 local floor, ceil, min = math.floor, math.ceil, math.min
 local tonumber, setmetatable, rawget = tonumber, setmetatable, rawget
@@ -191,7 +192,7 @@ function M.perform(spec)
   if not max or max < 1 then max = MAX_BODY end
   max = floor(max)
   ngx.update_time()
-  local started = ngx.now()
+  local started, clock0 = ngx.now(), clock() -- (res.time: ngx.now() counts whole milliseconds)
   local timeout = tonumber(rawget(spec, "timeout"))
   local deadline = timeout and timeout > 0 and started + timeout or nil
   local connect_timeout = tonumber(rawget(spec, "connect_timeout"))
@@ -244,9 +245,8 @@ function M.perform(spec)
   elseif #body > max then
     return too_large(max)
   end
-  ngx.update_time()
   local res = { status = reply.status, body = body, _raw_headers = reply.raw, size = size or #body,
-    url = rawget(spec, "shown_url") or rawget(spec, "url"), time = ngx.now() - started,
+    url = rawget(spec, "shown_url") or rawget(spec, "url"), time = clock() - clock0,
     http_version = reply.http10 and "1.0" or "1.1" }
   if reply.location and reply.status >= 300 and reply.status < 400 then
     res.redirect_url = wire.resolve(rawget(spec, "url"), reply.location)
