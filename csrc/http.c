@@ -22,11 +22,12 @@
  *
  * spec: a wire spec (core.wire, http_spec.c), or a table it is made from.
  * response: { status = n, body = s, _raw_headers = s, redirect_url = s|nil,
- *             size = bytes, url = s, time = seconds, http_version = "1.1" }
+ *             url = s, time = seconds, http_version = "2" | ... }
  *           (_raw_headers: the final reply's "Name: value" lines; res.headers
  *           is parsed from them on first use, in Lua; attempts is 1 through
- *           the metatable unless the Lua side sets it; no body when a 2xx
- *           body went to a file or to on_data: http_sink.c)
+ *           the metatable unless the Lua side sets it; so are size (#body)
+ *           and http_version "1.1"; no body but size when a 2xx body went
+ *           to a file or to on_data: http_sink.c)
  *
  * No Lua code runs inside curl callbacks: they only append to C buffers or
  * write to a file; on_data is called from the loop that drives the multi.
@@ -585,30 +586,30 @@ int http_push_reply(lua_State *L, transfer *t) {
   }
   /* status, _raw_headers, body and room for redirect_url; attempts is 1
    * unless the Lua side sets it (the metatable gives the 1) */
-  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, 6);
   lua_pushinteger(L, (lua_Integer)t->status);
   lua_setfield(L, -2, "status");
   lua_pushlstring(L, t->head.p ? t->head.p : "", t->head.n);
   lua_setfield(L, -2, "_raw_headers");
-  if (t->route != ROUTE_FILE && t->route != ROUTE_FUNC) { /* else streamed */
+  if (t->route != ROUTE_FILE && t->route != ROUTE_FUNC) {
     lua_pushlstring(L, t->body.p ? t->body.p : "", t->body.n);
-    lua_setfield(L, -2, "body");
-    t->size = t->body.n;
+    lua_setfield(L, -2, "body"); /* (size: #body, through the metatable) */
+  } else { /* streamed: no body */
+    lua_pushinteger(L, (lua_Integer)t->size);
+    lua_setfield(L, -2, "size");
   }
-  lua_pushinteger(L, (lua_Integer)t->size);
-  lua_setfield(L, -2, "size");
   if (t->url != NULL) {
     lua_pushlstring(L, t->url, t->url_len);
     lua_setfield(L, -2, "url");
   }
   lua_pushnumber(L, (lua_Number)t->time);
   lua_setfield(L, -2, "time");
-  lua_pushstring(L, t->http_version == CURL_HTTP_VERSION_1_0   ? "1.0"
-                    : t->http_version == CURL_HTTP_VERSION_1_1 ? "1.1"
-                    : t->http_version == CURL_HTTP_VERSION_3   ? "3"
-                    : t->http_version >= CURL_HTTP_VERSION_2_0 ? "2"
-                                                               : "");
-  lua_setfield(L, -2, "http_version");
+  if (t->http_version != CURL_HTTP_VERSION_1_1) { /* "1.1" through the metatable */
+    lua_pushstring(L, t->http_version == CURL_HTTP_VERSION_1_0 ? "1.0"
+                      : t->http_version == CURL_HTTP_VERSION_3 ? "3"
+                                                               : "2");
+    lua_setfield(L, -2, "http_version");
+  }
   if (t->redirect_url) {
     lua_pushstring(L, t->redirect_url);
     lua_setfield(L, -2, "redirect_url");

@@ -11,6 +11,8 @@ Response.__name = "connkit.response"
 -- one transfer unless the retry rules made more (then the response has its
 -- own field)
 Response.attempts = 1
+-- HTTP/1.1 unless the transport says otherwise
+Response.http_version = "1.1"
 
 -- res.headers is parsed from the raw header block on first use: most
 -- callers read only status and body.
@@ -19,6 +21,10 @@ function Response.__index(res, k)
     local h = core.parse_headers(rawget(res, "_raw_headers") or "")
     rawset(res, "headers", h)
     return h
+  end
+  if k == "size" then -- (a streamed reply has its own: it has no body)
+    local body = rawget(res, "body")
+    return body and #body or 0
   end
   return Response[k]
 end
