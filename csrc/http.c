@@ -21,12 +21,16 @@
  *   core.set_response_metatable(mt), core.parse_headers(raw)
  *
  * spec: a wire spec (core.wire, http_spec.c), or a table it is made from.
- * response: { status = n, body = s, _raw_headers = s, redirect_url = s|nil }
+ * response: { status = n, body = s, _raw_headers = s, redirect_url = s|nil,
+ *             url = s, time = seconds, http_version = "2" | ... }
  *           (_raw_headers: the final reply's "Name: value" lines; res.headers
  *           is parsed from them on first use, in Lua; attempts is 1 through
- *           the metatable unless the Lua side sets it)
+ *           the metatable unless the Lua side sets it; so are size (#body)
+ *           and http_version "1.1"; no body but size when a 2xx body went
+ *           to a file or to on_data: http_sink.c)
  *
- * No Lua code runs inside curl callbacks: they only append to C buffers.
+ * No Lua code runs inside curl callbacks: they only append to C buffers or
+ * write to a file; on_data is called from the loop that drives the multi.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -43,7 +47,7 @@
 /* Buffers and curl callbacks                                          */
 /* ------------------------------------------------------------------ */
 
-static int buffer_add(buffer *b, const char *p, size_t n) {
+int http_buffer_add(buffer *b, const char *p, size_t n) {
   if (b->n + n + 1 > b->cap) {
     size_t cap = b->cap ? b->cap : 1024;
     char *np;
@@ -77,11 +81,12 @@ void http_release_buffers(transfer *t, int keep) {
 static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   transfer *t = (transfer *)ud;
   size_t len = size * n;
+  if (t->want != SINK_NONE) return http_sink_write(t, p, len); /* http_sink.c */
   if (t->body.n + len > t->max_body) {
     t->too_big = 1;
     return 0;
   }
-  return buffer_add(&t->body, p, len) ? len : 0;
+  return http_buffer_add(&t->body, p, len) ? len : 0;
 }
 
 /* Header lines arrive one per call. Only "Name: value" lines are kept: a
@@ -101,7 +106,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
     t->head_done = 1;
     return len;
   }
-  return buffer_add(&t->head, p, len) ? len : 0;
+  return http_buffer_add(&t->head, p, len) ? len : 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -197,6 +202,7 @@ void http_detach(transfer *t) {
   }
   list_remove(e, t);
   t->eng = NULL;
+  http_sink_release(t); /* a .part left: removed; the MIME body: freed */
 }
 
 /* curl reports a reply it cannot parse with codes that otherwise mean a bad
@@ -220,8 +226,23 @@ static void classify_reply_fault(transfer *t) {
   t->result = CURLE_WEIRD_SERVER_REPLY;
 }
 
-/* Reads the multi's completion messages and finishes those transfers; a
- * finished transfer object is no longer anchored. Returns how many. */
+/* Marks t done and detaches it; a finished transfer object is no longer
+ * anchored in the engine at ei. */
+void http_finish(lua_State *L, int ei, transfer *t) {
+  t->state = T_DONE;
+  http_detach(t);
+  if (t->anchored) {
+    t->anchored = 0;
+    lua_getiuservalue(L, ei, UV_RUNNING);
+    lua_pushlightuserdata(L, t);
+    lua_pushnil(L);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+  }
+}
+
+/* Reads the multi's completion messages and finishes those transfers.
+ * Returns how many. */
 static int drain(lua_State *L, int ei, engine *e) {
   CURLMsg *m;
   int left, finished = 0;
@@ -245,16 +266,15 @@ static int drain(lua_State *L, int ei, engine *e) {
       curl_easy_getinfo(t->easy, CURLINFO_REDIRECT_URL, &loc);
       if (loc != NULL) t->redirect_url = strdup(loc);
     }
-    t->state = T_DONE;
-    http_detach(t);
-    if (t->anchored) {
-      t->anchored = 0;
-      lua_getiuservalue(L, ei, UV_RUNNING);
-      lua_pushlightuserdata(L, t);
-      lua_pushnil(L);
-      lua_rawset(L, -3);
-      lua_pop(L, 1);
+    {
+      curl_off_t us = 0;
+      curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &us);
+      t->time = (double)us / 1e6;
+      t->http_version = 0;
+      curl_easy_getinfo(t->easy, CURLINFO_HTTP_VERSION, &t->http_version);
     }
+    if (t->want != SINK_NONE) http_sink_done(L, t); /* may call on_data */
+    http_finish(L, ei, t);
     finished++;
   }
   return finished;
@@ -266,7 +286,8 @@ int http_step(lua_State *L, int ei, engine *e, int timeout_ms) {
   int still, done;
   if (e->poller) http_poll_run(e, 0); /* polled by its host: http_poll.c */
   else curl_multi_perform(e->multi, &still);
-  done = drain(L, ei, e);
+  done = http_sink_deliver(L, ei, e); /* on_data, outside curl's callbacks */
+  done += drain(L, ei, e);
   if (done == 0 && timeout_ms > 0 && e->nrunning > 0) {
     if (e->poller) {
       http_poll_run(e, timeout_ms);
@@ -274,7 +295,8 @@ int http_step(lua_State *L, int ei, engine *e, int timeout_ms) {
       curl_multi_poll(e->multi, NULL, 0, timeout_ms, NULL);
       curl_multi_perform(e->multi, &still);
     }
-    done = drain(L, ei, e);
+    done = http_sink_deliver(L, ei, e);
+    done += drain(L, ei, e);
   }
   return done;
 }
@@ -430,6 +452,7 @@ static const char *setup(const http_spec *s, transfer *t) {
     es->decompress = s->decompress;
   }
   t->max_body = s->max_body;
+  http_sink_attach(s, t);
   /* a handle given back after anything but a plain GET is reset, so a GET
    * needs no method option */
   t->dirty = s->ca_file != NULL || s->kind != SPEC_GET;
@@ -443,6 +466,7 @@ static const char *setup(const http_spec *s, transfer *t) {
     curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
   } else if (s->kind != SPEC_GET) {
     if (s->kind != SPEC_POST) curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, s->method);
+    if (s->nparts > 0) return http_sink_mime(s, t); /* CURLOPT_MIMEPOST */
     if (s->body != NULL || s->kind == SPEC_POST) {
       curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->body_len);
       curl_easy_setopt(h, CURLOPT_POSTFIELDS, s->body ? s->body : "");
@@ -491,6 +515,7 @@ int http_fail_attach(lua_State *L, const char *bad) {
   if (strcmp(bad, "header") == 0)
     return ck_fail(L, "header",
                    "a header value holds CR, LF or NUL; request not sent");
+  if (strncmp(bad, "io: ", 4) == 0) return ck_fail(L, "io", "%s", bad + 4);
   return ck_fail(L, "internal", "%s", bad);
 }
 
@@ -551,6 +576,8 @@ int http_push_reply(lua_State *L, transfer *t) {
     if (t->too_big)
       n = ck_fail(L, "too_large", "the response body is larger than %zu bytes",
                   t->max_body);
+    else if (t->fail != SINK_OK)
+      n = http_sink_push_fail(L, t);
     else
       n = ck_fail(L, code_of(t->result), "%s",
                   t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result));
@@ -559,13 +586,30 @@ int http_push_reply(lua_State *L, transfer *t) {
   }
   /* status, _raw_headers, body and room for redirect_url; attempts is 1
    * unless the Lua side sets it (the metatable gives the 1) */
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 6);
   lua_pushinteger(L, (lua_Integer)t->status);
   lua_setfield(L, -2, "status");
   lua_pushlstring(L, t->head.p ? t->head.p : "", t->head.n);
   lua_setfield(L, -2, "_raw_headers");
-  lua_pushlstring(L, t->body.p ? t->body.p : "", t->body.n);
-  lua_setfield(L, -2, "body");
+  if (t->route != ROUTE_FILE && t->route != ROUTE_FUNC) {
+    lua_pushlstring(L, t->body.p ? t->body.p : "", t->body.n);
+    lua_setfield(L, -2, "body"); /* (size: #body, through the metatable) */
+  } else { /* streamed: no body */
+    lua_pushinteger(L, (lua_Integer)t->size);
+    lua_setfield(L, -2, "size");
+  }
+  if (t->url != NULL) {
+    lua_pushlstring(L, t->url, t->url_len);
+    lua_setfield(L, -2, "url");
+  }
+  lua_pushnumber(L, (lua_Number)t->time);
+  lua_setfield(L, -2, "time");
+  if (t->http_version != CURL_HTTP_VERSION_1_1) { /* "1.1" through the metatable */
+    lua_pushstring(L, t->http_version == CURL_HTTP_VERSION_1_0 ? "1.0"
+                      : t->http_version == CURL_HTTP_VERSION_3 ? "3"
+                                                               : "2");
+    lua_setfield(L, -2, "http_version");
+  }
   if (t->redirect_url) {
     lua_pushstring(L, t->redirect_url);
     lua_setfield(L, -2, "redirect_url");

@@ -30,6 +30,18 @@ typedef struct http_poller http_poller;
 
 enum spec_kind { SPEC_GET, SPEC_HEAD, SPEC_POST, SPEC_OTHER };
 
+/* Where a 2xx reply's body goes (http_sink.c): memory (res.body), a file
+ * (output) or a Lua function (on_data). */
+enum sink_want { SINK_NONE, SINK_FILE, SINK_FUNC };
+enum sink_route { ROUTE_UNDECIDED, ROUTE_MEMORY, ROUTE_FILE, ROUTE_FUNC };
+enum sink_fail { SINK_OK, SINK_IO_OPEN, SINK_IO_WRITE, SINK_IO_RENAME, SINK_ABORT };
+
+/* One part of a multipart body; the strings belong to the spec. */
+typedef struct http_part {
+  const char *name, *value, *file, *filename, *type; /* value or file */
+  size_t value_len;
+} http_part;
+
 /* A request as curl needs it (http_spec.c). Immutable once made; the
  * strings and the header list live as long as the spec. */
 typedef struct http_spec {
@@ -42,6 +54,13 @@ typedef struct http_spec {
   uint64_t url_serial;     /* of curlu; 0 without one */
   enum spec_kind kind;     /* SPEC_GET: a GET without a body */
   int decompress;          /* send Accept-Encoding, decode the reply */
+  enum sink_want want;     /* where a 2xx body goes */
+  const char *output, *output_part; /* SINK_FILE: the path, and path .. ".part" */
+  int data_ref;            /* SINK_FUNC: registry ref of on_data */
+  const http_part *parts;  /* multipart body (nparts > 0), or NULL */
+  int nparts;
+  const char *shown_url;   /* res.url: the URL with secrets masked, or url */
+  size_t shown_url_len;
 } http_spec;
 
 /* An easy handle and what is set on it, so a handle that ran the same kind
@@ -78,6 +97,22 @@ typedef struct transfer {
   CURLcode result;
   long status;
   char *redirect_url;
+  /* where the body goes (http_sink.c); set up by http_sink_attach */
+  enum sink_want want;
+  enum sink_route route;
+  enum sink_fail fail;
+  int fd, has_fd;     /* the .part file while it is written */
+  int sink_errno;
+  int paused;         /* on_data: curl holds data until the buffer is handed over */
+  int delivering;     /* on_data runs for this transfer now */
+  const char *output, *output_part;
+  int data_ref;
+  size_t size;        /* body bytes received (decoded) */
+  curl_mime *mime;
+  const char *url;    /* res.url (the spec's, alive as long as it) */
+  size_t url_len;
+  double time;        /* seconds, the whole transfer */
+  long http_version;  /* CURLINFO_HTTP_VERSION */
   struct transfer *prev, *next; /* the engine's running list */
   char errbuf[CURL_ERROR_SIZE];
 } transfer;
@@ -118,5 +153,14 @@ CK_HIDDEN void http_poll_run(engine *e, int wait_ms);
 CK_HIDDEN void http_poll_close(engine *e);
 CK_HIDDEN void http_poll_forget(engine *e);
 CK_HIDDEN void http_poll_open(lua_State *L);
+CK_HIDDEN int http_buffer_add(buffer *b, const char *p, size_t n);
+CK_HIDDEN void http_finish(lua_State *L, int ei, transfer *t);
+CK_HIDDEN void http_sink_attach(const http_spec *s, transfer *t);
+CK_HIDDEN const char *http_sink_mime(const http_spec *s, transfer *t);
+CK_HIDDEN size_t http_sink_write(transfer *t, const char *p, size_t len);
+CK_HIDDEN int http_sink_deliver(lua_State *L, int ei, engine *e);
+CK_HIDDEN void http_sink_done(lua_State *L, transfer *t);
+CK_HIDDEN void http_sink_release(transfer *t);
+CK_HIDDEN int http_sink_push_fail(lua_State *L, transfer *t);
 
 #endif /* CONNKIT_HTTP_H */

@@ -7,8 +7,11 @@
  * t: { url = s, method = s, header_lines = { "Name: value", ... }, body = s,
  *      timeout = seconds, connect_timeout = seconds, ca_file = path,
  *      max_body = bytes, decompress = false (keep the body as sent, and no
- *      Accept-Encoding) }  (read raw: a request object's metamethods are
- *      for users)
+ *      Accept-Encoding), output = path | on_data = function (where a 2xx
+ *      body goes: http_sink.c), multipart = { { name =, value = | file =,
+ *      filename =, type = }, ... } (checked by the Lua side), shown_url = s
+ *      (res.url when it differs from url: secrets masked) }  (read raw: a
+ *      request object's metamethods are for users)
  *
  * A spec never changes once made: the Lua side makes a new one whenever a
  * request's URL or header lines change (a token refresh), so the engine
@@ -40,7 +43,8 @@
 #define CURLU_CACHE_KEY "connkit.http.curlu_cache"
 #define MAX_BODY_DEFAULT (256u * 1024u * 1024u)
 
-enum { UV_URL = 1, UV_METHOD, UV_BODY, UV_CA, UV_HEADERS, UV_CURLU, UV_COUNT = UV_CURLU };
+enum { UV_URL = 1, UV_METHOD, UV_BODY, UV_CA, UV_HEADERS, UV_CURLU, UV_OUTPUT, UV_PART,
+       UV_PARTS, UV_PARTS_SRC, UV_SHOWN, UV_COUNT = UV_SHOWN };
 
 typedef struct {
   struct curl_slist *list;
@@ -231,6 +235,77 @@ static long field_ms(lua_State *L, int t, const char *k) {
   return ms;
 }
 
+/* spec __gc: lets go of on_data. */
+static int spec_gc(lua_State *L) {
+  http_spec *s = (http_spec *)lua_touserdata(L, 1);
+  if (s != NULL && s->data_ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, s->data_ref);
+    s->data_ref = LUA_NOREF;
+  }
+  return 0;
+}
+
+/* A string field of a multipart part (the table on top), or NULL. */
+static const char *part_string(lua_State *L, const char *k, size_t *len) {
+  const char *v;
+  lua_pushstring(L, k);
+  lua_rawget(L, -2);
+  v = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, len) : NULL;
+  lua_pop(L, 1); /* the string stays alive in the part table */
+  return v;
+}
+
+/* Reads the sink and multipart fields of the table at t into the spec s at
+ * si (user values keep what its pointers point into). */
+static void read_sink(lua_State *L, int t, int si, http_spec *s) {
+  s->data_ref = LUA_NOREF;
+  s->want = SINK_NONE;
+  s->output = keep_string(L, t, si, "output", UV_OUTPUT, NULL);
+  if (s->output != NULL) {
+    lua_pushstring(L, s->output);
+    lua_pushliteral(L, ".part");
+    lua_concat(L, 2);
+    s->output_part = lua_tostring(L, -1);
+    lua_setiuservalue(L, si, UV_PART);
+    s->want = SINK_FILE;
+  }
+  lua_pushliteral(L, "on_data");
+  lua_rawget(L, t);
+  if (lua_type(L, -1) == LUA_TFUNCTION && s->want == SINK_NONE) {
+    s->data_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    s->want = SINK_FUNC;
+  } else {
+    lua_pop(L, 1);
+  }
+  s->shown_url = keep_string(L, t, si, "shown_url", UV_SHOWN, &s->shown_url_len);
+  lua_pushliteral(L, "multipart");
+  lua_rawget(L, t);
+  if (lua_istable(L, -1) && lua_rawlen(L, -1) > 0) {
+    int i, n = (int)lua_rawlen(L, -1);
+    http_part *parts = (http_part *)lua_newuserdatauv(L, sizeof(http_part) * (size_t)n, 0);
+    memset(parts, 0, sizeof(http_part) * (size_t)n);
+    lua_setiuservalue(L, si, UV_PARTS);
+    for (i = 0; i < n; i++) {
+      http_part *p = &parts[i];
+      lua_rawgeti(L, -1, i + 1);
+      if (!lua_istable(L, -1)) luaL_error(L, "connkit: bad request spec: multipart[%d]", i + 1);
+      p->name = part_string(L, "name", NULL);
+      p->value = part_string(L, "value", &p->value_len);
+      p->file = part_string(L, "file", NULL);
+      p->filename = part_string(L, "filename", NULL);
+      p->type = part_string(L, "type", NULL);
+      if (p->name == NULL || (p->value == NULL) == (p->file == NULL))
+        luaL_error(L, "connkit: bad request spec: multipart[%d]", i + 1);
+      lua_pop(L, 1);
+    }
+    s->parts = parts;
+    s->nparts = n;
+    lua_setiuservalue(L, si, UV_PARTS_SRC); /* the strings' owner */
+  } else {
+    lua_pop(L, 1);
+  }
+}
+
 /* Pushes a spec made from the table at index t. Returns NULL, or what is
  * wrong ("header" for a header line with CR, LF or NUL) with nothing
  * pushed. Raises for a table the Lua side should never build. */
@@ -241,6 +316,7 @@ const char *http_push_spec(lua_State *L, int t) {
   t = lua_absindex(L, t);
   s = (http_spec *)lua_newuserdatauv(L, sizeof *s, UV_COUNT);
   memset(s, 0, sizeof *s);
+  s->data_ref = LUA_NOREF;
   luaL_setmetatable(L, SPEC_MT);
   si = lua_gettop(L);
   s->url = keep_string(L, t, si, "url", UV_URL, &s->url_len);
@@ -260,6 +336,7 @@ const char *http_push_spec(lua_State *L, int t) {
   s->body = keep_string(L, t, si, "body", UV_BODY, &s->body_len);
   s->ca_file = keep_string(L, t, si, "ca_file", UV_CA, NULL);
   if (s->method == NULL) s->method = "GET";
+  read_sink(L, t, si, s);
   s->timeout_ms = field_ms(L, t, "timeout");
   s->connect_timeout_ms = field_ms(L, t, "connect_timeout");
   lua_pushliteral(L, "max_body");
@@ -274,7 +351,7 @@ const char *http_push_spec(lua_State *L, int t) {
   lua_rawget(L, t);
   s->decompress = !lua_isboolean(L, -1) || lua_toboolean(L, -1); /* only false */
   lua_pop(L, 1);
-  if (strcmp(s->method, "GET") == 0 && s->body == NULL) s->kind = SPEC_GET;
+  if (strcmp(s->method, "GET") == 0 && s->body == NULL && s->nparts == 0) s->kind = SPEC_GET;
   else if (strcmp(s->method, "HEAD") == 0) s->kind = SPEC_HEAD;
   else if (strcmp(s->method, "POST") == 0) s->kind = SPEC_POST;
   else s->kind = SPEC_OTHER;
@@ -331,9 +408,10 @@ static void new_cache(lua_State *L, const char *key, const char *mode) {
 void http_spec_open(lua_State *L) {
   static const luaL_Reg slist_meta[] = {{"__gc", slist_gc}, {NULL, NULL}};
   static const luaL_Reg curlu_meta[] = {{"__gc", curlu_gc}, {NULL, NULL}};
+  static const luaL_Reg spec_meta[] = {{"__gc", spec_gc}, {NULL, NULL}};
   compat_newclass(L, SLIST_MT, NULL, slist_meta);
   compat_newclass(L, CURLU_MT, NULL, curlu_meta);
-  compat_newclass(L, SPEC_MT, NULL, NULL);
+  compat_newclass(L, SPEC_MT, NULL, spec_meta);
   new_cache(L, SLIST_CACHE_KEY, "k"); /* keyed by the lines tables */
   new_cache(L, SLIST_AE_CACHE_KEY, "k");
   lua_newtable(L);

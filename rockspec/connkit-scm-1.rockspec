@@ -33,9 +33,9 @@ build = {
     ["connkit.core"] = {
       sources = {
         "csrc/core.c", "csrc/crypto.c", "csrc/curl_mem.c", "csrc/http.c", "csrc/http_async.c",
-        "csrc/http_poll.c", "csrc/http_spec.c", "csrc/inflate.c", "csrc/interrupt.c", "csrc/jws.c",
-        "csrc/lock.c", "csrc/loopback.c", "csrc/redis.c", "csrc/sftp.c", "csrc/sftp_ext.c",
-        "csrc/sftp_fs.c", "csrc/sftp_key.c", "csrc/template.c",
+        "csrc/http_poll.c", "csrc/http_sink.c", "csrc/http_spec.c", "csrc/inflate.c",
+        "csrc/interrupt.c", "csrc/jws.c", "csrc/lock.c", "csrc/loopback.c", "csrc/redis.c",
+        "csrc/sftp.c", "csrc/sftp_ext.c", "csrc/sftp_fs.c", "csrc/sftp_key.c", "csrc/template.c",
       },
       libraries = { "curl", "ssl", "crypto", "ssh2", "z", "hiredis", "pthread", "dl" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)", "$(LIBSSH2_INCDIR)", "$(ZLIB_INCDIR)", "$(HIREDIS_INCDIR)" },
@@ -78,6 +78,7 @@ build = {
     ["connkit.http.async"] = "lua/connkit/http/async.lua",
     ["connkit.http.attempt"] = "lua/connkit/http/attempt.lua",
     ["connkit.http.deadline"] = "lua/connkit/http/deadline.lua",
+    ["connkit.http.files"] = "lua/connkit/http/files.lua",
     ["connkit.http.links"] = "lua/connkit/http/links.lua",
     ["connkit.http.paginate"] = "lua/connkit/http/paginate.lua",
     ["connkit.http.paginate_check"] = "lua/connkit/http/paginate_check.lua",
@@ -111,6 +112,7 @@ build = {
     ["connkit.transport"] = "lua/connkit/transport/init.lua",
     ["connkit.transport.curl"] = "lua/connkit/transport/curl.lua",
     ["connkit.transport.ngx"] = "lua/connkit/transport/ngx.lua",
+    ["connkit.transport.ngx_files"] = "lua/connkit/transport/ngx_files.lua",
     ["connkit.transport.ngx_tls"] = "lua/connkit/transport/ngx_tls.lua",
     ["connkit.transport.ngx_wire"] = "lua/connkit/transport/ngx_wire.lua",
   },

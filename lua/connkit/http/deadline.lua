@@ -7,6 +7,7 @@
 local core = require "connkit.core"
 local retry = require "connkit.http.retry"
 local transport = require "connkit.transport"
+local files = require "connkit.http.files"
 
 local now, format_number = core.now, core.format_number
 
@@ -40,11 +41,11 @@ function M.spec_until(t, req, deadline)
   local left = deadline - now()
   if left <= 0 then return out_of_time(req, "it was sent") end
   if left >= rawget(req, "timeout") - 0.001 then return t.of_request(req) end
-  local w, code, msg = t.of_table {
+  local w, code, msg = t.of_table(files.carry(req, {
     method = req.method, url = req.url, body = req.body, header_lines = rawget(req, "header_lines"),
     timeout = left, connect_timeout = req.connect_timeout, ca_file = req.ca_file,
-    max_body = req.max_body, decompress = req.decompress,
-  }
+    max_body = req.max_body, decompress = req.decompress, shown_url = rawget(req, "shown_url"),
+  }, true))
   if not w then return fail(req, code, msg) end
   return w
 end

@@ -7,6 +7,7 @@ local core = require "connkit.core"
 local urls = require "connkit.http.url"
 local transport = require "connkit.transport"
 local hooks = require "connkit.hooks"
+local files = require "connkit.http.files"
 
 local now = core.now
 
@@ -47,7 +48,8 @@ function M.follow(req, res, fail, deadline, n)
     local url = res.redirect_url
     if urls.origin(url) ~= origin then cross = true end
     local method, body = spec.method, spec.body
-    if res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST") then
+    local to_get = res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST")
+    if to_get then
       method, body = (method == "HEAD" and "HEAD" or "GET"), nil
     end
     local lines = rawget(req, "header_lines")
@@ -57,6 +59,7 @@ function M.follow(req, res, fail, deadline, n)
       connect_timeout = req.connect_timeout, ca_file = req.ca_file, max_body = req.max_body,
       decompress = req.decompress,
     }
+    files.carry(req, spec, not to_get)
     local w, code, msg = t.of_table(spec)
     local r = w
     local acct = rawget(req, "_account")
@@ -71,6 +74,7 @@ function M.follow(req, res, fail, deadline, n)
     res = r
   end
   res.redirects = hops
+  if hops > 0 and res.url then res.url = rawget(req, "_account"):_redact(res.url) end
   return res
 end
 

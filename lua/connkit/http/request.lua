@@ -8,6 +8,7 @@ local errors = require "connkit.errors"
 local check = require "connkit.check"
 local retry = require "connkit.http.retry"
 local rate_limit = require "connkit.http.rate_limit"
+local files = require "connkit.http.files"
 
 local json = require "connkit.json"
 local urls = require "connkit.http.url"
@@ -59,6 +60,7 @@ local REQUEST_OPTIONS = {
   follow = "follow", max_body = "bytes", rate_limit = "rate_limit",
   auth = "boolean",
   decompress = "boolean",
+  output = "nonempty", on_data = "callable", multipart = "any", -- connkit.http.files
 }
 
 local METHOD = "^[!#$%%&'*+%-.^_`|~%w]+$"
@@ -123,6 +125,10 @@ local function finalize(req, acct)
     req.header_lines = lines
   else
     req.header_lines = acct_lines
+  end
+  if acct._secrets then -- res.url: no secret in the query (auth_token type "query")
+    local shown = acct:_redact(req.url)
+    req.shown_url = shown ~= req.url and shown or nil
   end
   local w, code, msg = wire(req)
   req._wire = w or false
@@ -227,6 +233,10 @@ function M.prepare(acct, opts)
   if opts.max_body then req.max_body = opts.max_body end
   if opts.decompress == false then req.decompress = false end -- the raw body; no Accept-Encoding
   if acct._rebase then require("connkit.auth.token_metadata").mark(req, acct) end
+  if opts.output ~= nil or opts.on_data ~= nil or opts.multipart ~= nil then
+    local ok, ferr = files.prepare(req, opts, nbody > 0)
+    if not ok then return nil, ferr end
+  end
   local rules = opts.retry == nil and acct.integration.retry or retry.rules(acct, opts.retry)
   if rules then req._retry = rules end
   local rate = rate_limit.rule(acct, opts.rate_limit)
@@ -237,12 +247,14 @@ function M.prepare(acct, opts)
   -- (a request that carries no credentials needs no token either)
   -- (nor hooks: on_request/on_response are called from Lua, connkit.hooks)
   req._plain = not follow and not rules and not rate and (bare or not acct._ensure_token) and not acct._hooks
-  if opts.headers or ctype then
+  -- (a multipart body: libcurl sets its Content-Type, with the boundary)
+  local sends_body = body ~= nil or req.multipart ~= nil
+  if opts.headers or ctype or sends_body then
     -- "Name:" with no value makes curl leave out a header it would add itself
     -- (a form Content-Type for any body, "Expect: 100-continue" for big ones)
     local extra = {}
     if ctype then extra[1] = ctype end
-    if body then extra[#extra + 1] = "Expect:" end
+    if sends_body then extra[#extra + 1] = "Expect:" end
     local own, drop = request_headers(opts.headers, extra)
     if not own then return nil, drop end
     req._own_lines, req._drop = own, drop

@@ -11,6 +11,8 @@ Response.__name = "connkit.response"
 -- one transfer unless the retry rules made more (then the response has its
 -- own field)
 Response.attempts = 1
+-- HTTP/1.1 unless the transport says otherwise
+Response.http_version = "1.1"
 
 -- res.headers is parsed from the raw header block on first use: most
 -- callers read only status and body.
@@ -20,11 +22,18 @@ function Response.__index(res, k)
     rawset(res, "headers", h)
     return h
   end
+  if k == "size" then -- (a streamed reply has its own: it has no body)
+    local body = rawget(res, "body")
+    return body and #body or 0
+  end
   return Response[k]
 end
 
 --- The body decoded as JSON, or nil and an error (code "json").
 function Response:json()
+  if self.body == nil then
+    return nil, errors.new("json", "the response body was streamed (output or on_data), not kept", { status = self.status })
+  end
   local v, err = cjson.decode(self.body)
   if v == nil and err then
     return nil, errors.new("json", "the response body is not JSON: " .. tostring(err), { status = self.status })
@@ -33,7 +42,7 @@ function Response:json()
 end
 
 function Response:__tostring()
-  return ("connkit.response %d (%d bytes)"):format(self.status, #self.body)
+  return ("connkit.response %d (%d bytes)"):format(self.status, self.size or #self.body)
 end
 
 core.set_response_metatable(Response)

@@ -17,6 +17,8 @@
 -- @module connkit.transport.ngx
 local wire = require "connkit.transport.ngx_wire"
 local tls = require "connkit.transport.ngx_tls"
+local files = require "connkit.transport.ngx_files"
+local clock = require("connkit.core").now
 
 local floor, ceil, min = math.floor, math.ceil, math.min
 local tonumber, setmetatable, rawget = tonumber, setmetatable, rawget
@@ -134,6 +136,11 @@ local function exchange(c)
       :format(elapsed_ms(st.started))
   end
   ok, err = sock:send(c.request)
+  if ok and c.multipart then ok, err = files.send(sock, c.multipart) end
+  if not ok and err:find("^io: ") then
+    sock:close()
+    return nil, "io", err:sub(5)
+  end
   if not ok then
     sock:close()
     if reused and err ~= "timeout" then return STALE end
@@ -144,9 +151,11 @@ local function exchange(c)
     return nil, "network", "Send failure: " .. tostring(err)
   end
   st.received = 0
-  local reply, code, msg = wire.read_reply(sock, st, c.method, c.read_limit)
+  if c.sink then c.sink:abandon() end -- (a new attempt: the file starts anew)
+  local reply, code, msg = wire.read_reply(sock, st, c.method, c.read_limit, c.sink)
   if not reply then
     sock:close()
+    if c.sink then c.sink:abandon() end
     if reused and st.received == 0 and code == "network" then return STALE end
     return nil, code, msg
   end
@@ -166,15 +175,24 @@ function M.perform(spec)
   if not u then return nil, code, msg end
   local https = u.scheme == "https"
   if https and rawget(spec, "ca_file") then return nil, "config", CA_FILE_MSG end
-  local decompress = rawget(spec, "decompress") ~= false
+  local sink = files.sink(spec)
+  -- a streamed body is asked for as it is (no Accept-Encoding): cosockets
+  -- have no streaming decoder here
+  local decompress = rawget(spec, "decompress") ~= false and not sink
+  local mp
+  local parts = rawget(spec, "multipart")
+  if parts then
+    mp, code, msg = files.multipart(parts)
+    if not mp then return nil, code, msg end
+  end
   local request
-  request, code, msg = wire.request(spec, u, decompress)
+  request, code, msg = wire.request(spec, u, decompress, mp)
   if not request then return nil, code, msg end
   local max = tonumber(rawget(spec, "max_body"))
   if not max or max < 1 then max = MAX_BODY end
   max = floor(max)
   ngx.update_time()
-  local started = ngx.now()
+  local started, clock0 = ngx.now(), clock() -- (res.time: ngx.now() counts whole milliseconds)
   local timeout = tonumber(rawget(spec, "timeout"))
   local deadline = timeout and timeout > 0 and started + timeout or nil
   local connect_timeout = tonumber(rawget(spec, "connect_timeout"))
@@ -188,7 +206,7 @@ function M.perform(spec)
     connect_timeout = connect_timeout, method = rawget(spec, "method") or "GET",
     -- a compressed body may be a little larger than what it decodes to
     read_limit = decompress and (max + floor(max / 64) + 1024) or max,
-    pool_opts = u.pool_opts,
+    pool_opts = u.pool_opts, sink = sink, multipart = mp,
   }
   if not c.pool_opts then
     c.pool_opts = { pool = https and ("connkit https %s:%d sni=%s verify"):format(u.host, u.port, sni or "")
@@ -206,8 +224,19 @@ function M.perform(spec)
     if code == "too_large" then return too_large(max) end
     return nil, code, msg
   end
-  local body = reply.body
-  if decompress and reply.encoding then
+  local body, size = reply.body, nil
+  if reply.streamed then
+    local e = reply.encoding and reply.encoding:lower():match("^%s*(.-)%s*$")
+    if e and e ~= "" and e ~= "identity" then
+      sink:abandon()
+      return nil, "http", ("the ngx transport does not decode a streamed body (Content-Encoding: %s):"
+        .. " leave Accept-Encoding out of the request's headers"):format(e)
+    end
+    local ok
+    ok, code, msg = sink:finish()
+    if not ok then return nil, code, msg end
+    size = sink.size
+  elseif decompress and reply.encoding then
     body, code, msg = wire.decode(body, reply.encoding, max)
     if not body then
       if code == "too_large" then return too_large(max) end
@@ -216,7 +245,9 @@ function M.perform(spec)
   elseif #body > max then
     return too_large(max)
   end
-  local res = { status = reply.status, body = body, _raw_headers = reply.raw }
+  local res = { status = reply.status, body = body, _raw_headers = reply.raw, size = size or #body,
+    url = rawget(spec, "shown_url") or rawget(spec, "url"), time = clock() - clock0,
+    http_version = reply.http10 and "1.0" or "1.1" }
   if reply.location and reply.status >= 300 and reply.status < 400 then
     res.redirect_url = wire.resolve(rawget(spec, "url"), reply.location)
   end

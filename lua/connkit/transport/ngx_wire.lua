@@ -104,7 +104,8 @@ local NO_LINES = {}
 
 --- The request head and body to write for spec `spec` to URL parts `u`:
 -- returns a table of strings for sock:send, or nil, "header", message.
-function M.request(spec, u, decompress)
+-- `mp`: a multipart body (connkit.transport.ngx_files), sent after the head.
+function M.request(spec, u, decompress, mp)
   local lines = rawget(spec, "header_lines") or NO_LINES
   local cached = lines_cache[lines]
   if not cached then
@@ -118,7 +119,7 @@ function M.request(spec, u, decompress)
   local body = rawget(spec, "body")
   -- libcurl sends a body (and its length and a form type) for POST and for
   -- any method given one, never for HEAD
-  if method == "HEAD" then body = nil elseif method == "POST" then body = body or "" end
+  if method == "HEAD" then body = nil elseif method == "POST" and not mp then body = body or "" end
   local out, n = { method, " ", u.target, " HTTP/1.1\r\n" }, 4
   local function add(line)
     out[n + 1], out[n + 2] = line, "\r\n"
@@ -131,7 +132,10 @@ function M.request(spec, u, decompress)
   if not names.accept then add("Accept: */*") end
   for i = 1, #send do add(send[i]) end
   if decompress and not names["accept-encoding"] then add(M.ACCEPT_ENCODING) end
-  if body then
+  if mp then
+    if not names["content-length"] then add("Content-Length: " .. mp.length) end
+    if not names["content-type"] then add("Content-Type: " .. mp.content_type) end
+  elseif body then
     if not names["content-length"] then add("Content-Length: " .. #body) end
     if not names["content-type"] then add("Content-Type: application/x-www-form-urlencoded") end
   end
@@ -251,8 +255,8 @@ end
 
 -- Reads a chunked body. Returns the parts and the trailer lines (libcurl
 -- hands them to its header callback too), or nil, code, msg.
-local function read_chunked(sock, st, limit)
-  local parts, total = {}, 0
+local function read_chunked(sock, st, limit, put)
+  local total = 0
   while true do
     local line, code, msg = line_of(sock, st, "transfer closed with outstanding read data remaining")
     if not line then return nil, code, msg end
@@ -261,10 +265,15 @@ local function read_chunked(sock, st, limit)
     if size == 0 then break end
     total = total + size
     if total > limit then return nil, "too_large" end
-    local data
-    data, code, msg = bytes_of(sock, st, size, "transfer closed with outstanding read data remaining")
-    if not data then return nil, code, msg end
-    parts[#parts + 1] = data
+    while size > 0 do -- (in pieces: a streamed body is never held whole)
+      local k = size < READ_CHUNK and size or READ_CHUNK
+      local data
+      data, code, msg = bytes_of(sock, st, k, "transfer closed with outstanding read data remaining")
+      if not data then return nil, code, msg end
+      local ok, pcode, pmsg = put(data)
+      if not ok then return nil, pcode, pmsg end
+      size = size - k
+    end
     line, code, msg = line_of(sock, st, "transfer closed with outstanding read data remaining")
     if not line then return nil, code, msg end
     if line ~= "" then return nil, "protocol", "a chunk of the reply does not end where its size says" end
@@ -276,12 +285,12 @@ local function read_chunked(sock, st, limit)
     if line == "" then break end
     trailers = trailers .. line .. "\r\n"
   end
-  return parts, trailers
+  return true, trailers
 end
 
 -- Reads a body that ends when the connection closes.
-local function read_to_close(sock, st, limit)
-  local parts, total = {}, 0
+local function read_to_close(sock, st, limit, put)
+  local total = 0
   while true do
     if not arm(st, sock) then return read_failure(st, "timeout") end
     local data, err, partial = sock:receive(READ_CHUNK)
@@ -290,9 +299,10 @@ local function read_to_close(sock, st, limit)
       total = total + #data
       st.received = st.received + #data
       if total > limit then return nil, "too_large" end
-      parts[#parts + 1] = data
+      local ok, pcode, pmsg = put(data)
+      if not ok then return nil, pcode, pmsg end
     end
-    if err == "closed" then return parts end
+    if err == "closed" then return true end
     if err then return read_failure(st, err) end
   end
 end
@@ -305,40 +315,51 @@ local NO_BODY = { [204] = true, [304] = true }
 -- { status, raw (the header lines), body, encoding, location, keep (the
 -- connection can serve another request) }, or nil, code, message; code
 -- "too_large" comes without a message (the caller names the limit).
--- `limit`: how many body bytes may be read.
-function M.read_reply(sock, st, method, limit)
+-- `limit`: how many body bytes may be read. `sink` (connkit.transport.ngx_files):
+-- where a 2xx body goes instead of reply.body (reply.streamed is then true).
+function M.read_reply(sock, st, method, limit, sink)
   local status, raw, seen = read_head(sock, st)
   if not status then return nil, raw, seen end
   local reply = {
     status = status, raw = raw, encoding = seen["content-encoding"], location = seen.location,
     keep = not seen.http10 and not find(lower(seen.connection or ""), "close", 1, true),
+    http10 = seen.http10,
   }
+  local parts, put = {}, nil
+  if sink and status >= 200 and status <= 299 then
+    reply.streamed = true
+    put = function(data) return sink:write(data) end
+  else
+    put = function(data) parts[#parts + 1] = data; return true end
+  end
   local te, cl = seen["transfer-encoding"], seen["content-length"]
-  local parts, code, msg
+  local ok, code, msg = true, nil, nil
   if method == "HEAD" or NO_BODY[status] or status == 101 then
-    parts = {}
+    ok = true
   elseif te and find(lower(te), "chunked%s*$") then
-    parts, code, msg = read_chunked(sock, st, limit)
-    if parts then reply.raw = raw .. code end -- the trailers
+    ok, code, msg = read_chunked(sock, st, limit, put)
+    if ok then reply.raw = raw .. code end -- the trailers
   elseif cl then
     if not find(cl, "^%d+$") or #cl > 15 then
       return nil, "protocol", "the reply's Content-Length is not one number: '" .. sub(cl, 1, 40) .. "'"
     end
     local n = tonumber(cl)
     if n > limit then return nil, "too_large" end
-    if n == 0 then
-      parts = {}
-    else
+    -- (streamed: in pieces, so the body is never held whole)
+    local piece = reply.streamed and READ_CHUNK or n
+    while n > 0 and ok do
+      local k = n < piece and n or piece
       local data
-      data, code, msg = bytes_of(sock, st, n, "transfer closed with %d bytes remaining to read")
-      parts = data and { data }
+      data, code, msg = bytes_of(sock, st, k, "transfer closed with %d bytes remaining to read")
+      if data then ok, code, msg = put(data) else ok = nil end
+      n = n - k
     end
   else
     reply.keep = false
-    parts, code, msg = read_to_close(sock, st, limit)
+    ok, code, msg = read_to_close(sock, st, limit, put)
   end
-  if not parts then return nil, code, msg end
-  reply.body = #parts == 1 and parts[1] or concat(parts)
+  if not ok then return nil, code, msg end
+  if not reply.streamed then reply.body = #parts == 1 and parts[1] or concat(parts) end
   return reply
 end
 
