@@ -59,8 +59,8 @@ local function token_of(self, name, v)
     return tok, true
   end
   if type(v) ~= "string" or v == "" then
-    bad(name, ('must be a token (a non-empty string), "self" or an account, not a %s'):format(
-      v == "" and "empty string" or type(v)))
+    bad(name, ('must be a token (a non-empty string), "self" or an account, not %s'):format(
+      v == "" and "an empty string" or ("a " .. type(v))))
   end
   return v, false
 end
@@ -76,7 +76,7 @@ local function list_of(name, v, each)
   end
   for i, s in ipairs(items) do
     local at = type(v) == "table" and ("%s[%d]"):format(name, i) or name
-    if type(s) ~= "string" or s == "" then bad(at, "must be a non-empty string, not a " .. (s == "" and "empty string" or type(s))) end
+    if type(s) ~= "string" or s == "" then bad(at, "must be a non-empty string, not " .. (s == "" and "an empty string" or ("a " .. type(s)))) end
     if each then each(at, s) end
   end
   return type(v) == "table" and items or v

@@ -11,7 +11,9 @@
 //   scope     a subset of the subject's scope (else invalid_scope); default
 //             the subject's scope
 //   resource  RESOURCE or urn:connkit:api (else invalid_target)
-//   audience  one of AUDIENCES below (else invalid_target)
+//   audience  one of AUDIENCES below (else invalid_target); "echo" is
+//             refused with the subject token quoted in error_description (a
+//             server that misbehaves: connkit must scrub it)
 //   requested_token_type  access_token or absent (else invalid_request)
 // Its lifetime is the peer's access_ttl; no refresh token is issued,
 // except with scope offline_access in the request (then one is, bound to
@@ -102,6 +104,8 @@ export default function exchange(env) {
         throw new InvalidRequest(`requested_token_type ${p.requested_token_type} is not supported here`);
       }
       for (const a of list(p.audience)) {
+        // a misbehaving server for the specs: its message quotes the subject token
+        if (a === 'echo') throw new InvalidTarget(`unknown audience echo for subject_token ${p.subject_token}`);
         if (!AUDIENCES.has(a)) throw new InvalidTarget(`unknown audience ${a}`);
       }
       const resources = list(p.resource);
