@@ -124,7 +124,7 @@ end
 
 -- The checked options: the form parameters of the request (less the
 -- tokens, which are fetched later) and the account to install into.
-local function check_options(self, opts)
+local function check_options(opts)
   if type(opts) ~= "table" then check.raise("exchange: options must be a table, not a " .. type(opts)) end
   check.options("exchange", opts, OPTIONS)
   if opts.subject_token == nil then bad("subject_token", 'is required (a token, "self" or an account)') end
@@ -176,7 +176,7 @@ function M.exchange(self, opts)
   if self.integration.auth ~= "oauth2" then
     check.raise(("account '%s': exchange needs auth = \"oauth2\""):format(tostring(self.id)))
   end
-  local p, into = check_options(self, opts)
+  local p, into = check_options(opts)
   local subject, err = token_of(self, "subject_token", opts.subject_token)
   if not subject then return nil, err end
   self:_add_secret(subject)
