@@ -197,6 +197,22 @@ describe("account:exchange against oidc-provider", function()
     assert.equal(GRANT, tr[#tr].grant_type)
   end)
 
+  it("a refused exchange into an account leaves that account's tokens as they were", function()
+    local a = user_account()
+    local store = connkit.store.memory()
+    local b = user_account { id = "kept", store = store }
+    local before_tok, before_rec = assert(b:token()), store.get("kept")
+    local r, err = a:exchange { subject_token = "self", into = b, audience = "elsewhere" }
+    assert.is_nil(r)
+    assert.equal("invalid_target", err.code)
+    assert.equal(before_tok, assert(b:token()))
+    assert.same(before_rec, store.get("kept"))
+    assert.is_true(b:status().has_refresh_token)
+    assert.equal(200, assert(b:get("/api/me")).status)
+    local seen = op.api_requests()
+    assert.equal(op.sha256(before_tok), seen[#seen].token_sha256)
+  end)
+
   it("an exchanged token without a refresh token is never renewed by another grant: reauthorize when it expires", function()
     local a = user_account()
     op.config { access_ttl = 2, cc_ttl = 2 }
