@@ -370,6 +370,13 @@ function Account:refresh()
   return require("connkit.auth.tokens").renew(self, true, nil)
 end
 
+--- Token exchange (RFC 8693): a token for this account's token, or for
+-- another account (`into`); see connkit.auth.exchange, README "Token exchange".
+function Account:exchange(opts)
+  local result, err = require("connkit.auth.exchange").exchange(self, opts)
+  return result, err
+end
+
 --- Iterates the pages of a paginated endpoint: `for page, err in
 -- acct:pages(url, opts)`; see connkit.http.paginate and README "Pagination".
 -- (no tail calls: Lua 5.1 would lose the caller's frame, and with it the

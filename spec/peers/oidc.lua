@@ -18,6 +18,7 @@ local function start(helpers, opts)
   local env = { PORT = tostring(port) }
   local names = { access_ttl = "ACCESS_TTL", cc_ttl = "CC_TTL", refresh_ttl = "REFRESH_TTL",
     device_ttl = "DEVICE_TTL", device_interval = "DEVICE_INTERVAL" }
+  names.par_required = "PAR_REQUIRED" -- (spec/oidc/ext/par.mjs)
   for k, v in pairs(opts) do
     assert(names[k], "oidc peer: unknown option " .. tostring(k))
     env[names[k]] = tostring(v)

@@ -23,6 +23,7 @@ local FIELDS = {
   extra_params = true, authorize_params = true, redirect_uri = true, discovery = true,
   token_metadata = true,
 }
+for k in pairs(require("connkit.auth.par").FIELDS) do FIELDS[k] = true end -- (PAR, RFC 9126)
 
 --- Validates the `oauth2` block; returns it normalized, templates compiled.
 function M.check_definition(b, fail, env)
@@ -56,6 +57,7 @@ function M.check_definition(b, fail, env)
     if b[f] ~= nil then out[f] = env.template("oauth2." .. f, check.string(ctx, "oauth2." .. f, b[f], { empty = f == "scope" }), "raw") end
   end
   out.pkce = check.boolean(ctx, "oauth2.pkce", b.pkce, out.grant_type == "authorization_code")
+  require("connkit.auth.par").check_definition(b, out, env)
   out.token_metadata = require("connkit.auth.token_metadata").check_definition(ctx, "oauth2", b.token_metadata, env.names)
   -- extra_params go to the token endpoint; authorize_params to the
   -- authorization request (e.g. an RFC 8707 resource or an audience that
@@ -106,6 +108,8 @@ end
 -- message says which).
 function M.fetch_token(acct)
   local o = acct.integration.oauth2
+  local ex = acct._tok
+  if ex and ex.source == "token_exchange" and not ex.refresh_token then return nil, require("connkit.auth.exchange").expired(acct) end
   local params = base_params(acct)
   if o.grant_type == "client_credentials" then
     params.grant_type = "client_credentials"
@@ -170,6 +174,9 @@ function Account:authorize_url(opts)
   if opts.params then
     for k, v in pairs(opts.params) do q[k] = v end
   end
+  local pushed, perr = require("connkit.auth.par").push(self, q) -- (RFC 9126: only client_id and request_uri then)
+  if pushed == false then return nil, perr end
+  q = pushed or q
   self._pending = self._pending or {}
   for s, p in pairs(self._pending) do
     if os.time() - p.created > PENDING_TTL then self._pending[s] = nil end
