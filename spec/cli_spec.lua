@@ -168,24 +168,12 @@ describe("connkit request", function()
   end)
 
   it("sends --form as multipart", function()
-    -- pending until the multipart option (API.md section 9) is merged:
-    -- the lead enables this test then
-    pending("needs account requests with multipart = {...}")
     local file = t:file("upload.csv", "a,b\n1,2\n")
     local r = request("/anything/form --form note=hello --form file=@" .. q(file))
     assert.equal(0, r.status, r.stderr)
     local got = cjson.decode(r.stdout)
     assert.equal("hello", got.form.note)
     assert.equal("a,b\n1,2\n", got.files.file)
-  end)
-
-  it("without multipart in the library, --form says what it needs", function()
-    local acct_has = require("connkit").integration { name = "x", key = "x", auth = "none" }:account {}
-    local ok = pcall(acct_has.prepare, acct_has, { url = "http://127.0.0.1:1/", multipart = {} })
-    if ok then pending("this connkit has multipart") return end
-    local r = request("/anything/form --form note=hello")
-    assert.equal(1, r.status)
-    assert.matches("needs a connkit with multipart", r.stderr, 1, true)
   end)
 
   it("follows pagination with --paginate: one body per line, cursors as the server gave them", function()
@@ -257,6 +245,13 @@ describe("connkit request", function()
       .. " -c token=@env:TOK /get -o " .. q(out), { env = ENV })
     assert.equal(7, r.status)
     assert.same(got, cjson.decode(helpers.read_file(out)))   -- the old file, untouched
+    r = request("/status/404 -o " .. q(out))                 -- not 2xx: exit 22, file untouched
+    assert.equal(22, r.status)
+    assert.same(got, cjson.decode(helpers.read_file(out)))
+    assert.is_nil(helpers.read_file(out .. ".part"))
+    r = request("/get -o " .. q(t.dir .. "/no/such/dir/out.json"))  -- cannot write: 23, as curl
+    assert.equal(23, r.status)
+    one_line(r.stderr)
   end)
 
   it("remembers the account's parameters for the next command", function()

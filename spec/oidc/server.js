@@ -14,7 +14,7 @@
 import http from 'node:http';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import Provider from 'oidc-provider';
+import Provider, { errors as providerErrors } from 'oidc-provider';
 
 const PORT = Number(process.env.PORT);
 if (!Number.isInteger(PORT) || PORT <= 0) {
@@ -159,7 +159,7 @@ const provider = new Provider(ISSUER, {
       useGrantedResource: async () => true,
       getResourceServerInfo: async (ctx, indicator) => {
         if (indicator !== RESOURCE && indicator !== 'urn:connkit:api') {
-          throw new Provider.errors.InvalidTarget();
+          throw new providerErrors.InvalidTarget();
         }
         return {
           scope: 'read write api',

@@ -90,22 +90,17 @@ local function needs(feature, what, fn, ...)
   return r[2], r[3]
 end
 
---- Sends the request and writes the body to `path`: into `path.part`, then
--- renamed over `path`, so a failed request leaves an existing file as it
--- was. Returns the response, or nil and an error.
--- (To be switched to the request option `output = path`, which streams.)
+--- Sends the request with its body streamed to `path` (the request option
+-- `output`: into `path.part`, renamed over `path` when a 2xx reply is
+-- complete, so a failed request leaves an existing file as it was; a reply
+-- that is not 2xx keeps its body in memory and the file untouched).
+-- Returns the response, or nil and an error; a file that cannot be
+-- written exits 23, as curl does.
 function M.save_body(acct, opts, path)
+  opts.output = path
   local res, err = acct:request(opts)
-  if not res then return nil, err end
-  local tmp = path .. ".part"
-  local f, ferr = io.open(tmp, "wb")
-  if not f then fail.exit(23, "-o: cannot write " .. tmp .. " (" .. tostring(ferr) .. ")") end
-  local ok, werr = f:write(res.body or "")
-  f:close()
-  if not ok then os.remove(tmp) fail.exit(23, "-o: cannot write " .. tmp .. " (" .. tostring(werr) .. ")") end
-  local rok, rerr = os.rename(tmp, path)
-  if not rok then os.remove(tmp) fail.exit(23, "-o: cannot rename to " .. path .. " (" .. tostring(rerr) .. ")") end
-  return res
+  if not res and err and err.code == "io" then fail.exit(23, "-o: " .. tostring(err.message)) end
+  return res, err
 end
 
 -- The request options the arguments describe.
