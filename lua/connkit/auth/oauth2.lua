@@ -8,6 +8,7 @@ local errors = require "connkit.errors"
 local endpoint = require "connkit.auth.token_endpoint"
 local discovery = require "connkit.auth.discovery"
 local tokens = require "connkit.auth.tokens"
+local client_assertion = require "connkit.auth.client_assertion"
 local urls = require "connkit.http.url"
 
 local M = {}
@@ -23,6 +24,8 @@ local FIELDS = {
   extra_params = true, authorize_params = true, redirect_uri = true, discovery = true,
   token_metadata = true,
 }
+-- (JWT client authentication: connkit.auth.client_assertion)
+for f in pairs(client_assertion.FIELDS) do FIELDS[f] = true end
 
 --- Validates the `oauth2` block; returns it normalized, templates compiled.
 function M.check_definition(b, fail, env)
@@ -30,10 +33,11 @@ function M.check_definition(b, fail, env)
   check.known_fields(ctx, b, "oauth2", FIELDS)
   local out = {
     grant_type = check.string(ctx, "oauth2.grant_type", b.grant_type,
-      { default = "authorization_code", one_of = { "authorization_code", "client_credentials" } }),
+      { default = "authorization_code", one_of = { "authorization_code", "client_credentials", "jwt_bearer" } }),
     token_method = check.string(ctx, "oauth2.token_method", b.token_method, { default = "POST", one_of = { "POST", "GET" } }),
-    client_auth = check.string(ctx, "oauth2.client_auth", b.client_auth, { default = "basic", one_of = { "basic", "post", "none" } }),
+    client_auth = check.string(ctx, "oauth2.client_auth", b.client_auth, { default = "basic", one_of = { "basic", "post", "none", "private_key_jwt", "client_secret_jwt" } }),
   }
+  client_assertion.check_definition(ctx, b, out, env.names)
   if b.redirect_uri ~= nil then
     -- given as is to the server; no placeholders (it must match exactly)
     local r = check.string(ctx, "oauth2.redirect_uri", b.redirect_uri)
