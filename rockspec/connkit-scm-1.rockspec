@@ -50,6 +50,7 @@ build = {
     ["connkit.auth.discovery"] = "lua/connkit/auth/discovery.lua",
     ["connkit.auth.jwk"] = "lua/connkit/auth/jwk.lua",
     ["connkit.auth.jwt"] = "lua/connkit/auth/jwt.lua",
+    ["connkit.auth.jwt_auth"] = "lua/connkit/auth/jwt_auth.lua",
     ["connkit.auth.login"] = "lua/connkit/auth/login.lua",
     ["connkit.auth.oauth2"] = "lua/connkit/auth/oauth2.lua",
     ["connkit.auth.signing_key"] = "lua/connkit/auth/signing_key.lua",

@@ -111,6 +111,9 @@ end
 function M.fetch_token(acct)
   local o = acct.integration.oauth2
   local params = base_params(acct)
+  if o.grant_type == "jwt_bearer" then
+    return require("connkit.auth.jwt_auth").bearer_grant(acct, params) -- (RFC 7523 2.1)
+  end
   if o.grant_type == "client_credentials" then
     params.grant_type = "client_credentials"
     if o.scope then params.scope = fill(acct, o.scope) end

@@ -24,6 +24,7 @@
 import fs from 'node:fs';
 import crypto from 'node:crypto';
 import * as jose from 'jose';
+import { errors } from 'oidc-provider';
 
 export const CSJWT_SECRET = 'csjwt-secret-0123456789-abcdefghij-XYZ';
 const BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
@@ -47,7 +48,7 @@ export default (env) => {
   };
   const keySet = jose.createLocalJWKSet(jwks);
 
-  async function bearerGrant(ctx, next) {
+  async function bearerGrant(ctx) {
     const { assertion, scope } = ctx.oidc.params;
     const d = decode(String(assertion || ''));
     const rec = { route: 'jwt_bearer', header: d.header, claims: d.claims, ok: false };
@@ -63,7 +64,7 @@ export default (env) => {
       }));
     } catch (err) {
       rec.reason = err.code || err.message;
-      throw new env.Provider.errors.InvalidGrant(`assertion refused: ${rec.reason}`);
+      throw new errors.InvalidGrant(`assertion refused: ${rec.reason}`);
     }
     rec.ok = true;
     const at = new ctx.oidc.provider.AccessToken({
@@ -74,7 +75,6 @@ export default (env) => {
     });
     const value = await at.save();
     ctx.body = { access_token: value, token_type: 'Bearer', expires_in: at.expiration, scope: at.scope };
-    await next();
   }
 
   return {
@@ -106,6 +106,7 @@ export default (env) => {
     ],
     setup(provider) {
       provider.registerGrantType(BEARER_GRANT, bearerGrant, ['assertion', 'scope']);
+      provider.on('server_error', (ctx, err) => console.error(`server_error: ${err.stack || err}`));
       // after each call: what the client sent to authenticate (no secret,
       // no signature: the assertion's header and claims only)
       provider.use(async (ctx, next) => {
