@@ -48,7 +48,7 @@ function M.check_definition(ctx, b, out, names)
   end
   -- (private_key_jwt: the key may also come from the account's credentials.client_key)
   out.client_key = signing_key.check_definition(ctx, b, "oauth2", KEY_FIELDS, names,
-    { secret_only = auth == "client_secret_jwt" })
+    { secret_only = auth == "client_secret_jwt", private_only = auth == "private_key_jwt" })
   out.client_assertion_aud = check.string(ctx, "oauth2.client_assertion_aud", b.client_assertion_aud,
     { default = "token_endpoint", one_of = { "token_endpoint", "issuer" } })
   if out.client_assertion_aud == "issuer" and b.issuer == nil then

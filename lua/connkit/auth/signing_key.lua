@@ -35,7 +35,8 @@ end
 -- field names ({ key =, key_file =, password =, kid =, alg =, secret = },
 -- each optional), `prefix` is the block's name in messages ("oauth2").
 -- `opts.required`: one of key / key_file / secret must be given;
--- `opts.secret_only`: only a shared secret (HS256) is allowed. Returns
+-- `opts.secret_only`: only a shared secret (HS256) is allowed;
+-- `opts.private_only`: only a private key (no HS256). Returns
 -- { key =, key_file =, password =, kid = (templates), alg =, fields = }.
 function M.check_definition(ctx, b, prefix, f, names, opts)
   opts = opts or {}
@@ -73,8 +74,9 @@ function M.check_definition(ctx, b, prefix, f, names, opts)
     out.kid = check.template(ctx, name("kid"), check.string(ctx, name("kid"), b[f.kid]), "raw", names)
   end
   if f.alg and b[f.alg] ~= nil then
-    local algs = opts.secret_only and { "HS256" } or (out.secret and { "HS256" })
-      or ((out.key or out.key_file) and M.PRIVATE_ALGS) or { "RS256", "PS256", "ES256", "EdDSA", "HS256" }
+    local algs = (opts.secret_only or out.secret) and { "HS256" }
+      or ((opts.private_only or out.key or out.key_file) and M.PRIVATE_ALGS)
+      or { "RS256", "PS256", "ES256", "EdDSA", "HS256" }
     out.alg = check.string(ctx, name("alg"), b[f.alg], { one_of = algs })
   end
   return out
