@@ -14,6 +14,7 @@ local q = helpers.shell_quote
 local dir = helpers.tmpdir("jwtauth")
 local NODE = q(helpers.root .. "/spec/support/jws_node.js")
 local SECRET = "hs256-jwt-auth-secret-of-32-bytes!!"
+local PASSWORD = "pw-jwt-Auth-Sekr3t"
 
 local function sh(cmd)
   local ok, out = helpers.run(cmd)
@@ -25,6 +26,7 @@ sh("cd " .. q(dir) .. " && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bi
   .. " && openssl genpkey -algorithm ED25519 -out ed.pem"
   .. " && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out wrong.pem 2>/dev/null"
   .. " && for k in rsa ec ed; do openssl pkey -in $k.pem -pubout -out $k.pub || exit 1; done"
+  .. " && openssl pkcs8 -topk8 -v2 aes-256-cbc -in ec.pem -passout pass:" .. q(PASSWORD) .. " -out ec_enc.pem"
   .. " && printf %s " .. q(SECRET) .. " > secret.txt")
 local function pem(name) return assert(helpers.read_file(dir .. "/" .. name .. ".pem")) end
 local function key_bits(text) return text:match("\n([%w+/=]+)\n") end
@@ -54,7 +56,8 @@ describe('auth = "jwt" against httpbin', function()
   local function appstore(jwt_block, extra)
     local def = {
       name = "App Store Connect", key = "appstore", auth = "jwt", base_url = hb.url,
-      parameters = { issuerId = { required = true }, keyId = { required = true }, privateKey = { secret = true } },
+      parameters = { issuerId = { required = true }, keyId = { required = true }, privateKey = { secret = true },
+        keyPassword = { secret = true } },
       jwt = { key = "{privateKey}", key_id = "{keyId}", ttl = 1200,
         claims = { iss = "{issuerId}", aud = "appstoreconnect-v1", scope = { "GET /v1/apps" } } },
     }
@@ -105,6 +108,24 @@ describe('auth = "jwt" against httpbin', function()
       :account { parameters = { issuerId = "i", keyId = "k", privateKey = SECRET } }
     h = node_verified(bearer_of(assert(acct:get("/headers"))), "HS256", "secret.txt")
     assert.same({ alg = "HS256", typ = "JWT" }, h)
+  end)
+
+  it("reads an encrypted PEM with key_password; a wrong password is err.code key, not shown", function()
+    local integ = appstore({ key_password = "{keyPassword}" }, nil)
+    local def_params = { issuerId = "i", keyId = "k", privateKey = pem("ec_enc") }
+    local function with(pass)
+      local p = {}
+      for k, v in pairs(def_params) do p[k] = v end
+      p.keyPassword = pass
+      return integ:account { parameters = p }
+    end
+    local h = node_verified(bearer_of(assert(with(PASSWORD):get("/headers"))), "ES256", "ec.pub")
+    assert.equal("ES256", h.alg)
+    local res, err = with("not-the-Password"):get("/headers")
+    assert.is_nil(res)
+    assert.equal("key", err.code)
+    assert.matches("^jwt.key: ", err.message)
+    assert.is_nil(tostring(err):find("not-the-Password", 1, true))
   end)
 
   it("renews the JWT before it expires (a 4 s JWT at half its life), not on every call", function()
