@@ -26,7 +26,8 @@ local CREDENTIALS = {
   none = {},
   api_token = { token = true },
   basic = { username = true, password = true },
-  oauth2 = { client_id = false, client_secret = false },
+  oauth2 = { client_id = false, client_secret = false, client_key = false },
+  jwt = {},
 }
 
 -- Every credential is a secret (scrubbed from every message) except these:
@@ -245,10 +246,12 @@ local function setup_token_auth(self, ctx)
   local integ = self.integration
   if integ.auth == "oauth2" then
     local o = integ.oauth2
-    if self.credentials.client_id == nil and o.client_id == nil then
+    local assertion = require "connkit.auth.client_assertion" -- (JWT client auth, jwt_bearer)
+    if self.credentials.client_id == nil and o.client_id == nil and o.grant_type ~= "jwt_bearer" then
       ctx.fail("credentials.client_id", "is required: the integration sets no oauth2.client_id")
     end
-    if o.client_auth ~= "none" and self.credentials.client_secret == nil and o.client_secret == nil then
+    assertion.check_account(self, ctx)
+    if assertion.needs_secret(o) and self.credentials.client_secret == nil and o.client_secret == nil then
       ctx.fail("credentials.client_secret", ('is required: oauth2.client_auth is "%s" and the integration sets no client_secret')
         :format(o.client_auth))
     end
@@ -256,6 +259,8 @@ local function setup_token_auth(self, ctx)
     if o.client_id then fill_or_fail(self, ctx, "oauth2.client_id", o.client_id) end
     self._fetch_token = require("connkit.auth.oauth2").fetch_token
     require "connkit.auth.login"
+  elseif integ.auth == "jwt" then
+    self._fetch_token = require("connkit.auth.jwt_auth").fetch_token
   else
     self._fetch_token = require("connkit.auth.custom_token").fetch_token
   end
@@ -323,7 +328,7 @@ function M.new(integ, opts)
   else
     self:_rebuild_lines()
   end
-  if auth == "oauth2" or auth == "custom_token" then
+  if auth == "oauth2" or auth == "custom_token" or auth == "jwt" then
     setup_token_auth(self, ctx)
   end
   self._fixed_secrets = #self._secrets

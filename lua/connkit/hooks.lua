@@ -202,7 +202,9 @@ end
 -- An account that gets a token from its credentials alone.
 local function refetchable(acct)
   local o = acct.integration.oauth2
-  return acct.integration.auth == "custom_token" or (o ~= nil and o.grant_type == "client_credentials")
+  local auth = acct.integration.auth
+  return auth == "custom_token" or auth == "jwt"
+    or (o ~= nil and (o.grant_type == "client_credentials" or o.grant_type == "jwt_bearer"))
 end
 
 --- Adds state, last_error and refreshed_at to a status table.

@@ -11,16 +11,16 @@ local Integration = {}
 Integration.__index = Integration
 Integration.__name = "connkit.integration"
 
-local AUTH_TYPES = { "oauth2", "api_token", "basic", "custom_token", "sftp", "none" }
+local AUTH_TYPES = { "oauth2", "api_token", "basic", "custom_token", "jwt", "sftp", "none" }
 
 -- auth types whose block lives in a module of its own
 local BLOCK_MODULE = { oauth2 = "connkit.auth.oauth2", custom_token = "connkit.auth.custom_token", sftp = "connkit.sftp" }
 
 -- auth types that send a token through auth_token
-local TOKEN_AUTH = { oauth2 = true, api_token = true, custom_token = true }
+local TOKEN_AUTH = { oauth2 = true, api_token = true, custom_token = true, jwt = true }
 
 -- auth types that attach credentials to every request
-local CREDENTIAL_AUTH = { oauth2 = true, api_token = true, custom_token = true, basic = true }
+local CREDENTIAL_AUTH = { oauth2 = true, api_token = true, custom_token = true, jwt = true, basic = true }
 
 local TOP_FIELDS = {
   name = true, key = true, auth = true, description = true, base_url = true,
@@ -30,6 +30,7 @@ local TOP_FIELDS = {
   allow_insecure_http = true, rate_limit = true,
   verify = true, on_request = true, on_response = true, on_refresh_error = true, -- (connkit.hooks, connkit.account_verify)
   pagination = true, -- (connkit.http.paginate_check)
+  jwt = true, -- (connkit.auth.jwt_auth)
 }
 
 M.REFRESH_DEFAULTS = {
@@ -247,6 +248,8 @@ function M.new(def)
       })
     end
   end
+  -- the jwt block: auth = "jwt", the jwt_bearer grant, {jwt} in a custom token
+  self.jwt = require("connkit.auth.jwt_auth").check_definition(ctx, def, self, names)
   self.auth_token = check_auth_token(ctx, def, names)
   self.request_parameters = check_request_parameters(ctx, def.request_parameters, names)
   self.refresh = check_refresh(ctx, def.refresh)

@@ -53,7 +53,9 @@ function M.check_definition(b, fail, env)
         if part == "headers" and not k:find(check.HEADER_NAME) then fail(field, "is not a valid header name") end
         local tpl, used = env.template(field, v, part == "headers" and "header" or "raw", { any = true })
         for _, n in ipairs(used) do
-          if not env.names[n] and n ~= "token" then out.credential_names[n] = true end
+          -- ({jwt}: signed from the jwt block, see connkit.auth.jwt_auth)
+          if n == "jwt" and not env.names[n] then out.uses_jwt = true
+          elseif not env.names[n] and n ~= "token" then out.credential_names[n] = true end
         end
         out[part][#out[part] + 1] = { name = k, template = tpl }
       end
@@ -99,6 +101,14 @@ end
 function M.fetch_token(acct)
   local c = acct.integration.custom_token
   local creds = acct.credentials
+  if c.uses_jwt then
+    -- a new JWT for this call, next to the credentials
+    local token, jerr = require("connkit.auth.jwt_auth").custom_token_jwt(acct)
+    if not token then return nil, jerr end
+    local vars = { jwt = token }
+    for k, v in pairs(creds) do vars[k] = v end
+    creds = vars
+  end
   local params, headers = {}, {}
   for _, p in ipairs(c.params) do
     local v, err = acct:fill(p.template, nil, creds)

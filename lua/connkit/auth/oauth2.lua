@@ -8,6 +8,7 @@ local errors = require "connkit.errors"
 local endpoint = require "connkit.auth.token_endpoint"
 local discovery = require "connkit.auth.discovery"
 local tokens = require "connkit.auth.tokens"
+local client_assertion = require "connkit.auth.client_assertion"
 local urls = require "connkit.http.url"
 
 local M = {}
@@ -24,6 +25,8 @@ local FIELDS = {
   token_metadata = true,
 }
 for k in pairs(require("connkit.auth.par").FIELDS) do FIELDS[k] = true end -- (PAR, RFC 9126)
+-- (JWT client authentication: connkit.auth.client_assertion)
+for f in pairs(client_assertion.FIELDS) do FIELDS[f] = true end
 
 --- Validates the `oauth2` block; returns it normalized, templates compiled.
 function M.check_definition(b, fail, env)
@@ -31,10 +34,11 @@ function M.check_definition(b, fail, env)
   check.known_fields(ctx, b, "oauth2", FIELDS)
   local out = {
     grant_type = check.string(ctx, "oauth2.grant_type", b.grant_type,
-      { default = "authorization_code", one_of = { "authorization_code", "client_credentials" } }),
+      { default = "authorization_code", one_of = { "authorization_code", "client_credentials", "jwt_bearer" } }),
     token_method = check.string(ctx, "oauth2.token_method", b.token_method, { default = "POST", one_of = { "POST", "GET" } }),
-    client_auth = check.string(ctx, "oauth2.client_auth", b.client_auth, { default = "basic", one_of = { "basic", "post", "none" } }),
+    client_auth = check.string(ctx, "oauth2.client_auth", b.client_auth, { default = "basic", one_of = { "basic", "post", "none", "private_key_jwt", "client_secret_jwt" } }),
   }
+  client_assertion.check_definition(ctx, b, out, env.names)
   if b.redirect_uri ~= nil then
     -- given as is to the server; no placeholders (it must match exactly)
     local r = check.string(ctx, "oauth2.redirect_uri", b.redirect_uri)
@@ -111,6 +115,9 @@ function M.fetch_token(acct)
   local ex = acct._tok
   if ex and ex.source == "token_exchange" and not ex.refresh_token then return nil, require("connkit.auth.exchange").expired(acct) end
   local params = base_params(acct)
+  if o.grant_type == "jwt_bearer" then
+    return require("connkit.auth.jwt_auth").bearer_grant(acct, params) -- (RFC 7523 2.1)
+  end
   if o.grant_type == "client_credentials" then
     params.grant_type = "client_credentials"
     if o.scope then params.scope = fill(acct, o.scope) end

@@ -70,12 +70,19 @@ end
 
 --- Adds client authentication (RFC 6749 2.3.1) to params/headers: "basic"
 -- sends id and secret form-encoded, then base64'd, in the Authorization
--- header; "post" sends them in the body; "none" sends only the id.
+-- header; "post" sends them in the body; "none" sends only the id;
+-- "private_key_jwt" and "client_secret_jwt" send a signed assertion
+-- (connkit.auth.client_assertion).
 function M.authenticate(acct, params, headers)
   local o = acct.integration.oauth2
   local id, secret = M.client(acct)
   if id == nil then
+    -- RFC 7523 2.1: the jwt_bearer grant's assertion may be all the authentication
+    if o.grant_type == "jwt_bearer" then return true end
     return nil, errors.new("config", "oauth2: no client_id (set oauth2.client_id or credentials.client_id)")
+  end
+  if o.client_auth == "private_key_jwt" or o.client_auth == "client_secret_jwt" then
+    return require("connkit.auth.client_assertion").authenticate(acct, params, id, secret)
   end
   if o.client_auth == "basic" and secret ~= nil then
     local cred = core.b64encode(core.escape(id, "form") .. ":" .. core.escape(secret, "form"))

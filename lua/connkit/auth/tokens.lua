@@ -148,10 +148,13 @@ function M.use_winner(acct)
 end
 
 -- Accounts that can get a token from their credentials alone (nothing in
--- the store is needed to renew): client credentials and custom tokens.
+-- the store is needed to renew): client credentials, custom tokens, JWTs
+-- and the jwt_bearer grant.
 local function refetchable(acct)
   local o = acct.integration.oauth2
-  return acct.integration.auth == "custom_token" or (o ~= nil and o.grant_type == "client_credentials")
+  local auth = acct.integration.auth
+  return auth == "custom_token" or auth == "jwt"
+    or (o ~= nil and (o.grant_type == "client_credentials" or o.grant_type == "jwt_bearer"))
 end
 
 -- The part of a renewal done under the store's lock: read the record again
