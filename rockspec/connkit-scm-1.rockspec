@@ -51,6 +51,7 @@ build = {
     ["connkit.auth.jwt"] = "lua/connkit/auth/jwt.lua",
     ["connkit.auth.login"] = "lua/connkit/auth/login.lua",
     ["connkit.auth.oauth2"] = "lua/connkit/auth/oauth2.lua",
+    ["connkit.auth.oidc"] = "lua/connkit/auth/oidc.lua",
     ["connkit.auth.token_endpoint"] = "lua/connkit/auth/token_endpoint.lua",
     ["connkit.auth.token_metadata"] = "lua/connkit/auth/token_metadata.lua",
     ["connkit.auth.token_record"] = "lua/connkit/auth/token_record.lua",

@@ -7,6 +7,7 @@ local check = require "connkit.check"
 local errors = require "connkit.errors"
 local endpoint = require "connkit.auth.token_endpoint"
 local discovery = require "connkit.auth.discovery"
+local oidc = require "connkit.auth.oidc"
 local tokens = require "connkit.auth.tokens"
 local urls = require "connkit.http.url"
 
@@ -22,6 +23,7 @@ local FIELDS = {
   client_id = true, client_secret = true, client_auth = true, pkce = true,
   extra_params = true, authorize_params = true, redirect_uri = true, discovery = true,
   token_metadata = true,
+  jwks_uri = true, id_token_signed_response_alg = true, -- OpenID Connect (connkit.auth.oidc)
 }
 
 --- Validates the `oauth2` block; returns it normalized, templates compiled.
@@ -45,6 +47,7 @@ function M.check_definition(b, fail, env)
   -- allow_insecure_http), checked by env.secure_url
   -- with an issuer to discover, the endpoints may come from its metadata
   local discovered = discovery.check_definition(b, out, env)
+  oidc.check_definition(b, out, env)
   if b.token_url ~= nil or not discovered then out.token_url = env.secure_url("oauth2.token_url", b.token_url) end
   if (out.grant_type == "authorization_code" and not discovered) or b.authorize_url ~= nil then
     out.authorize_url = env.secure_url("oauth2.authorize_url", b.authorize_url)
@@ -88,7 +91,9 @@ local function base_params(acct)
 end
 
 -- Calls the token endpoint with a grant; returns the new record or nil, err.
-local function token_call(acct, params, what)
+-- An id_token in the reply is validated first (connkit.auth.oidc; `nonce`:
+-- the one the authorization request carried).
+local function token_call(acct, params, what, nonce)
   local o = acct.integration.oauth2
   local headers = {}
   local ok, err = endpoint.authenticate(acct, params, headers)
@@ -97,7 +102,9 @@ local function token_call(acct, params, what)
   if not url then return nil, uerr end
   local fields, ferr = endpoint.call(acct, url, o.token_method, params, headers, what)
   if not fields then return nil, ferr end
-  return endpoint.token_record(acct, fields, what)
+  local rec, rerr = endpoint.token_record(acct, fields, what)
+  if not rec then return nil, rerr end
+  return oidc.accept(acct, rec, fields, params.grant_type, nonce)
 end
 
 --- Fetches a new token for the account: client credentials, or the refresh
@@ -170,6 +177,8 @@ function Account:authorize_url(opts)
   if opts.params then
     for k, v in pairs(opts.params) do q[k] = v end
   end
+  local nok, nerr = oidc.authorization_request(self, q, pending) -- (a nonce with openid)
+  if not nok then return nil, nerr end
   self._pending = self._pending or {}
   for s, p in pairs(self._pending) do
     if os.time() - p.created > PENDING_TTL then self._pending[s] = nil end
@@ -210,7 +219,7 @@ function Account:finish_authorization(input)
   params.code = p.code
   params.redirect_uri = pending.redirect_uri
   params.code_verifier = pending.verifier
-  local rec, err = token_call(self, params, "token endpoint (authorization_code)")
+  local rec, err = token_call(self, params, "token endpoint (authorization_code)", pending.nonce)
   if not rec then return nil, err end
   return tokens.install(self, tokens.merge(self, rec))
 end
