@@ -66,7 +66,9 @@ describe("OpenID Connect against oidc-provider", function()
   end
 
   it("logs in with openid: a nonce is sent, the id_token validated, its claims kept", function()
-    local store = connkit.store.memory()
+    local dir = helpers.tmpdir("oidcrp")
+    local core = require "connkit.core"
+    local store = connkit.store.file(dir, { key = core.b64encode(core.random(32)) })
     local acct = account("rp1", "openid offline_access", nil, store)
     local ok, err, sent = login(acct)
     assert.is_nil(err)
@@ -98,6 +100,7 @@ describe("OpenID Connect against oidc-provider", function()
     local c2 = assert(acct:id_token_claims())
     assert.equal(op.user, c2.sub)
     assert.equal(200, assert(acct:get("/api/me")).status)
+    os.execute("rm -rf " .. helpers.shell_quote(dir))
   end)
 
   it("sends a nonce when only the login call asks for openid", function()
@@ -330,6 +333,18 @@ describe("OpenID Connect against a dishonest provider", function()
     }:account { id = "jwksset" }
     assert.is_true((login(acct2, "es256")))
     assert.equal(0, count(".well-known/openid-configuration"))
+  end)
+
+  it("refuses the id_token when the JWK Set cannot be had, storing nothing", function()
+    local store = connkit.store.memory()
+    local acct = account("nokeys", store, { jwks_uri = issuer .. "/no-such-jwks" })
+    local ok, err = login(acct, "good")
+    assert.is_nil(ok)
+    assert.equal("id_token_invalid", err.code)
+    assert.matches("JWK Set " .. issuer .. "/no-such-jwks answered 404", err.message, 1, true)
+    assert.equal(1, count("no-such-jwks"))
+    assert.is_nil(store.get("nokeys"))
+    assert.equal(0, count("jwks"))
   end)
 
   it("checks the new oauth2 fields, naming them", function()
