@@ -95,10 +95,13 @@ describe("OpenID Connect against oidc-provider", function()
     c.sub = "someone"
     assert.equal(op.user, acct:id_token_claims().sub)
     -- the refresh reply's id_token (no nonce) is about the same user
+    require("connkit.core").sleep(1.1)
     assert(acct:refresh())
     assert.equal("refresh_token", op.token_requests()[2].grant_type)
     local c2 = assert(acct:id_token_claims())
     assert.equal(op.user, c2.sub)
+    -- a new id_token (issued later), not the first one kept
+    assert.is_true(c2.iat > c.iat)
     assert.equal(200, assert(acct:get("/api/me")).status)
     os.execute("rm -rf " .. helpers.shell_quote(dir))
   end)

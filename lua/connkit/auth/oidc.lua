@@ -167,6 +167,7 @@ function M.validate(acct, id_token, expect)
   if not url then return nil, uerr end
   local meta = discovery.metadata(acct)
   local client_id = endpoint.client(acct)
+  if client_id == nil then return nil, errors.new("config", "oauth2: no client_id to check the id_token's aud against") end
   local allowed = algs(acct, meta)
   if #allowed == 0 then return refuse("no alg both connkit and the issuer's metadata accept") end
   local keys, cached = jwks(acct, url)
