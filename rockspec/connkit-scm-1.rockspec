@@ -54,6 +54,7 @@ build = {
     ["connkit.auth.jwt_auth"] = "lua/connkit/auth/jwt_auth.lua",
     ["connkit.auth.login"] = "lua/connkit/auth/login.lua",
     ["connkit.auth.oauth2"] = "lua/connkit/auth/oauth2.lua",
+    ["connkit.auth.oidc"] = "lua/connkit/auth/oidc.lua",
     ["connkit.auth.par"] = "lua/connkit/auth/par.lua",
     ["connkit.auth.signing_key"] = "lua/connkit/auth/signing_key.lua",
     ["connkit.auth.token_endpoint"] = "lua/connkit/auth/token_endpoint.lua",

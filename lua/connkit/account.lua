@@ -340,6 +340,12 @@ function Account:__tostring()
     self.integration.key, self.integration.auth)
 end
 
+--- The verified claims of the account's current OpenID Connect id_token
+-- (a copy), or nil and an error (connkit.auth.oidc).
+function Account:id_token_claims()
+  return require("connkit.auth.oidc").claims(self)
+end
+
 --- What the account knows about its authorization, with no secrets:
 -- { auth, authorized, expires_in, scope, token_type, has_refresh_token,
 -- state, last_error, refreshed_at } (state: see connkit.hooks).

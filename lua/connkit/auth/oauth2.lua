@@ -7,6 +7,7 @@ local check = require "connkit.check"
 local errors = require "connkit.errors"
 local endpoint = require "connkit.auth.token_endpoint"
 local discovery = require "connkit.auth.discovery"
+local oidc = require "connkit.auth.oidc"
 local tokens = require "connkit.auth.tokens"
 local client_assertion = require "connkit.auth.client_assertion"
 local urls = require "connkit.http.url"
@@ -23,6 +24,7 @@ local FIELDS = {
   client_id = true, client_secret = true, client_auth = true, pkce = true,
   extra_params = true, authorize_params = true, redirect_uri = true, discovery = true,
   token_metadata = true,
+  jwks_uri = true, id_token_signed_response_alg = true, -- OpenID Connect (connkit.auth.oidc)
 }
 for k in pairs(require("connkit.auth.par").FIELDS) do FIELDS[k] = true end -- (PAR, RFC 9126)
 -- (JWT client authentication: connkit.auth.client_assertion)
@@ -50,6 +52,7 @@ function M.check_definition(b, fail, env)
   -- allow_insecure_http), checked by env.secure_url
   -- with an issuer to discover, the endpoints may come from its metadata
   local discovered = discovery.check_definition(b, out, env)
+  oidc.check_definition(b, out, env)
   if b.token_url ~= nil or not discovered then out.token_url = env.secure_url("oauth2.token_url", b.token_url) end
   if (out.grant_type == "authorization_code" and not discovered) or b.authorize_url ~= nil then
     out.authorize_url = env.secure_url("oauth2.authorize_url", b.authorize_url)
@@ -94,7 +97,9 @@ local function base_params(acct)
 end
 
 -- Calls the token endpoint with a grant; returns the new record or nil, err.
-local function token_call(acct, params, what)
+-- An id_token in the reply is validated first (connkit.auth.oidc; `nonce`:
+-- the one the authorization request carried).
+local function token_call(acct, params, what, nonce)
   local o = acct.integration.oauth2
   local headers = {}
   local ok, err = endpoint.authenticate(acct, params, headers)
@@ -103,7 +108,9 @@ local function token_call(acct, params, what)
   if not url then return nil, uerr end
   local fields, ferr = endpoint.call(acct, url, o.token_method, params, headers, what)
   if not fields then return nil, ferr end
-  return endpoint.token_record(acct, fields, what)
+  local rec, rerr = endpoint.token_record(acct, fields, what)
+  if not rec then return nil, rerr end
+  return oidc.accept(acct, rec, fields, params.grant_type, nonce)
 end
 
 --- Fetches a new token for the account: client credentials, or the refresh
@@ -181,6 +188,8 @@ function Account:authorize_url(opts)
   if opts.params then
     for k, v in pairs(opts.params) do q[k] = v end
   end
+  local nok, nerr = oidc.authorization_request(self, q, pending) -- (a nonce with openid)
+  if not nok then return nil, nerr end
   local pushed, perr = require("connkit.auth.par").push(self, q) -- (RFC 9126: only client_id and request_uri then)
   if pushed == false then return nil, perr end
   q = pushed or q
@@ -224,7 +233,7 @@ function Account:finish_authorization(input)
   params.code = p.code
   params.redirect_uri = pending.redirect_uri
   params.code_verifier = pending.verifier
-  local rec, err = token_call(self, params, "token endpoint (authorization_code)")
+  local rec, err = token_call(self, params, "token endpoint (authorization_code)", pending.nonce)
   if not rec then return nil, err end
   return tokens.install(self, tokens.merge(self, rec))
 end
