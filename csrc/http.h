@@ -12,6 +12,7 @@
 
 #include "connkit.h"
 #include "interrupt.h"
+#include "tls_client.h"
 
 #define ENGINE_MT "connkit.http.engine"
 #define TRANSFER_MT "connkit.http.transfer"
@@ -42,6 +43,7 @@ typedef struct http_spec {
   uint64_t url_serial;     /* of curlu; 0 without one */
   enum spec_kind kind;     /* SPEC_GET: a GET without a body */
   int decompress;          /* send Accept-Encoding, decode the reply */
+  tls_client *client;      /* the client certificate (mTLS), or NULL */
 } http_spec;
 
 /* An easy handle and what is set on it, so a handle that ran the same kind
@@ -78,6 +80,7 @@ typedef struct transfer {
   CURLcode result;
   long status;
   char *redirect_url;
+  const tls_client *client; /* the spec's client certificate, or NULL */
   struct transfer *prev, *next; /* the engine's running list */
   char errbuf[CURL_ERROR_SIZE];
 } transfer;

@@ -248,7 +248,8 @@ local function setup_token_auth(self, ctx)
     if self.credentials.client_id == nil and o.client_id == nil then
       ctx.fail("credentials.client_id", "is required: the integration sets no oauth2.client_id")
     end
-    if o.client_auth ~= "none" and self.credentials.client_secret == nil and o.client_secret == nil then
+    if o.client_auth ~= "none" and not require("connkit.tls").CERT_AUTH[o.client_auth]
+        and self.credentials.client_secret == nil and o.client_secret == nil then
       ctx.fail("credentials.client_secret", ('is required: oauth2.client_auth is "%s" and the integration sets no client_secret')
         :format(o.client_auth))
     end
@@ -295,8 +296,7 @@ function M.new(integ, opts)
       if type(self.store[f]) ~= "function" then ctx.fail("store", "has no " .. f .. "() function") end
     end
   end
-  local tls = require("connkit.integration").check_tls(ctx, opts.tls, "tls")
-  self._ca_file = tls.ca_file or integ.tls.ca_file
+  require("connkit.tls").setup(self, ctx, opts.tls) -- _ca_file, _client_tls (mTLS)
   self._timeout = check.field(ctx, "timeout", opts.timeout, "timeout", integ.timeout)
   self._connect_timeout = integ.connect_timeout
   local metadata = require "connkit.auth.token_metadata"

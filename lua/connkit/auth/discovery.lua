@@ -102,6 +102,7 @@ local function fetch_one(acct, url)
   local res, code, msg = endpoint.transfer {
     method = "GET", url = url, header_lines = { "Accept: application/json" },
     timeout = acct._timeout, connect_timeout = acct._connect_timeout, ca_file = acct._ca_file,
+    client_tls = acct._client_tls,
   }
   local where = "authorization server metadata " .. urls.safe_url(url)
   if not res then return nil, errors.new(code, acct:_redact(("%s: %s"):format(where, msg))), false end

@@ -32,7 +32,8 @@ function M.check_definition(b, fail, env)
     grant_type = check.string(ctx, "oauth2.grant_type", b.grant_type,
       { default = "authorization_code", one_of = { "authorization_code", "client_credentials" } }),
     token_method = check.string(ctx, "oauth2.token_method", b.token_method, { default = "POST", one_of = { "POST", "GET" } }),
-    client_auth = check.string(ctx, "oauth2.client_auth", b.client_auth, { default = "basic", one_of = { "basic", "post", "none" } }),
+    client_auth = check.string(ctx, "oauth2.client_auth", b.client_auth, { default = "basic",
+      one_of = { "basic", "post", "none", "tls_client_auth", "self_signed_tls_client_auth" } }),
   }
   if b.redirect_uri ~= nil then
     -- given as is to the server; no placeholders (it must match exactly)

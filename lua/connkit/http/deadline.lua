@@ -42,7 +42,7 @@ function M.spec_until(t, req, deadline)
   if left >= rawget(req, "timeout") - 0.001 then return t.of_request(req) end
   local w, code, msg = t.of_table {
     method = req.method, url = req.url, body = req.body, header_lines = rawget(req, "header_lines"),
-    timeout = left, connect_timeout = req.connect_timeout, ca_file = req.ca_file,
+    timeout = left, connect_timeout = req.connect_timeout, ca_file = req.ca_file, client_tls = req.client_tls,
     max_body = req.max_body, decompress = req.decompress,
   }
   if not w then return fail(req, code, msg) end
