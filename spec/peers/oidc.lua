@@ -19,8 +19,12 @@ local function start(helpers, opts)
   local names = { access_ttl = "ACCESS_TTL", cc_ttl = "CC_TTL", refresh_ttl = "REFRESH_TTL",
     device_ttl = "DEVICE_TTL", device_interval = "DEVICE_INTERVAL" }
   for k, v in pairs(opts) do
-    assert(names[k], "oidc peer: unknown option " .. tostring(k))
-    env[names[k]] = tostring(v)
+    if k == "env" then -- more environment for spec/oidc/ext/*.mjs (e.g. MTLS_PORT: ext/mtls.mjs)
+      for ek, ev in pairs(v) do env[ek] = tostring(ev) end
+    else
+      assert(names[k], "oidc peer: unknown option " .. tostring(k))
+      env[names[k]] = tostring(v)
+    end
   end
   -- node_compat.mjs lets oidc-provider 9 run on Debian 12's Node 18 too
   local compat = root .. "/spec/peers/node_compat.mjs"
@@ -146,7 +150,8 @@ local function start(helpers, opts)
 
   local extras = {}
   --- Starts another, private instance with other start-up settings
-  -- (access_ttl, cc_ttl, refresh_ttl, device_ttl, device_interval). Stop it
+  -- (access_ttl, cc_ttl, refresh_ttl, device_ttl, device_interval; env =
+  -- { NAME = value } for the extensions in spec/oidc/ext). Stop it
   -- with its stop(); it is also stopped with the shared one.
   function info.new(o)
     local other = start(helpers, o)
