@@ -110,6 +110,7 @@ build = {
     ["connkit.transport"] = "lua/connkit/transport/init.lua",
     ["connkit.transport.curl"] = "lua/connkit/transport/curl.lua",
     ["connkit.transport.ngx"] = "lua/connkit/transport/ngx.lua",
+    ["connkit.transport.ngx_client_cert"] = "lua/connkit/transport/ngx_client_cert.lua",
     ["connkit.transport.ngx_tls"] = "lua/connkit/transport/ngx_tls.lua",
     ["connkit.transport.ngx_wire"] = "lua/connkit/transport/ngx_wire.lua",
   },
