@@ -90,6 +90,23 @@ describe("RFC 8705 against oidc-provider", function()
     assert.equal(401, res.status)
   end)
 
+  it("takes the token endpoint from the issuer's mtls_endpoint_aliases (RFC 8705 5)", function()
+    n = n + 1
+    local acct = connkit.integration {
+      name = "mTLS discovery", key = "mtlsdisc" .. n, auth = "oauth2", base_url = base,
+      oauth2 = { issuer = idp.issuer, grant_type = "client_credentials", client_id = "mtls-client",
+        client_auth = "tls_client_auth" },
+      tls = { ca_file = pki.ca, cert_file = pki.client.cert, key_file = pki.client.key },
+    }:account {}
+    assert(acct:token())
+    local entry = log()[1]
+    assert.equal("token", entry.route)
+    assert.equal(200, entry.status)
+    assert.equal(pki.client.sha256, entry.presented) -- (the plain http endpoint sees no certificate)
+    assert.equal(200, assert(acct:get("/api/mtls")).status)
+    assert(acct:revoke())
+  end)
+
   it("keeps the binding across a refresh: the refreshed token works with the same certificate", function()
     local acct = integration("mtls-client", "tls_client_auth", pki.client, "authorization_code"):account {}
     local url = assert(acct:authorize_url { redirect_uri = idp.endpoints.callback })

@@ -193,6 +193,9 @@ function M.url(acct, field, optional)
   if meta == nil then return nil, err end
   if o[field] then return acct:fill(o[field], "url") end
   local v = meta and meta[MEMBER[field]] or nil
+  -- a client that presents a certificate uses the mTLS aliases (RFC 8705 5)
+  local aliases = acct._client_tls and meta and meta.mtls_endpoint_aliases
+  if type(aliases) == "table" and aliases[MEMBER[field]] ~= nil then v = aliases[MEMBER[field]] end
   if v == nil then
     if optional then return false end
     return nil, errors.new("config", meta and ("the issuer's metadata has no %s: set oauth2.%s"):format(MEMBER[field], field)

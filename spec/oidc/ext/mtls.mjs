@@ -16,6 +16,8 @@
 // Clients: "mtls-client" (tls_client_auth; client credentials, authorization
 // code, refresh) and "mtls-self-signed" (self_signed_tls_client_auth; client
 // credentials); both get certificate-bound access tokens (cnf x5t#S256).
+// Discovery lists the https listener's token and revocation endpoints in
+// mtls_endpoint_aliases (RFC 8705 5).
 // Routes:
 //   GET /api/mtls      (https listener) a resource that accepts a bearer
 //                      token only with the certificate it is bound to: 200
@@ -107,6 +109,11 @@ export default function mtls(env) {
     setup(provider) {
       provider.use(async (ctx, next) => {
         await next();
+        if (ctx.oidc?.route === 'discovery' && ctx.status === 200) {
+          // RFC 8705 5: where clients that present a certificate go
+          ctx.body.mtls_endpoint_aliases = { token_endpoint: `https://127.0.0.1:${port}/token`,
+            revocation_endpoint: `https://127.0.0.1:${port}/token/revocation` };
+        }
         if (ctx.oidc?.route !== 'token') return;
         const cert = shown(ctx.socket);
         log.push({ route: 'token', client_id: ctx.oidc.client?.clientId, presented: cert ? x5t(cert) : null,
