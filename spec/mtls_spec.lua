@@ -25,6 +25,7 @@ local function echo_server(verify)
       return 200 "dn=$ssl_client_s_dn\nsha1=$ssl_client_fingerprint\nverify=$ssl_client_verify\nconnection=$connection\n";
     }
     location = /redirect-same { return 302 /after; }
+    location = /redirect-to { return 302 https://127.0.0.1:$arg_port/who; }
   ]]):format(verify, pki.ca) }
 end
 
@@ -136,6 +137,19 @@ describe("mTLS over the curl transport", function()
     assert.equal("NONE", field(res.body, "verify"))
     res = assert(acct:get(ng.servers.any.url .. "/who", { auth = true }))
     assert.equal(pki.client.sha1, field(res.body, "sha1"))
+  end)
+
+  it("follows a redirect to its own origin with the certificate, to another without it", function()
+    n = n + 1
+    local acct = connkit.integration { name = "mTLS redirects", key = "mtlsredir" .. n, auth = "api_token",
+      base_url = ng.servers.mtls.url,
+      tls = { ca_file = ng.ca_file, cert_file = pki.client.cert, key_file = pki.client.key } }
+      :account { credentials = { token = "redirect-token" } }
+    local res = assert(acct:get("/redirect-same", { follow = true }))
+    assert.equal(pki.client.sha1, field(res.body, "sha1"))
+    res = assert(acct:get("/redirect-to", { follow = true, query = { port = ng.servers.any.port } }))
+    assert.equal(200, res.status)
+    assert.equal("NONE", field(res.body, "verify"))
   end)
 
   describe("errors name the field, never the password", function()
