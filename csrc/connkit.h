@@ -30,6 +30,7 @@ CK_HIDDEN void lock_open(lua_State *L);
 CK_HIDDEN void loopback_open(lua_State *L);
 CK_HIDDEN void inflate_open(lua_State *L);
 CK_HIDDEN void redis_open(lua_State *L);
+CK_HIDDEN void tls_client_open(lua_State *L);
 
 /* The id of this process (fork-safe state compares it; see core.c). */
 CK_HIDDEN pid_t ck_pid(void);

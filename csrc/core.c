@@ -86,6 +86,7 @@ int luaopen_connkit_core(lua_State *L) {
   loopback_open(L);
   inflate_open(L);
   redis_open(L);
+  tls_client_open(L);
 
   lua_pushstring(L, curl_version_info(CURLVERSION_NOW)->version);
   lua_setfield(L, -2, "curl_version");

@@ -253,6 +253,8 @@ static int drain(lua_State *L, int ei, engine *e) {
     if (t == NULL) continue;
     t->result = m->data.result;
     classify_reply_fault(t);
+    if (t->result == CURLE_SSL_CERTPROBLEM && t->client != NULL)
+      tls_client_explain(t->client, t->errbuf, sizeof t->errbuf); /* which field */
     if (t->result == CURLE_OK && !t->head_done) {
       /* the connection closed inside the header block: libcurl 7.88 takes
        * that for a whole reply with no body */
@@ -455,7 +457,22 @@ static const char *setup(const http_spec *s, transfer *t) {
   http_sink_attach(s, t);
   /* a handle given back after anything but a plain GET is reset, so a GET
    * needs no method option */
-  t->dirty = s->ca_file != NULL || s->kind != SPEC_GET;
+  t->dirty = s->ca_file != NULL || s->client != NULL || s->kind != SPEC_GET;
+  t->client = s->client;
+  if (s->client != NULL) {
+    const char *why = tls_client_ready(s->client);
+    if (why != NULL) return why; /* "tls.<field>: ...": see http_fail_attach */
+    /* libcurl keys its connection pool by the certificate file too, so a
+     * connection made with one certificate never serves another (and
+     * tls_client_ready made sure the key and password fit it). The
+     * password is always set ("" for none): without one OpenSSL would
+     * prompt on the terminal for an encrypted key. */
+    curl_easy_setopt(h, CURLOPT_SSLCERT, s->client->cert_file);
+    curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
+    curl_easy_setopt(h, CURLOPT_SSLKEY, s->client->key_file);
+    curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
+    curl_easy_setopt(h, CURLOPT_KEYPASSWD, s->client->password ? s->client->password : "");
+  }
   if (s->ca_file != NULL) {
     /* a CA file replaces the default store; dropping the default CA path
      * saves re-reading it on every new TLS connection */
@@ -512,6 +529,8 @@ const char *http_attach(engine *e, const http_spec *s, transfer *t) {
 /* Turns a failed attach into nil, code, message (or raises for a spec the
  * Lua side should never build). */
 int http_fail_attach(lua_State *L, const char *bad) {
+  if (strncmp(bad, "tls.", 4) == 0) /* the client certificate (setup) */
+    return ck_fail(L, "client_cert", "%s", bad);
   if (strcmp(bad, "header") == 0)
     return ck_fail(L, "header",
                    "a header value holds CR, LF or NUL; request not sent");
@@ -533,9 +552,10 @@ static const char *code_of(CURLcode rc) {
   case CURLE_COULDNT_RESOLVE_HOST:
   case CURLE_COULDNT_RESOLVE_PROXY:
     return "dns";
+  case CURLE_SSL_CERTPROBLEM: /* the client certificate (mTLS) */
+    return "client_cert";
   case CURLE_SSL_CONNECT_ERROR:
   case CURLE_PEER_FAILED_VERIFICATION:
-  case CURLE_SSL_CERTPROBLEM:
   case CURLE_SSL_CIPHER:
   case CURLE_SSL_CACERT_BADFILE:
   case CURLE_SSL_ENGINE_NOTFOUND:

@@ -12,6 +12,7 @@
 
 #include "connkit.h"
 #include "interrupt.h"
+#include "tls_client.h"
 
 #define ENGINE_MT "connkit.http.engine"
 #define TRANSFER_MT "connkit.http.transfer"
@@ -61,6 +62,7 @@ typedef struct http_spec {
   int nparts;
   const char *shown_url;   /* res.url: the URL with secrets masked, or url */
   size_t shown_url_len;
+  tls_client *client;      /* the client certificate (mTLS), or NULL */
 } http_spec;
 
 /* An easy handle and what is set on it, so a handle that ran the same kind
@@ -113,6 +115,7 @@ typedef struct transfer {
   size_t url_len;
   double time;        /* seconds, the whole transfer */
   long http_version;  /* CURLINFO_HTTP_VERSION */
+  const tls_client *client; /* the spec's client certificate, or NULL */
   struct transfer *prev, *next; /* the engine's running list */
   char errbuf[CURL_ERROR_SIZE];
 } transfer;

@@ -6,6 +6,7 @@
  *
  * t: { url = s, method = s, header_lines = { "Name: value", ... }, body = s,
  *      timeout = seconds, connect_timeout = seconds, ca_file = path,
+ *      client_tls = a client certificate (core.tls_client, tls_client.c),
  *      max_body = bytes, decompress = false (keep the body as sent, and no
  *      Accept-Encoding), output = path | on_data = function (where a 2xx
  *      body goes: http_sink.c), multipart = { { name =, value = | file =,
@@ -44,7 +45,7 @@
 #define MAX_BODY_DEFAULT (256u * 1024u * 1024u)
 
 enum { UV_URL = 1, UV_METHOD, UV_BODY, UV_CA, UV_HEADERS, UV_CURLU, UV_OUTPUT, UV_PART,
-       UV_PARTS, UV_PARTS_SRC, UV_SHOWN, UV_COUNT = UV_SHOWN };
+       UV_PARTS, UV_PARTS_SRC, UV_SHOWN, UV_CLIENT, UV_COUNT = UV_CLIENT };
 
 typedef struct {
   struct curl_slist *list;
@@ -336,6 +337,11 @@ const char *http_push_spec(lua_State *L, int t) {
   s->body = keep_string(L, t, si, "body", UV_BODY, &s->body_len);
   s->ca_file = keep_string(L, t, si, "ca_file", UV_CA, NULL);
   if (s->method == NULL) s->method = "GET";
+  lua_pushliteral(L, "client_tls");
+  lua_rawget(L, t);
+  s->client = tls_client_test(L, -1);
+  if (s->client != NULL) lua_setiuservalue(L, si, UV_CLIENT);
+  else lua_pop(L, 1);
   read_sink(L, t, si, s);
   s->timeout_ms = field_ms(L, t, "timeout");
   s->connect_timeout_ms = field_ms(L, t, "connect_timeout");

@@ -300,8 +300,7 @@ function M.new(integ, opts)
       if type(self.store[f]) ~= "function" then ctx.fail("store", "has no " .. f .. "() function") end
     end
   end
-  local tls = require("connkit.integration").check_tls(ctx, opts.tls, "tls")
-  self._ca_file = tls.ca_file or integ.tls.ca_file
+  require("connkit.tls").setup(self, ctx, opts.tls) -- _ca_file, _client_tls (mTLS)
   self._timeout = check.field(ctx, "timeout", opts.timeout, "timeout", integ.timeout)
   self._connect_timeout = integ.connect_timeout
   local metadata = require "connkit.auth.token_metadata"

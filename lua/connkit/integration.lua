@@ -180,11 +180,9 @@ local function check_retry(ctx, r, field)
 end
 M.check_retry = check_retry
 
-local function check_tls(ctx, t, field)
-  if t == nil then return {} end
-  check.table(ctx, field, t)
-  check.known_fields(ctx, t, field, { ca_file = true })
-  return { ca_file = check.string(ctx, field .. ".ca_file", t.ca_file) }
+-- (ca_file and the mTLS client certificate: connkit.tls)
+local function check_tls(ctx, t, field, names)
+  return require("connkit.tls").check(ctx, t, field, names)
 end
 M.check_tls = check_tls
 
@@ -255,7 +253,8 @@ function M.new(def)
   self.refresh = check_refresh(ctx, def.refresh)
   self.retry = check_retry(ctx, def.retry, "retry")
   self.rate_limit = require("connkit.http.rate_limit").check(ctx, def.rate_limit, "rate_limit")
-  self.tls = check_tls(ctx, def.tls, "tls")
+  self.tls = check_tls(ctx, def.tls, "tls", names)
+  if self.oauth2 then require("connkit.tls").check_client_auth(ctx, self.tls, self.oauth2.client_auth) end
   self.pagination = require("connkit.http.paginate_check").definition(ctx, def.pagination)
   self.timeout = check.field(ctx, "timeout", def.timeout, "timeout", 60)
   self.connect_timeout = check.field(ctx, "connect_timeout", def.connect_timeout, "timeout", 10)

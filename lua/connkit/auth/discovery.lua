@@ -102,6 +102,7 @@ local function fetch_one(acct, url)
   local res, code, msg = endpoint.transfer {
     method = "GET", url = url, header_lines = { "Accept: application/json" },
     timeout = acct._timeout, connect_timeout = acct._connect_timeout, ca_file = acct._ca_file,
+    client_tls = acct._client_tls,
   }
   local where = "authorization server metadata " .. urls.safe_url(url)
   if not res then return nil, errors.new(code, acct:_redact(("%s: %s"):format(where, msg))), false end
@@ -192,6 +193,9 @@ function M.url(acct, field, optional)
   if meta == nil then return nil, err end
   if o[field] then return acct:fill(o[field], "url") end
   local v = meta and meta[MEMBER[field]] or nil
+  -- a client that presents a certificate uses the mTLS aliases (RFC 8705 5)
+  local aliases = acct._client_tls and meta and meta.mtls_endpoint_aliases
+  if type(aliases) == "table" and aliases[MEMBER[field]] ~= nil then v = aliases[MEMBER[field]] end
   if v == nil then
     if optional then return false end
     return nil, errors.new("config", meta and ("the issuer's metadata has no %s: set oauth2.%s"):format(MEMBER[field], field)

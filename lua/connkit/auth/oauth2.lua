@@ -38,7 +38,9 @@ function M.check_definition(b, fail, env)
     grant_type = check.string(ctx, "oauth2.grant_type", b.grant_type,
       { default = "authorization_code", one_of = { "authorization_code", "client_credentials", "jwt_bearer" } }),
     token_method = check.string(ctx, "oauth2.token_method", b.token_method, { default = "POST", one_of = { "POST", "GET" } }),
-    client_auth = check.string(ctx, "oauth2.client_auth", b.client_auth, { default = "basic", one_of = { "basic", "post", "none", "private_key_jwt", "client_secret_jwt" } }),
+    client_auth = check.string(ctx, "oauth2.client_auth", b.client_auth, { default = "basic",
+      one_of = { "basic", "post", "none", "private_key_jwt", "client_secret_jwt", "tls_client_auth",
+        "self_signed_tls_client_auth" } }),
   }
   client_assertion.check_definition(ctx, b, out, env.names)
   if b.redirect_uri ~= nil then

@@ -89,8 +89,10 @@ function M.authenticate(acct, params, headers)
     acct:_add_secret(cred)
     headers[#headers + 1] = "Authorization: Basic " .. cred
   else
+    -- (none, tls_client_auth, self_signed_tls_client_auth: the id alone;
+    -- the certificate authenticates the client, RFC 8705 2)
     params.client_id = id
-    if o.client_auth ~= "none" and secret ~= nil then params.client_secret = secret end
+    if o.client_auth == "post" and secret ~= nil then params.client_secret = secret end
   end
   return true
 end
@@ -124,6 +126,7 @@ function M.call(acct, url, method, params, headers, what, format)
   local spec = {
     method = method, header_lines = headers, timeout = acct._timeout,
     connect_timeout = acct._connect_timeout, ca_file = acct._ca_file,
+    client_tls = acct._client_tls,
   }
   if method == "GET" then
     local q = urls.encode_pairs(params, "query", "params")

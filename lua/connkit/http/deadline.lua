@@ -43,7 +43,7 @@ function M.spec_until(t, req, deadline)
   if left >= rawget(req, "timeout") - 0.001 then return t.of_request(req) end
   local w, code, msg = t.of_table(files.carry(req, {
     method = req.method, url = req.url, body = req.body, header_lines = rawget(req, "header_lines"),
-    timeout = left, connect_timeout = req.connect_timeout, ca_file = req.ca_file,
+    timeout = left, connect_timeout = req.connect_timeout, ca_file = req.ca_file, client_tls = req.client_tls,
     max_body = req.max_body, decompress = req.decompress, shown_url = rawget(req, "shown_url"),
   }, true))
   if not w then return fail(req, code, msg) end

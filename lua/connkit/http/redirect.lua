@@ -57,6 +57,7 @@ function M.follow(req, res, fail, deadline, n)
     spec = {
       method = method, url = url, body = body, header_lines = lines, timeout = left,
       connect_timeout = req.connect_timeout, ca_file = req.ca_file, max_body = req.max_body,
+      client_tls = not cross and req.client_tls or nil, -- (like the credentials)
       decompress = req.decompress,
     }
     files.carry(req, spec, not to_get)

@@ -229,6 +229,8 @@ function M.prepare(acct, opts)
   }
   if body then req.body = body end
   if acct._ca_file then req.ca_file = acct._ca_file end
+  -- the client certificate (mTLS) goes where the credentials go
+  if acct._client_tls and not bare then req.client_tls = acct._client_tls end
   if follow then req.follow = follow end
   if opts.max_body then req.max_body = opts.max_body end
   if opts.decompress == false then req.decompress = false end -- the raw body; no Accept-Encoding

@@ -3,8 +3,10 @@
 -- same finished requests as the curl transport and gives the same replies
 -- and error codes. TLS is verified with the CAs of nginx's
 -- lua_ssl_trusted_certificate (SNI and the name check use the URL's host
--- when it is a name); connections go back to a cosocket pool per worker,
--- keyed by host, port and TLS settings, after a reply read to its end.
+-- when it is a name); a client certificate (mTLS) is presented when the
+-- request has one; connections go back to a cosocket pool per worker,
+-- keyed by host, port and TLS settings (the client certificate's
+-- fingerprint too), after a reply read to its end.
 -- Names are resolved by nginx's `resolver`.
 --
 --   available() -> true | false, reason
@@ -124,7 +126,7 @@ local function exchange(c)
   if not ok then return connect_failure(u, err, st.started) end
   local reused = (sock:getreusedtimes() or 0) > 0
   if c.https and not reused then
-    ok, err = tls.handshake(sock, c.sni, u.ip and u.host)
+    ok, err = tls.handshake(sock, c.sni, u.ip and u.host, c.client)
     if not ok then
       sock:close()
       return tls_failure(u, err, st.started)
@@ -168,13 +170,18 @@ local function too_large(max)
 end
 
 --- Sends the finished request `spec` (method, url, header_lines, body,
--- timeout, connect_timeout, max_body, decompress, ca_file) and reads the
+-- timeout, connect_timeout, max_body, decompress, ca_file, client_tls) and reads the
 -- reply. Returns a response, or nil, code, message.
 function M.perform(spec)
   local u, code, msg = wire.parse_url(rawget(spec, "url"))
   if not u then return nil, code, msg end
   local https = u.scheme == "https"
   if https and rawget(spec, "ca_file") then return nil, "config", CA_FILE_MSG end
+  local client = https and rawget(spec, "client_tls") -- mTLS: connkit.transport.ngx_client_cert
+  if client then
+    client, code, msg = require("connkit.transport.ngx_client_cert").get(client)
+    if not client then return nil, code, msg end
+  end
   local sink = files.sink(spec)
   -- a streamed body is asked for as it is (no Accept-Encoding): cosockets
   -- have no streaming decoder here
@@ -206,12 +213,24 @@ function M.perform(spec)
     connect_timeout = connect_timeout, method = rawget(spec, "method") or "GET",
     -- a compressed body may be a little larger than what it decodes to
     read_limit = decompress and (max + floor(max / 64) + 1024) or max,
-    pool_opts = u.pool_opts, sink = sink, multipart = mp,
+    pool_opts = u.pool_opts, sink = sink, multipart = mp, client = client,
   }
   if not c.pool_opts then
     c.pool_opts = { pool = https and ("connkit https %s:%d sni=%s verify"):format(u.host, u.port, sni or "")
       or ("connkit http %s:%d"):format(u.host, u.port) }
     u.pool_opts = c.pool_opts -- (u is the cached parse of this URL)
+  end
+  if client then
+    -- a pool per client certificate: a connection made with one never
+    -- serves a request that presents another (or none)
+    local by_cert = u.pool_by_cert or {}
+    u.pool_by_cert = by_cert
+    local opts = by_cert[client.fingerprint]
+    if not opts then
+      opts = { pool = c.pool_opts.pool .. " cert=" .. client.fingerprint }
+      by_cert[client.fingerprint] = opts
+    end
+    c.pool_opts = opts
   end
   local reply
   for _ = 0, STALE_RETRIES do

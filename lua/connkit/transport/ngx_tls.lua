@@ -33,8 +33,14 @@ end
 
 --- The TLS handshake of cosocket `sock`, verified: true, or nil and why.
 -- `sni`: the host name to send and check (nil for an IP address); `ip`:
--- the IP address the certificate must be for (nil for a name).
-function M.handshake(sock, sni, ip)
+-- the IP address the certificate must be for (nil for a name); `client`:
+-- the client certificate to present ({ cert =, key = } parsed by ngx.ssl,
+-- see connkit.transport.ngx_client_cert), or nil.
+function M.handshake(sock, sni, ip, client)
+  if client then
+    local set, serr = sock:setclientcert(client.cert, client.key)
+    if not set then return nil, "the client certificate cannot be used: " .. tostring(serr) end
+  end
   -- reused_session must not be false: lua-resty-core 0.1.25 then returns
   -- true for a handshake that ended without yielding without reading its
   -- verification result (seen: a refused certificate, then a closed
