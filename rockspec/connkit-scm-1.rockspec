@@ -47,6 +47,7 @@ build = {
     ["connkit.account_verify"] = "lua/connkit/account_verify.lua",
     ["connkit.auth.custom_token"] = "lua/connkit/auth/custom_token.lua",
     ["connkit.auth.discovery"] = "lua/connkit/auth/discovery.lua",
+    ["connkit.auth.dpop"] = "lua/connkit/auth/dpop.lua",
     ["connkit.auth.jwk"] = "lua/connkit/auth/jwk.lua",
     ["connkit.auth.jwt"] = "lua/connkit/auth/jwt.lua",
     ["connkit.auth.login"] = "lua/connkit/auth/login.lua",

@@ -21,7 +21,7 @@ local FIELDS = {
   revoke_url = true, device_authorization_url = true, issuer = true, scope = true,
   client_id = true, client_secret = true, client_auth = true, pkce = true,
   extra_params = true, authorize_params = true, redirect_uri = true, discovery = true,
-  token_metadata = true,
+  token_metadata = true, dpop = true, dpop_alg = true,
 }
 
 --- Validates the `oauth2` block; returns it normalized, templates compiled.
@@ -57,6 +57,7 @@ function M.check_definition(b, fail, env)
   end
   out.pkce = check.boolean(ctx, "oauth2.pkce", b.pkce, out.grant_type == "authorization_code")
   out.token_metadata = require("connkit.auth.token_metadata").check_definition(ctx, "oauth2", b.token_metadata, env.names)
+  require("connkit.auth.dpop").check_definition(ctx, b, out) -- (RFC 9449: oauth2.dpop, dpop_alg)
   -- extra_params go to the token endpoint; authorize_params to the
   -- authorization request (e.g. an RFC 8707 resource or an audience that
   -- both need)
@@ -95,7 +96,9 @@ local function token_call(acct, params, what)
   if not ok then return nil, err end
   local url, uerr = discovery.url(acct, "token_url")
   if not url then return nil, uerr end
-  local fields, ferr = endpoint.call(acct, url, o.token_method, params, headers, what)
+  -- (with oauth2.dpop: a proof on each call, and the nonce challenge followed)
+  local call = acct._dpop and require("connkit.auth.dpop").token_call or endpoint.call
+  local fields, ferr = call(acct, url, o.token_method, params, headers, what)
   if not fields then return nil, ferr end
   return endpoint.token_record(acct, fields, what)
 end

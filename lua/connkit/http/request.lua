@@ -222,6 +222,7 @@ function M.prepare(acct, opts)
     _bare = bare,
   }
   if body then req.body = body end
+  if acct._dpop and not bare then req._dpop = true end -- (a DPoP proof per transfer: connkit.auth.dpop)
   if acct._ca_file then req.ca_file = acct._ca_file end
   if follow then req.follow = follow end
   if opts.max_body then req.max_body = opts.max_body end
