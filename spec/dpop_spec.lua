@@ -232,7 +232,47 @@ describe("DPoP against oidc-provider", function()
     assert.truthy(acct:_redact("x " .. pem):find("***", 1, true))
   end)
 
-  it("refuses a Bearer token reply, and definitions that do not fit", function()
+  it("with an issuer, an explicit dpop_alg the metadata does not list is refused before any token request", function()
+    n = n + 1
+    local acct = connkit.integration {
+      name = "DPoP disc", key = "dpopdisc" .. n, auth = "oauth2", base_url = "{issuer}",
+      parameters = { issuer = { required = true } },
+      oauth2 = { issuer = "{issuer}", grant_type = "client_credentials", dpop = true, dpop_alg = "RS256",
+        client_id = op.clients.cc.id, client_secret = op.clients.cc.secret },
+    }:account { parameters = { issuer = op.issuer } }
+    local res, err = acct:get("/api/dpop")
+    assert.is_nil(res)
+    assert.equal("config", err.code)
+    assert.truthy(err.message:find("dpop_signing_alg_values_supported", 1, true))
+    assert.equal(0, #log().token)
+    assert.equal(0, op.stats().token.total)
+  end)
+
+  it("refuses a Bearer token reply: nothing stored, no API request made", function()
+    local sp = helpers.peer("scripted")
+    n = n + 1
+    local acct = connkit.integration {
+      name = "DPoP bearer", key = "dpopbearer" .. n, auth = "oauth2", base_url = sp.url,
+      oauth2 = { grant_type = "client_credentials", token_url = sp.url .. "/token/ok?mark=dpopb" .. n,
+        client_id = "c", client_secret = "s", dpop = true },
+    }:account {}
+    local res, err = acct:get("/resource?mark=dpopb" .. n)
+    assert.is_nil(res)
+    assert.equal("token_endpoint", err.code)
+    assert.truthy(err.message:find("not a DPoP-bound one", 1, true))
+    local function marked(path)
+      local mine = {}
+      for _, r in ipairs(sp.requests(path)) do if r.query.mark == "dpopb" .. n then mine[#mine + 1] = r end end
+      return mine
+    end
+    local toks = marked("/token/ok")
+    assert.equal(1, #toks)
+    assert.is_string(toks[1].headers.dpop) -- (the proof was sent)
+    assert.equal(0, #marked("/resource"))
+    assert.is_false(acct:status().authorized)
+  end)
+
+  it("definitions that do not fit dpop are refused, naming the field", function()
     assert.has_error(function() cc_integration({ dpop_alg = "HS256" }) end)
     local ok, msg = pcall(connkit.integration, {
       name = "x", key = "dpopbad", auth = "oauth2", base_url = "https://a.test",

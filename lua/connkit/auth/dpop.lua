@@ -41,6 +41,7 @@ function M.check_definition(ctx, b, out)
   if b.dpop_alg ~= nil and not out.dpop then ctx.fail("oauth2.dpop_alg", "needs oauth2.dpop = true") end
   if out.dpop then
     out.dpop_alg = check.string(ctx, "oauth2.dpop_alg", b.dpop_alg, { default = "ES256", one_of = M.ALGS })
+    out.dpop_alg_given = b.dpop_alg ~= nil
   end
 end
 
@@ -64,11 +65,36 @@ function M.setup(acct)
   acct._dpop = acct.integration.oauth2.dpop_alg
 end
 
+-- The algorithm of a new key: dpop_alg; with discovery, when the issuer's
+-- dpop_signing_alg_values_supported leaves out the default, the first one
+-- listed that connkit has (an explicit dpop_alg it leaves out: "config").
+local function new_key_alg(acct)
+  local o = acct.integration.oauth2
+  local discovery = require "connkit.auth.discovery"
+  local meta, err = discovery.metadata(acct)
+  if meta == nil then return nil, err end
+  local member = "dpop_signing_alg_values_supported"
+  if discovery.supports(meta, member, o.dpop_alg) ~= false then return o.dpop_alg end
+  if o.dpop_alg_given then
+    return nil, errors.new("config", ("oauth2.dpop_alg %s is not in the issuer's %s"):format(o.dpop_alg, member))
+  end
+  for _, v in ipairs(meta[member]) do
+    for _, alg in ipairs(M.ALGS) do
+      if v == alg then return alg end
+    end
+  end
+  return nil, errors.new("config", ("the issuer's %s lists no algorithm connkit signs with (%s)")
+    :format(member, table.concat(M.ALGS, ", ")))
+end
+
 -- Makes the key object of PEM text the account's.
 local function use(acct, pem, key)
   acct:_add_secret(pem)
   acct._dpop_pem, acct._dpop_key = pem, key
   acct._dpop_jwk = key:public_jwk()
+  -- (a key read back from PEM has no alg: its type's, dpop_alg for RSA)
+  local alg = acct.integration.oauth2.dpop_alg
+  acct._dpop_alg = key.alg or (jwk.ALG_KTY[alg] == key.kty and alg) or jwk.DEFAULT_ALG[key.kty]
 end
 
 --- The account's key: the one in its token record (made by whichever
@@ -87,7 +113,9 @@ function M.key(acct)
     use(acct, pem, key)
   end
   if not acct._dpop_key then
-    local key = jwk.generate { alg = acct._dpop }
+    local alg, aerr = new_key_alg(acct)
+    if not alg then return nil, aerr end
+    local key = jwk.generate { alg = alg }
     use(acct, key:private_pem(), key)
   end
   return acct._dpop_key
@@ -113,7 +141,7 @@ function M.proof(acct, method, url, token)
   if token then claims.ath = b64url_encode(sha256(token)) end
   local nonce = nonces[urls.origin(url) or ""]
   if nonce then claims.nonce = nonce end
-  return jwt.sign({ typ = "dpop+jwt", alg = acct._dpop, jwk = acct._dpop_jwk, kid = false }, claims, key)
+  return jwt.sign({ typ = "dpop+jwt", alg = acct._dpop_alg, jwk = acct._dpop_jwk, kid = false }, claims, key)
 end
 
 --- Remembers the DPoP-Nonce of a reply from `url`'s server. Returns true
