@@ -72,6 +72,18 @@ describe("DPoP against oidc-provider", function()
     assert.equal(core.b64url_encode(core.sha256(token)), l.api[1].proof.ath)
   end)
 
+  it("a redirect on the same origin gets a proof of its own (htu of the new URL)", function()
+    local acct = cc_integration():account { parameters = { issuer = op.issuer } }
+    local res = assert(acct:get("/api/dpop-redirect", { follow = true }))
+    assert.equal(200, res.status, res.body)
+    local l = log()
+    assert.equal(2, #l.api)
+    assert.equal(op.issuer .. "/api/dpop-redirect", l.api[1].proof.htu)
+    assert.equal(op.issuer .. "/api/dpop", l.api[2].proof.htu)
+    assert.are_not.equal(l.api[1].proof.jti, l.api[2].proof.jti)
+    for k, ok in pairs(l.api[2].checks) do assert.is_true(ok, k) end
+  end)
+
   it("EdDSA keys with dpop_alg", function()
     local acct = cc_integration({ dpop_alg = "EdDSA" }):account { parameters = { issuer = op.issuer } }
     assert.equal(200, assert(acct:get("/api/dpop")).status)

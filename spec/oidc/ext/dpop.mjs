@@ -7,6 +7,7 @@
 //                             `DPoP` proof checked against the token's jkt
 //                             (signature, typ, htm, htu, ath, jti, iat, nonce);
 //                             200 { ok, jkt, kind } or 401 with WWW-Authenticate
+//   ANY  /api/dpop-redirect   302 to /api/dpop (same origin)
 //   POST /dpop-test/config    token_nonce=true|false (the token endpoint demands
 //                             a nonce), api_nonce=true|false (so does /api/dpop;
 //                             a fresh nonce each time it is switched on)
@@ -94,6 +95,13 @@ export default function dpop(env) {
   async function route(req, res, url) {
     if (url.pathname === '/api/dpop') {
       await resource(req, res, url);
+      return true;
+    }
+    if (url.pathname === '/api/dpop-redirect') {
+      // a same-origin redirect to the resource (the next hop needs its own proof)
+      state.api.push({ method: req.method, path: url.pathname, status: 302, proof: req.headers.dpop ? peek(req.headers.dpop) : undefined });
+      res.writeHead(302, { location: '/api/dpop', 'content-length': 0 });
+      res.end();
       return true;
     }
     if (!url.pathname.startsWith('/dpop-test/')) return false;
