@@ -164,6 +164,14 @@ describe("DPoP against oidc-provider", function()
     assert.equal(200, assert(acct:get("/api/dpop")).status)
     local l = log()
     assert.equal("authorization_code", l.token[1].grant_type)
+    -- revoked: the key goes with the tokens; a new login makes a new one
+    assert(acct:revoke())
+    browser = nil
+    ok, err = acct:login { timeout = 20, on_url = function(url) browser = op.browse(url) end }
+    helpers.stop(browser)
+    assert.is_true(ok, err and err.message)
+    assert.are_not.equal(jkt, assert(dpop.thumbprint(acct)))
+    assert.equal(assert(dpop.thumbprint(acct)), peer_token(assert(acct:token())).jkt)
     assert.equal("refresh_token", l.token[2].grant_type)
     assert.equal(jkt, l.token[2].proof_jkt)
     assert.equal(op.sha256(new), l.api[2].token_sha256)

@@ -65,6 +65,12 @@ function M.setup(acct)
   acct._dpop = acct.integration.oauth2.dpop_alg
 end
 
+--- Forgets the account's key (its tokens were dropped: revoke): the next
+-- token request makes a new one.
+function M.forget(acct)
+  acct._dpop_key, acct._dpop_pem, acct._dpop_jwk = nil, nil, nil
+end
+
 -- The algorithm of a new key: dpop_alg; with discovery, when the issuer's
 -- dpop_signing_alg_values_supported leaves out the default, the first one
 -- listed that connkit has (an explicit dpop_alg it leaves out: "config").
@@ -155,7 +161,8 @@ function M.observe(url, res, token_endpoint)
   nonces[urls.origin(url) or ""] = nonce
   if token_endpoint then return res.status == 400 end
   local wa = h["www-authenticate"]
-  return res.status == 401 and type(wa) == "string" and wa:find("DPoP") ~= nil
+  -- (auth scheme names are case-insensitive, RFC 9110 11.1)
+  return res.status == 401 and type(wa) == "string" and wa:lower():find("dpop") ~= nil
     and wa:find('error="use_dpop_nonce"', 1, true) ~= nil
 end
 
