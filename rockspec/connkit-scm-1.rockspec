@@ -49,6 +49,7 @@ build = {
     ["connkit.auth.client_assertion"] = "lua/connkit/auth/client_assertion.lua",
     ["connkit.auth.custom_token"] = "lua/connkit/auth/custom_token.lua",
     ["connkit.auth.discovery"] = "lua/connkit/auth/discovery.lua",
+    ["connkit.auth.dpop"] = "lua/connkit/auth/dpop.lua",
     ["connkit.auth.exchange"] = "lua/connkit/auth/exchange.lua",
     ["connkit.auth.jwk"] = "lua/connkit/auth/jwk.lua",
     ["connkit.auth.jwt"] = "lua/connkit/auth/jwt.lua",

@@ -258,6 +258,7 @@ local function setup_token_auth(self, ctx)
     if o.client_secret then self:_add_secret(fill_or_fail(self, ctx, "oauth2.client_secret", o.client_secret)) end
     if o.client_id then fill_or_fail(self, ctx, "oauth2.client_id", o.client_id) end
     self._fetch_token = require("connkit.auth.oauth2").fetch_token
+    if o.dpop then require("connkit.auth.dpop").setup(self) end
     require "connkit.auth.login"
   elseif integ.auth == "jwt" then
     self._fetch_token = require("connkit.auth.jwt_auth").fetch_token

@@ -249,6 +249,9 @@ function M.new(def)
   -- the jwt block: auth = "jwt", the jwt_bearer grant, {jwt} in a custom token
   self.jwt = require("connkit.auth.jwt_auth").check_definition(ctx, def, self, names)
   self.auth_token = check_auth_token(ctx, def, names)
+  if self.oauth2 and self.oauth2.dpop then -- (the DPoP scheme, RFC 9449 7.1)
+    require("connkit.auth.dpop").check_auth_token(ctx, def.auth_token, self.auth_token, names)
+  end
   self.request_parameters = check_request_parameters(ctx, def.request_parameters, names)
   self.refresh = check_refresh(ctx, def.refresh)
   self.retry = check_retry(ctx, def.retry, "retry")

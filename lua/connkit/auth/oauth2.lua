@@ -23,7 +23,7 @@ local FIELDS = {
   revoke_url = true, device_authorization_url = true, issuer = true, scope = true,
   client_id = true, client_secret = true, client_auth = true, pkce = true,
   extra_params = true, authorize_params = true, redirect_uri = true, discovery = true,
-  token_metadata = true,
+  token_metadata = true, dpop = true, dpop_alg = true,
   jwks_uri = true, id_token_signed_response_alg = true, -- OpenID Connect (connkit.auth.oidc)
 }
 for k in pairs(require("connkit.auth.par").FIELDS) do FIELDS[k] = true end -- (PAR, RFC 9126)
@@ -68,6 +68,7 @@ function M.check_definition(b, fail, env)
   out.pkce = check.boolean(ctx, "oauth2.pkce", b.pkce, out.grant_type == "authorization_code")
   require("connkit.auth.par").check_definition(b, out, env)
   out.token_metadata = require("connkit.auth.token_metadata").check_definition(ctx, "oauth2", b.token_metadata, env.names)
+  require("connkit.auth.dpop").check_definition(ctx, b, out) -- (RFC 9449: oauth2.dpop, dpop_alg)
   -- extra_params go to the token endpoint; authorize_params to the
   -- authorization request (e.g. an RFC 8707 resource or an audience that
   -- both need)
@@ -108,7 +109,9 @@ local function token_call(acct, params, what, nonce)
   if not ok then return nil, err end
   local url, uerr = discovery.url(acct, "token_url")
   if not url then return nil, uerr end
-  local fields, ferr = endpoint.call(acct, url, o.token_method, params, headers, what)
+  -- (with oauth2.dpop: a proof on each call, and the nonce challenge followed)
+  local call = acct._dpop and require("connkit.auth.dpop").token_call or endpoint.call
+  local fields, ferr = call(acct, url, o.token_method, params, headers, what)
   if not fields then return nil, ferr end
   local rec, rerr = endpoint.token_record(acct, fields, what)
   if not rec then return nil, rerr end

@@ -145,6 +145,7 @@ function M.call(acct, url, method, params, headers, what, format)
   local call = acct._hooks and require("connkit.hooks").begin(acct, spec, "auth", 1, transport.current().name)
   local res, code, msg = transfer(spec)
   if call then require("connkit.hooks").finish(call, res, res == nil and { code = code } or nil) end
+  if res and acct._dpop then require("connkit.auth.dpop").observe(url, res, true) end -- (its DPoP-Nonce)
   if not res then
     return nil, errors.new(code, acct:_redact(("%s %s: %s"):format(what, urls.origin(url) or url, msg)))
   end
@@ -242,7 +243,10 @@ function M.token_record(acct, f, what)
     scope = type(f.scope) == "string" and f.scope or nil,
     issued_at = now,
   }
-  if rec.token_type ~= "bearer" and rec.token_type ~= "n_a" then
+  if acct._dpop then -- (a DPoP-bound token, and the key it is bound to)
+    local ok, derr = require("connkit.auth.dpop").accept(acct, rec, what)
+    if not ok then return nil, derr end
+  elseif rec.token_type ~= "bearer" and rec.token_type ~= "n_a" then
     return nil, errors.new("token_endpoint", what .. " issued a " .. rec.token_type .. " token; only bearer tokens are supported")
   end
   local ttl, terr = M.number_field(f.expires_in, "expires_in", what)

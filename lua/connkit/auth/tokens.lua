@@ -372,6 +372,7 @@ function M.drop(acct)
   acct._tok = nil
   acct._refresh_at = nil
   acct:_set_token(nil)
+  if acct._dpop then require("connkit.auth.dpop").forget(acct) end -- (the key goes with the tokens)
   return store_put(acct, nil)
 end
 

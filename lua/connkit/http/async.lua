@@ -110,7 +110,7 @@ end
 
 local function next_attempt(h)
   h._attempt = h._attempt + 1
-  h._refreshed = false
+  h._refreshed, h._nonced = false, nil
   local ok, x = attempt.ready_start(h.request, h._deadline)
   if ok == false then return await(h, x, attempt.ready_after) end
   if not ok then return finish(h, nil, x) end
@@ -166,6 +166,10 @@ local function advance(h)
     if res and rawget(h.request, "_rate") then rate_limit.observe(h.request, res) end
     if res then
       transfer_over(h, res)
+      if rawget(h.request, "_dpop") and require("connkit.auth.dpop").observe(h.request.url, res) and not h._nonced then
+        h._nonced = true -- (RFC 9449 9: once more with the server's nonce)
+        return transmit(h)
+      end
       return replied(h, res)
     end
     local _, err = request.fail(h.request, code, msg)

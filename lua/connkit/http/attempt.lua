@@ -31,7 +31,7 @@ local out_of_time, spec_until, wait_task = deadlines.out_of_time, deadlines.spec
 --- One transfer of the request within its deadline, over the transport of
 -- the place it is sent from: the response, or nil, an error. `n`: the
 -- attempt number the account's hooks are told.
-local function perform_until(req, deadline, n)
+local function perform_until(req, deadline, n, nonced)
   local t = transport.current()
   if rawget(req, "_rate") then
     -- the rate limit's wait (no lock is held here)
@@ -47,6 +47,9 @@ local function perform_until(req, deadline, n)
   if not res then res, err = fail(req, code, msg)
   elseif rawget(req, "_rate") then rate_limit.observe(req, res) end
   if call then hooks.finish(call, res, err) end
+  if res and rawget(req, "_dpop") and require("connkit.auth.dpop").observe(req.url, res) and not nonced then
+    return perform_until(req, deadline, n, true) -- (RFC 9449 9: once more with the server's nonce)
+  end
   return res, err
 end
 

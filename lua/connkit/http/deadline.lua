@@ -40,6 +40,7 @@ local out_of_time = M.out_of_time
 function M.spec_until(t, req, deadline)
   local left = deadline - now()
   if left <= 0 then return out_of_time(req, "it was sent") end
+  if rawget(req, "_dpop") then return require("connkit.auth.dpop").spec(t, req, left) end -- (a fresh proof)
   if left >= rawget(req, "timeout") - 0.001 then return t.of_request(req) end
   local w, code, msg = t.of_table(files.carry(req, {
     method = req.method, url = req.url, body = req.body, header_lines = rawget(req, "header_lines"),

@@ -53,7 +53,15 @@ function M.follow(req, res, fail, deadline, n)
       method, body = (method == "HEAD" and "HEAD" or "GET"), nil
     end
     local lines = rawget(req, "header_lines")
-    if cross then lines = rawget(req, "_own_lines") or {} end
+    if cross then
+      lines = rawget(req, "_own_lines") or {}
+    elseif rawget(req, "_dpop") then -- (a proof for this hop's method and URL: connkit.auth.dpop)
+      local proof, perr = require("connkit.auth.dpop").proof(rawget(req, "_account"), method, url, rawget(req, "_token") or nil)
+      if not proof then return nil, perr end
+      local l = {}
+      for i, x in ipairs(lines) do l[i] = x end
+      l[#l + 1], lines = "DPoP: " .. proof, l
+    end
     spec = {
       method = method, url = url, body = body, header_lines = lines, timeout = left,
       connect_timeout = req.connect_timeout, ca_file = req.ca_file, max_body = req.max_body,

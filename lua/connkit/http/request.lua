@@ -228,6 +228,7 @@ function M.prepare(acct, opts)
     _bare = bare,
   }
   if body then req.body = body end
+  if acct._dpop and not bare then req._dpop = true end -- (a DPoP proof per transfer: connkit.auth.dpop)
   if acct._ca_file then req.ca_file = acct._ca_file end
   -- the client certificate (mTLS) goes where the credentials go
   if acct._client_tls and not bare then req.client_tls = acct._client_tls end
