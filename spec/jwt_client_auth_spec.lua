@@ -130,6 +130,27 @@ describe("JWT client authentication against oidc-provider", function()
     check_assertion(rec, "HS256", nil, "csjwt-client")
   end)
 
+  it("with DPoP, a nonce challenge gets a new assertion: a jti is single-use (RFC 7523 3)", function()
+    assert(op.post("/dpop-test/reset"))
+    assert(op.post("/dpop-test/config", { token_nonce = "true" }))
+    local acct = integration({ client_id = "csjwt-client", client_auth = "client_secret_jwt", client_key = false,
+      client_secret = "{secret}", dpop = true }, { secret = { secret = true } }):account {
+      parameters = { issuer = op.issuer, secret = CSJWT_SECRET } }
+    local ok, err = acct:token()
+    assert.is_truthy(ok, err and err.message)
+    local t = assert(op.get("/dpop-test/log")).token
+    assert.equal(2, #t)
+    assert.equal("use_dpop_nonce", t[1].error)
+    assert.equal(200, t[2].status)                  -- the server took the second assertion
+    local jtis = {}
+    for _, e in ipairs(log()) do
+      if e.route == "token" then jtis[#jtis + 1] = e.assertion_claims.jti end
+    end
+    assert.equal(2, #jtis)
+    assert.are_not.equal(jtis[1], jtis[2])
+    assert(op.post("/dpop-test/config", { token_nonce = "false" }))
+  end)
+
   it("authorization code, refresh, revocation and device authorization all send an assertion", function()
     local acct = integration({ grant_type = "authorization_code", authorize_url = "{issuer}/auth",
       device_authorization_url = "{issuer}/device/auth", scope = "openid offline_access",

@@ -201,6 +201,11 @@ function M.token_call(acct, url, method, params, headers, what)
     h[#h + 1] = "DPoP: " .. proof
     fields, err = endpoint.call(acct, url, method, params, h, what)
     if fields or try == 2 or err.oauth_error ~= "use_dpop_nonce" or not M.nonce(url) then break end
+    if params.client_assertion ~= nil then
+      -- a client assertion's jti is single-use (RFC 7523 3): sign a new one
+      local ok, aerr = endpoint.authenticate(acct, params, {})
+      if not ok then return nil, aerr end
+    end
   end
   return fields, err
 end
