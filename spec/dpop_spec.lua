@@ -215,8 +215,11 @@ describe("DPoP against oidc-provider", function()
     assert.equal(2, #l.token)
     assert.equal(jkt, l.token[2].proof_jkt)
     -- and a new process
-    local ok, out = helpers.run(("cd %s && %s -e %s"):format(helpers.shell_quote(helpers.root),
-      helpers.lua, helpers.shell_quote(([[
+    -- (child_env: under make test-asan the child needs the sanitizer runtime too)
+    local words = {}
+    for k, v in pairs(helpers.child_env()) do words[#words + 1] = k .. "=" .. helpers.shell_quote(v) end
+    local ok, out = helpers.run(("cd %s && env %s %s -e %s"):format(helpers.shell_quote(helpers.root),
+      table.concat(words, " "), helpers.lua, helpers.shell_quote(([[
       local connkit = require "connkit"
       local a = connkit.integration { name = "x", key = "dpopcc%d", auth = "oauth2", base_url = %q,
         oauth2 = { grant_type = "client_credentials", token_url = %q, client_id = %q, client_secret = %q, dpop = true } }

@@ -358,12 +358,7 @@ describe("files in and out (curl transport)", function()
 
   describe("examples/files.lua", function()
     it("runs against the peers", function()
-      local env = ""
-      for k, v in pairs(helpers.child_env { FILES_BASE_URL = sp.url, FILES_DIR = dir }) do
-        env = env .. " " .. k .. "=" .. helpers.shell_quote(v)
-      end
-      local ok, out = helpers.run("env" .. env .. " " .. helpers.lua .. " " ..
-        helpers.shell_quote(helpers.root .. "/examples/files.lua"))
+      local ok, out = helpers.run_example("files.lua", {}, { FILES_BASE_URL = sp.url, FILES_DIR = dir })
       assert(ok, out)
       assert.matches("saved 1048576 bytes", out, 1, true)
       assert.matches("uploaded 2 parts", out, 1, true)

@@ -130,6 +130,20 @@ function helpers.child_env(extra)
   return env
 end
 
+--- Runs examples/<name> as the README says to (a Lua process of its own,
+-- with the module under test: the paths of this run are inherited), with
+-- `args` (a list) and `env` (a table) added; gives up after `timeout`
+-- seconds (default 60). Returns true when it exits 0, plus its output.
+function helpers.run_example(name, args, env, timeout)
+  local words = {}
+  for k, v in pairs(helpers.child_env(env)) do words[#words + 1] = k .. "=" .. q(v) end
+  table.sort(words)
+  local argv = {}
+  for i, a in ipairs(args or {}) do argv[i] = q(a) end
+  return helpers.run(("env %s timeout %d %s %s %s"):format(table.concat(words, " "), timeout or 60,
+    q(helpers.lua), q(helpers.root .. "/examples/" .. name), table.concat(argv, " ")))
+end
+
 --- Stops a process started by spawn: TERM, then KILL if it lingers.
 function helpers.stop(proc)
   if not proc or not proc.pid then return end

@@ -440,13 +440,7 @@ describe("examples/verify_and_hooks.lua", function()
   it("runs against httpbin: verifies, logs every transfer, shows no token", function()
     hb = helpers.peer("httpbin")
     local token = "example-token-0123456789"
-    local words = {}
-    for k, v in pairs(helpers.child_env { API_BASE = hb.url, API_TOKEN = token,
-      LUA_PATH = os.getenv("LUA_PATH") or "", LUA_CPATH = os.getenv("LUA_CPATH") or "" }) do
-      words[#words + 1] = k .. "=" .. helpers.shell_quote(v)
-    end
-    local ok, out = helpers.run("env " .. table.concat(words, " ") .. " " .. helpers.lua .. " "
-      .. helpers.shell_quote(helpers.root .. "/examples/verify_and_hooks.lua"))
+    local ok, out = helpers.run_example("verify_and_hooks.lua", {}, { API_BASE = hb.url, API_TOKEN = token })
     assert.is_true(ok, out)
     assert.matches("verified", out)
     assert.matches("<%- GET " .. hb.url:gsub("%p", "%%%0") .. "/bearer 200", out)

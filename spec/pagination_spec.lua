@@ -383,10 +383,7 @@ describe("pagination", function()
   end)
 
   it("examples/pagination.lua runs against the scripted peer", function()
-    local env = { "env" }
-    for k, v in pairs(helpers.child_env()) do env[#env + 1] = k .. "=" .. helpers.shell_quote(v) end
-    local ok, out = helpers.run(("%s timeout 30 %s %s %s 2>&1"):format(table.concat(env, " "), helpers.lua,
-      helpers.shell_quote(helpers.root .. "/examples/pagination.lua"), helpers.shell_quote(scripted.url)))
+    local ok, out = helpers.run_example("pagination.lua", { scripted.url })
     assert.is_true(ok, out)
     assert.matches("contacts: 25 %(ids 1%.%.25%)", out)
     assert.matches("page 3: 5 items", out)

@@ -37,20 +37,8 @@ local function tokens_issued() return #sp.requests("/rules/token") end
 
 local EXPIRED = { path = "error.code", values = { "TOKEN_EXPIRED" } }
 
--- Runs examples/<name> with the build under test (tools/run-lua.sh), the
--- client secret in the environment: ok, output.
-local function run_example(name, ...)
-  local q = helpers.shell_quote
-  local build = package.cpath:match("(build/[^/;?]+)/%?%.so") or "build/lua5.4"
-  local env = helpers.child_env { CLIENT_SECRET = "example-secret", LUA = helpers.lua, BUILD = build }
-  local words = {}
-  for k, v in pairs(env) do words[#words + 1] = k .. "=" .. q(v) end
-  table.sort(words)
-  local args = {}
-  for i = 1, select("#", ...) do args[i] = q((select(i, ...))) end
-  return helpers.run("cd " .. q(helpers.root) .. " && env " .. table.concat(words, " ")
-    .. " sh tools/run-lua.sh examples/" .. name .. " " .. table.concat(args, " "))
-end
+-- (the examples read the client secret from the environment)
+local EXAMPLE_ENV = { CLIENT_SECRET = "example-secret" }
 
 describe("refresh rules (scripted peer)", function()
   setup(function() sp = helpers.peer("scripted") end)
@@ -194,7 +182,7 @@ describe("refresh rules (scripted peer)", function()
   end)
 
   it("examples/refresh_on_body.lua runs: one refresh and one retry on a body code", function()
-    local ok, out = run_example("refresh_on_body.lua", sp.url, "/rules/always-expired")
+    local ok, out = helpers.run_example("refresh_on_body.lua", { sp.url, "/rules/always-expired" }, EXAMPLE_ENV)
     assert.is_true(ok, out)
     assert.matches("^200\t2\t", out)
     assert.equal(2, #sp.requests("/rules/always-expired"))

@@ -50,20 +50,8 @@ local function integration(o) return connkit.integration(def(o)) end
 local function tokens_issued(n_) return #sp.requests(n_ or "/rules/token") end
 local function bearer_of(r) return (r.headers.authorization or ""):match("^Bearer (.+)$") end
 
--- Runs examples/<name> with the build under test (tools/run-lua.sh), the
--- client secret in the environment: ok, output.
-local function run_example(name, ...)
-  local q = helpers.shell_quote
-  local build = package.cpath:match("(build/[^/;?]+)/%?%.so") or "build/lua5.4"
-  local env = helpers.child_env { CLIENT_SECRET = "example-secret", LUA = helpers.lua, BUILD = build }
-  local words = {}
-  for k, v in pairs(env) do words[#words + 1] = k .. "=" .. q(v) end
-  table.sort(words)
-  local args = {}
-  for i = 1, select("#", ...) do args[i] = q((select(i, ...))) end
-  return helpers.run("cd " .. q(helpers.root) .. " && env " .. table.concat(words, " ")
-    .. " sh tools/run-lua.sh examples/" .. name .. " " .. table.concat(args, " "))
-end
+-- (the examples read the client secret from the environment)
+local EXAMPLE_ENV = { CLIENT_SECRET = "example-secret" }
 
 describe("token_metadata (scripted peer)", function()
   setup(function() sp = helpers.peer("scripted") end)
@@ -198,7 +186,7 @@ describe("token_metadata (scripted peer)", function()
   end)
 
   it("examples/token_metadata.lua runs: the request lands on the instance of the token reply", function()
-    local ok, out = run_example("token_metadata.lua", sp.url .. "/rules/token?key=example", "me")
+    local ok, out = helpers.run_example("token_metadata.lua", { sp.url .. "/rules/token?key=example", "me" }, EXAMPLE_ENV)
     assert.is_true(ok, out)
     assert.matches("^200\t", out)
     local r = sp.last("/rules/i1/me")
