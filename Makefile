@@ -107,6 +107,7 @@ rock:
 
 # the reference (LDoc, config.ld) into docs/; any LDoc warning fails it
 docs:
+	@LUA=$(LUA) sh tools/deps.sh docs
 	@sh tools/docs.sh
 
 # the committed tree's make test and make demo on a bare Debian 12 root

@@ -45,6 +45,7 @@ build = {
     },
     ["connkit"] = "lua/connkit/init.lua",
     ["connkit.account"] = "lua/connkit/account.lua",
+    ["connkit.account_inputs"] = "lua/connkit/account_inputs.lua",
     ["connkit.account_verify"] = "lua/connkit/account_verify.lua",
     ["connkit.auth.client_assertion"] = "lua/connkit/auth/client_assertion.lua",
     ["connkit.auth.custom_token"] = "lua/connkit/auth/custom_token.lua",

@@ -12,7 +12,7 @@ local q = helpers.shell_quote
 local PROGRAMS = {
   "gcc", "make", "pkg-config", "busted", "curl", "openssl", "pgrep", "ssh-keygen", "sftp",
   "/usr/sbin/sshd", "/usr/sbin/nginx", "/usr/bin/python3", "node", "npm", "redis-server", "redis-cli",
-  "script", "ldoc", -- the connkit command's pseudo-terminal specs; make docs
+  "script", "ldoc", "lua5.1", -- the connkit command's pseudo-terminal specs; make docs (LDoc runs on 5.1)
 }
 local PYTHON_MODULES = { "httpbin", "gunicorn" } -- spec/peers/httpbin.lua: python3 -m gunicorn httpbin:app
 local LUA_MODULES = { "socket", "lfs", "cjson", "busted", "argparse" }

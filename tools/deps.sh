@@ -2,13 +2,14 @@
 # Installs the Debian packages a make target needs, when any is missing, and
 # the pinned npm packages of the OAuth peer. As root it runs apt-get;
 # otherwise it names what to install.
-#   sh tools/deps.sh [--print] [test|bench|valgrind|rock|fuzz]
+#   sh tools/deps.sh [--print] [test|bench|valgrind|rock|fuzz|docs]
 #     test   (default) make, make test, make test-asan and make demo
 #     bench  the same plus valgrind (make bench)
 #     valgrind  the same plus valgrind (make test-valgrind)
 #     rock   the build plus luarocks (make rock), no peers
 #     fuzz   the build plus clang and its libFuzzer/sanitizer runtimes
 #            (make fuzz, with LUA=lua5.4), no peers
+#     docs   LDoc and the Lua it runs on (make docs)
 #   --print: only print the target's packages, one a line (spec/deps_spec.lua)
 # apt-get runs with --no-install-recommends, so everything used is named
 # here, what Debian only recommends included (python3-httpbin's gunicorn).
@@ -49,8 +50,10 @@ test="$build lua-busted lua-socket lua-filesystem curl openssl procps
   lua-luv redis-server"
 # The connkit command's specs (spec/cli_*_spec.lua) drive it through a
 # pseudo-terminal with script(1) (bsdutils); make docs and its spec run
-# LDoc (lua-ldoc).
-test="$test bsdutils lua-ldoc"
+# LDoc (lua-ldoc), which runs on Lua 5.1 or 5.2 only and does not bring
+# either (lua-any picks one that is installed): lua5.1.
+docs="lua-ldoc lua5.1"
+test="$test bsdutils $docs"
 # The OpenResty specs (spec/openresty_spec.lua, spec/peers/openresty.lua):
 # nginx's Lua module with the development kit it loads first and its Lua
 # library, and the LuaJIT branch the module is built on (headers for
@@ -67,7 +70,8 @@ case "$target" in
   valgrind) pkgs="$test valgrind" node=1 ;; # memcheck: make test-valgrind
   rock) pkgs="$build luarocks" ;;
   fuzz) pkgs="$build clang libclang-rt-14-dev" ;;
-  *) echo "deps: unknown target '$target' (test, bench, valgrind, rock or fuzz)" >&2; exit 2 ;;
+  docs) pkgs=$docs ;;
+  *) echo "deps: unknown target '$target' (test, bench, valgrind, rock, fuzz or docs)" >&2; exit 2 ;;
 esac
 
 # one line each, first mention kept (LUA=luajit names luajit2 twice for test)

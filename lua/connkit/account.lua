@@ -7,6 +7,7 @@ local core = require "connkit.core"
 local check = require "connkit.check"
 local errors = require "connkit.errors"
 local cjson = require "cjson"
+local inputs = require "connkit.account_inputs"
 
 local M = {}
 
@@ -20,94 +21,6 @@ local OPT_FIELDS = {
   tls = true, timeout = true,
   on_request = true, on_response = true, on_refresh_error = true, -- (connkit.hooks)
 }
-
--- credential fields per auth type: name -> required?
-local CREDENTIALS = {
-  none = {},
-  api_token = { token = true },
-  basic = { username = true, password = true },
-  oauth2 = { client_id = false, client_secret = false, client_key = false },
-  jwt = {},
-}
-
--- Every credential is a secret (scrubbed from every message) except these:
--- names and identifiers, and a key's file path (its contents are a secret).
--- A custom token declares its own (custom_token.public_credentials,
--- default { "username" }).
-local PUBLIC_CREDENTIALS = { username = true, client_id = true, private_key = true }
-
--- The credential names of this account that are not secrets.
-local function public_credentials(integ)
-  if integ.auth == "custom_token" then return integ.custom_token.public_credentials end
-  return PUBLIC_CREDENTIALS
-end
-
-local function check_parameters(self, ctx, given)
-  local integ = self.integration
-  local values = {}
-  if given ~= nil then
-    check.table(ctx, "parameters", given)
-    for k, v in pairs(given) do
-      if not integ.parameters[k] then
-        ctx.fail("parameters." .. tostring(k), "is not a parameter of this integration")
-      end
-      if type(v) ~= "string" and type(v) ~= "number" then
-        ctx.fail("parameters." .. k, "must be a string or a number")
-      end
-      values[k] = v
-    end
-  end
-  local missing = {}
-  local from_token = require("connkit.auth.token_metadata").names(integ) -- (filled by the token)
-  for name, p in pairs(integ.parameters) do
-    if values[name] == nil then
-      if p.default ~= nil then values[name] = p.default
-      elseif p.required and not from_token[name] then missing[#missing + 1] = name end
-    end
-  end
-  if #missing > 0 then
-    table.sort(missing)
-    ctx.fail(nil, "missing required parameters: " .. table.concat(missing, ", "))
-  end
-  return values
-end
-
-local function check_credentials(self, ctx, creds)
-  local auth = self.integration.auth
-  creds = creds or {}
-  check.table(ctx, "credentials", creds)
-  local spec
-  if auth == "sftp" then
-    return require("connkit.sftp").check_credentials(creds, ctx.fail) or creds
-  elseif auth == "custom_token" then
-    spec = {}
-    for n in pairs(self.integration.custom_token.credential_names) do spec[n] = true end
-  else
-    spec = CREDENTIALS[auth]
-  end
-  local out, missing = {}, {}
-  for k, v in pairs(creds) do
-    if spec[k] == nil then
-      ctx.fail("credentials." .. tostring(k), ('is not used by auth = "%s"'):format(auth))
-    end
-    if type(v) == "number" then v = core.format_number(v) end
-    if type(v) ~= "string" then
-      ctx.fail("credentials." .. k, "must be a string, not a " .. type(v))
-    end
-    if v == "" then
-      ctx.fail("credentials." .. k, "must not be empty (an unset environment variable?)")
-    end
-    out[k] = v
-  end
-  for k, required in pairs(spec) do
-    if required and out[k] == nil then missing[#missing + 1] = k end
-  end
-  if #missing > 0 then
-    table.sort(missing)
-    ctx.fail(nil, "missing credentials: " .. table.concat(missing, ", "))
-  end
-  return out
-end
 
 --- Adds a secret (and its URL-encoded forms) to the strings every message
 -- and tostring of this account is scrubbed of.
@@ -284,10 +197,10 @@ function M.new(integ, opts)
   check.string(ctx, "id", id)
   check.known_fields(ctx, opts, nil, OPT_FIELDS)
   local self = setmetatable({ id = id, integration = integ, _secrets = {}, _secret_set = {} }, Account)
-  self._values = check_parameters(self, ctx, opts.parameters)
-  self.credentials = check_credentials(self, ctx, opts.credentials)
+  self._values = inputs.parameters(integ, ctx, opts.parameters)
+  self.credentials = inputs.credentials(integ, ctx, opts.credentials)
   for name in pairs(integ.secret_parameters) do self:_add_secret(self._values[name]) end
-  local public = public_credentials(integ)
+  local public = inputs.public_credentials(integ)
   for k, v in pairs(self.credentials) do
     if not public[k] then self:_add_secret(v) end
     if k == "username" or k == "password" then self._values[k] = v end

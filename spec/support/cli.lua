@@ -66,8 +66,13 @@ end
 function T:tty(args, opts)
   opts = opts or {}
   local feed = ("sleep %s; printf '%%s' %s; sleep %s"):format(opts.delay or 1, q(opts.input or ""), opts.linger or 1)
-  local inner = self:command(args, opts.env) .. "; echo __rc=$?"
-  local line = ("cd %s && (%s) | script -q -e -c %s /dev/null"):format(q(self.dir), feed, q(inner))
+  -- script runs the command with $SHELL: /bin/sh (dash) here, whatever the
+  -- caller's shell is, and a trap keeps it alive past a Ctrl-C sent to the
+  -- terminal's process group (dash would die with the command, and the
+  -- status after it never be seen); a trap, unlike an ignored signal, is not
+  -- inherited by the command
+  local inner = "trap : INT; " .. self:command(args, opts.env) .. "; echo __rc=$?"
+  local line = ("cd %s && (%s) | SHELL=/bin/sh script -q -e -c %s /dev/null"):format(q(self.dir), feed, q(inner))
   local p = assert(io.popen(helpers.clean_env .. "sh -c " .. q(line) .. " 2>&1"))
   local transcript = p:read("*a")
   p:close()
