@@ -8,18 +8,7 @@ local helpers = require "helpers"
 local connkit = require "connkit"
 local core = require "connkit.core"
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
--- sha256 (hex) of a file, by sha256sum (the file is not read into Lua)
-local function file_sha(path)
-  local ok, out = helpers.run("sha256sum " .. helpers.shell_quote(path))
-  assert(ok, out)
-  return out:match("^(%x+)")
-end
+local exists, file_sha = helpers.exists, helpers.file_sha256
 
 local function file_size(path)
   local f = assert(io.open(path, "rb"))

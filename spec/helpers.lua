@@ -37,6 +37,26 @@ function helpers.run(cmd)
   return rc == 0, out
 end
 
+--- Runs a shell command that must succeed; raises with its output if not.
+-- Returns the output.
+function helpers.sh(cmd)
+  local ok, out = helpers.run(cmd)
+  assert(ok, cmd .. "\n" .. out)
+  return out
+end
+
+--- Whether a file exists (and can be opened).
+function helpers.exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+--- The SHA-256 (hex) of a file, by sha256sum: the file is not read into Lua.
+function helpers.file_sha256(path)
+  return helpers.sh("sha256sum " .. q(path)):match("^(%x+)")
+end
+
 --- A fresh private directory under /tmp.
 function helpers.tmpdir(tag)
   local p = assert(io.popen(CLEAN_ENV .. "mktemp -d " .. q(helpers.tmp_root .. "/connkit-" .. (tag or "t") .. ".XXXXXX")))

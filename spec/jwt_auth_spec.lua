@@ -16,16 +16,8 @@ local NODE = q(helpers.root .. "/spec/support/jws_node.js")
 local SECRET = "hs256-jwt-auth-secret-of-32-bytes!!"
 local PASSWORD = "pw-jwt-Auth-Sekr3t"
 
-local function sh(cmd)
-  local ok, out = helpers.run(cmd)
-  assert(ok, cmd .. "\n" .. out)
-  return out
-end
-sh("cd " .. q(dir) .. " && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa.pem 2>/dev/null"
-  .. " && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ec.pem"
-  .. " && openssl genpkey -algorithm ED25519 -out ed.pem"
-  .. " && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out wrong.pem 2>/dev/null"
-  .. " && for k in rsa ec ed; do openssl pkey -in $k.pem -pubout -out $k.pub || exit 1; done"
+local sh = helpers.sh
+require "support.test_keys"(dir, "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out wrong.pem 2>/dev/null"
   .. " && openssl pkcs8 -topk8 -v2 aes-256-cbc -in ec.pem -passout pass:" .. q(PASSWORD) .. " -out ec_enc.pem"
   .. " && printf %s " .. q(SECRET) .. " > secret.txt")
 local function pem(name) return assert(helpers.read_file(dir .. "/" .. name .. ".pem")) end

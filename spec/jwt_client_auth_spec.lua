@@ -12,17 +12,8 @@ local q = helpers.shell_quote
 local dir = helpers.tmpdir("jwtclient")
 local CSJWT_SECRET = "csjwt-secret-0123456789-abcdefghij-XYZ" -- (spec/oidc/ext/jwt_auth.mjs)
 
-local function sh(cmd)
-  local ok, out = helpers.run(cmd)
-  assert(ok, cmd .. "\n" .. out)
-  return out
-end
-sh("cd " .. q(dir) .. " && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa.pem 2>/dev/null"
-  .. " && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ec.pem"
-  .. " && openssl genpkey -algorithm ED25519 -out ed.pem"
-  .. " && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out wrong.pem"
-  .. " && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out p384.pem"
-  .. " && for k in rsa ec ed; do openssl pkey -in $k.pem -pubout -out $k.pub || exit 1; done")
+require "support.test_keys"(dir, "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out wrong.pem"
+  .. " && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out p384.pem")
 local function pem(name) return assert(helpers.read_file(dir .. "/" .. name .. ".pem")) end
 -- the base64 body of a PEM: none of it may show anywhere
 local function key_bits(text) return text:match("\n([%w+/=]+)\n") end

@@ -12,11 +12,7 @@ local NODE = q(helpers.root .. "/spec/support/jws_node.js")
 local PASSWORD = "pw-Sekr3t-Opens-Key"
 local SECRET = "hs256-shared-secret-of-32-bytes!!"
 
-local function sh(cmd)
-  local ok, out = helpers.run(cmd)
-  assert(ok, cmd .. "\n" .. out)
-  return out
-end
+local sh = helpers.sh
 
 local function path(name) return dir .. "/" .. name end
 local function read(name) return assert(helpers.read_file(path(name))) end

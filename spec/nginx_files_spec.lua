@@ -8,17 +8,7 @@ local helpers = require "helpers"
 local openresty = require "peers.openresty"
 local cjson = require "cjson"
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
-local function file_sha(path)
-  local ok, out = helpers.run("sha256sum " .. helpers.shell_quote(path))
-  assert(ok, out)
-  return out:match("^(%x+)")
-end
+local exists, file_sha = helpers.exists, helpers.file_sha256
 
 describe("files in and out over the ngx transport", function()
   local p, sp, dir
