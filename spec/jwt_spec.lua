@@ -204,9 +204,26 @@ describe("jwt keys", function()
     local rsa = assert(jwt.key { pem = read("rsa.pem") }):public_jwk()
     local n = core.b64url_decode(rsa.n)
     refused({ kty = "RSA", n = b64(n:sub(1, -2) .. "\2"), e = "AQAB" }, "not a valid public key") -- even modulus
+    refused({ kty = "RSA", n = rsa.n, e = "AAE" }, "not a valid public key") -- even e
+    refused({ kty = "RSA", n = rsa.n, e = "AQ" }, "not a valid public key") -- e = 1
     refused({ kty = "oct", k = "c2VjcmV0" }, "unsupported JWK kty")
     refused({ kty = "EC", crv = "P-256", x = ec.x, y = ec.y, alg = "ES384" }, "alg ES384 is not supported")
     refused({ kty = "OKP", crv = "Ed25519", x = b64(("\1"):rep(31)) }, "32%-byte")
+  end)
+
+  it("an RSA JWK loads every time or never (OpenSSL's check of n is random)", function()
+    -- n = 757 * r, r prime, gcd(756, n - 1) = 378: OpenSSL's SP 800-56B
+    -- check (Miller-Rabin with random bases) refused it about half the time
+    local n = "ApapvAqAFTrq9DYPeiZPEiannw4stSL6Qc5rLr-jfR43LtUMExD8jlXy36Qr"
+      .. "WNeJ1gOhMquj0reVaKEOwFOLqv_VZ8c-fX_sjw42pYP2Z3GCvaY10TvGco_5IqQ-PeBewx"
+      .. "ONjphTTzevzKWMfEA8bfgPTn-9gecsKvENnevPhmR-sAvS7pstWMN5DzKXyloZs0iVRprm"
+      .. "swAyVPpX8e7Tuzz-a_sSNiLTfjtjIAEX5TNEbBcFaxM-XXxcGgqBn_YpVEekcw2phJNUpB"
+      .. "m-mu1mUpLa4XU1zXO1a0O_WX18o4-e7816RjbBiA2euA0DZi0qzWHgJjOzmatFdm47EqNd0us"
+    for _ = 1, 40 do
+      local k, err = jwt.key { jwk = { kty = "RSA", n = n, e = "AQAB" } }
+      assert.is_table(k, err and err.message)
+      assert.equal(n, k:public_jwk().n)
+    end
   end)
 
   it("RFC 7638 3.1: the thumbprint of the example key", function()
