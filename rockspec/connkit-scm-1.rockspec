@@ -118,6 +118,7 @@ build = {
     ["connkit.store.redis_resty"] = "lua/connkit/store/redis_resty.lua",
     ["connkit.store.redis_scripts"] = "lua/connkit/store/redis_scripts.lua",
     ["connkit.store.shared"] = "lua/connkit/store/shared.lua",
+    ["connkit.store.shared_rate"] = "lua/connkit/store/shared_rate.lua",
     ["connkit.tls"] = "lua/connkit/tls.lua",
     ["connkit.transport"] = "lua/connkit/transport/init.lua",
     ["connkit.transport.curl"] = "lua/connkit/transport/curl.lua",

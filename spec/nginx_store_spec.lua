@@ -77,6 +77,32 @@ describe("connkit.store.shared across 4 nginx workers", function()
     assert.is_true(count(served) >= 2, "the calls were not spread over the workers")
   end)
 
+  it("shares a rate limit's bucket: requests from every worker are spaced by per_second", function()
+    local tag = "rate-" .. os.time()
+    local results = p:run_all("store_rate", 8, { base = sp.url, tag = tag })
+    for i, r in ipairs(results) do
+      assert.are.equal(200, r.status, ("call %d failed (%s)\n%s"):format(i, r.url, p:log_tail(30)))
+    end
+    assert.is_true(count(p:run("store_served", { name = tag })) >= 2, "the calls were not spread over the workers")
+    local t = {}
+    for _, r in ipairs(sp.requests("/rl/ok")) do
+      if r.query.tag == tag then t[#t + 1] = r.time end
+    end
+    assert.are.equal(8, #t)
+    table.sort(t)
+    -- one bucket of 5 per second, burst 1: 0.2 s between arrivals (less
+    -- slack for the peer's clock); a bucket per worker would let them in together
+    for i = 2, #t do
+      assert.is_true(t[i] - t[i - 1] >= 0.2 - 0.05, ("request %d came %.3f s after the one before"):format(i, t[i] - t[i - 1]))
+    end
+  end)
+
+  it("rate_take reserves slots one interval apart and nothing beyond the limit", function()
+    local r = p:run("store_rate_take", { tag = tostring(os.time()) })
+    assert.are.same({ 0, 0.5, 1, 1 }, r.waits)
+    assert.matches("rate_take", r.raised)
+  end)
+
   it("keeps the record encrypted: the token is nowhere in the dict in clear; another key or no key cannot read it", function()
     p:run("store_call", { base = sp.url, name = "sealed", key = KEY })
     local token = next((bearers()))

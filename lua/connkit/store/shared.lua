@@ -24,6 +24,7 @@ local errors = require "connkit.errors"
 local common = require "connkit.store.common"
 local envelope = require "connkit.store.envelope"
 local cosync = require "connkit.cosync"
+local shared_rate = require "connkit.store.shared_rate"
 local check = require "connkit.check"
 local encode_json = require("connkit.json").encode
 local raise = check.raise
@@ -58,8 +59,9 @@ end
 --   records are encrypted (without either they are plain JSON in the dict);
 --   `lock_timeout` seconds `lock` waits (default 10); `lock_ttl` seconds a
 --   lock lives unless released (default 30)
--- @treturn table the store: `get(id)`, `put(id, record)`, `lock(id, max_wait)`
---   (callable with `.` or `:`)
+-- @treturn table the store: `get(id)`, `put(id, record)`, `lock(id, max_wait)`,
+--   `rate_take(...)` (a rate limit's bucket shared by the workers) (callable
+--   with `.` or `:`)
 function M.new(dict_name, opts)
   local ngx = rawget(_G, "ngx")
   if type(ngx) ~= "table" or type(ngx.shared) ~= "table" then
@@ -206,6 +208,10 @@ function M.new(dict_name, opts)
       return true
     end
   end)
+
+  --- rate_take(scope_key, per_second, burst, at, limit) -> seconds to wait:
+  -- a rate limit's bucket shared by every worker (connkit.store.shared_rate)
+  store.rate_take = method(store, shared_rate.taker(dict, where, check_id))
 
   return setmetatable(store, {
     __tostring = function() return where end,
