@@ -199,8 +199,14 @@ function M.count(res, err, n)
   end
 end
 
---- Sends the request and waits for the reply, retrying per the retry rules.
--- @return response, or nil and an error (both carry `attempts`)
+--- Sends the request and waits for the reply (`req:send()`): the token
+-- fetched or renewed first when due, one refresh and retry on the refresh
+-- rules' statuses, redirects with `follow`, the retry rules, all within the
+-- request's timeout.
+-- @treturn[1] connkit.http.response.Response the response (a non-2xx reply too)
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error when there is no reply to give
+--   (both carry `attempts`)
 function Request:send()
   local acct = self._account
   if self._plain and self._src_lines == acct._lines and transport.curl_only then
