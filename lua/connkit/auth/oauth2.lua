@@ -31,6 +31,13 @@ for k in pairs(require("connkit.auth.par").FIELDS) do FIELDS[k] = true end -- (P
 for f in pairs(client_assertion.FIELDS) do FIELDS[f] = true end
 
 --- Validates the `oauth2` block; returns it normalized, templates compiled.
+-- @tparam table b the `oauth2` block
+-- @tparam function fail fail(field, message): raises naming the field
+-- @tparam table env the definition's check environment: ctx (the check
+--   context), names (the parameter names), template(field, str, kind) and
+--   secure_url(field, str) (both compile and check a template)
+-- @treturn table the normalized block
+-- @raise naming the field
 function M.check_definition(b, fail, env)
   local ctx = env.ctx
   check.known_fields(ctx, b, "oauth2", FIELDS)
