@@ -39,6 +39,9 @@ local COSOCKET_PHASES = {
 M.PHASES = COSOCKET_PHASES
 
 --- Whether a request made here can use cosockets: true, or false and why.
+-- @treturn[1] boolean true
+-- @treturn[2] boolean false
+-- @treturn[2] string why not
 function M.available()
   local ngx = rawget(_G, "ngx")
   if type(ngx) ~= "table" or type(ngx.socket) ~= "table" or type(ngx.get_phase) ~= "function" then
@@ -96,10 +99,17 @@ end
 
 --- What perform and start take for a prepared request: the request itself
 -- (its fields are read raw).
+-- @tparam connkit.http.request.Request req the request
+-- @return req
 function M.of_request(req) return req end
 
 --- The same for a table of a request's fields: the table, or nil,
 -- "header", message for a header line with CR, LF or NUL.
+-- @tparam table t method, url, header_lines, body, timeout, ...
+-- @treturn[1] table t
+-- @return[2] nil
+-- @treturn[2] string the error code
+-- @treturn[2] string the message
 function M.of_table(t)
   local lines = rawget(t, "header_lines")
   if lines then
@@ -175,6 +185,11 @@ end
 --- Sends the finished request `spec` (method, url, header_lines, body,
 -- timeout, connect_timeout, max_body, decompress, ca_file, client_tls) and reads the
 -- reply. Returns a response, or nil, code, message.
+-- @tparam table spec the request (its fields read raw)
+-- @treturn[1] connkit.http.response.Response the response
+-- @return[2] nil
+-- @treturn[2] string the error code
+-- @treturn[2] string the message
 function M.perform(spec)
   local u, code, msg = ngx_url.parse_url(rawget(spec, "url"))
   if not u then return nil, code, msg end
@@ -278,6 +293,8 @@ end
 
 --- Starts `spec` in an ngx light thread; returns a transfer (t:done(),
 -- t:result(), t:cancel(); connkit.transport.ngx_threads).
+-- @tparam table spec the request
+-- @treturn table the transfer
 function M.start(spec)
   return threads.start(M.perform, spec)
 end

@@ -189,6 +189,15 @@ local NO_BODY = { [204] = true, [304] = true }
 -- "too_large" comes without a message (the caller names the limit).
 -- `limit`: how many body bytes may be read. `sink` (connkit.transport.ngx_files):
 -- where a 2xx body goes instead of reply.body (reply.streamed is then true).
+-- @param sock the connected cosocket
+-- @tparam table st the transfer's state
+-- @tparam string method the request's method
+-- @tparam integer limit the body bytes allowed
+-- @tparam[opt] table sink the sink of a streamed body
+-- @treturn[1] table the reply
+-- @return[2] nil
+-- @treturn[2] string the error code
+-- @treturn[2] string the message
 function M.read_reply(sock, st, method, limit, sink)
   local status, raw, seen = read_head(sock, st)
   if not status then return nil, raw, seen end
@@ -237,6 +246,13 @@ end
 
 --- Decodes a body sent with Content-Encoding `encoding` (gzip, deflate or
 -- identity), at most max bytes out; nil, code, message otherwise.
+-- @tparam string body the body as sent
+-- @tparam string encoding the Content-Encoding value
+-- @tparam integer max the most bytes out
+-- @treturn[1] string the decoded body
+-- @return[2] nil
+-- @treturn[2] string the error code
+-- @treturn[2] string the message
 function M.decode(body, encoding, max)
   local e = lower(match(encoding, "^%s*(.-)%s*$"))
   if e == "" or e == "identity" or body == "" then return body end

@@ -38,6 +38,9 @@ local function run(t, perform, spec)
 end
 
 --- Starts `perform(spec)` in an ngx light thread; returns a transfer.
+-- @tparam function perform perform(spec) -> response | nil, code, message
+-- @param spec the request
+-- @treturn table the transfer: done(), result(), cancel()
 function M.start(perform, spec)
   semaphore = semaphore or require "ngx.semaphore"
   local t = setmetatable({ _done = false, _sema = semaphore.new() }, Transfer)
@@ -52,12 +55,17 @@ function M.start(perform, spec)
 end
 
 --- True once the transfer is over (a reply, a failure or cancelled).
+-- @treturn boolean
 function Transfer:done()
   return self._done
 end
 
 --- The outcome: a response, or nil, code, message; waits (yielding to
 -- nginx) while the transfer runs.
+-- @treturn[1] connkit.http.response.Response the response
+-- @return[2] nil
+-- @treturn[2] string the error code
+-- @treturn[2] string the message
 function Transfer:result()
   while not self._done do
     self._sema:wait(60)
@@ -77,6 +85,8 @@ end
 
 --- Waits up to `timeout` seconds (yielding to nginx) for a transfer to
 -- finish when none has since the last call; returns how many finished.
+-- @tparam[opt] number timeout seconds at most
+-- @treturn integer how many finished
 function M.poll(timeout)
   if finished == 0 and inflight > 0 and timeout and timeout > 0 then
     semaphore = semaphore or require "ngx.semaphore"
@@ -89,12 +99,14 @@ function M.poll(timeout)
 end
 
 --- How many transfers are in flight.
+-- @treturn integer
 function M.pending()
   return inflight
 end
 
 --- Waits `s` seconds, yielding to nginx. (ngx.sleep(0) does not yield in
 -- lua-nginx-module 0.10.23, so nothing shorter than a millisecond.)
+-- @tparam number s seconds
 function M.sleep(s)
   if s and s > 0 then ngx.sleep(s < 0.001 and 0.001 or s) end
 end
@@ -107,6 +119,10 @@ local unpack = table.unpack or unpack
 
 --- Runs f(...) in a light thread; returns a job: done(), result() (f's
 -- results, or raises f's error; any light thread may wait) and cancel().
+-- @tparam function f the function
+-- @param ... its arguments
+-- @treturn table the job
+-- @raise when ngx.thread.spawn fails
 function M.spawn(f, ...)
   semaphore = semaphore or require "ngx.semaphore"
   local job = setmetatable({ _done = false, _sema = semaphore.new() }, Job)
@@ -128,12 +144,15 @@ function M.spawn(f, ...)
 end
 
 --- True once f has returned, raised or was cancelled.
+-- @treturn boolean
 function Job:done()
   return self._done
 end
 
 --- f's results once it is over (waiting, yielding to nginx, till then);
 -- raises f's error. Nothing after cancel().
+-- @return f's results
+-- @raise f's error
 function Job:result()
   while not self._done do
     self._sema:wait(60)

@@ -52,6 +52,11 @@ local url_cache, url_count = {}, 0
 
 --- parse_url, cached per URL string: the table returned is shared (the
 -- transport may add its own derived fields to it, never change these).
+-- @tparam string url the absolute URL
+-- @treturn[1] table the parts (see parse_url above)
+-- @return[2] nil
+-- @treturn[2] string the error code
+-- @treturn[2] string the message
 function M.parse_url(url)
   local u = url_cache[url]
   if u then return u end
@@ -80,6 +85,9 @@ end
 
 --- The absolute URL a Location value points to, from the request's URL (as
 -- libcurl's CURLINFO_REDIRECT_URL gives it).
+-- @tparam string base the request's URL
+-- @tparam string ref the Location value
+-- @treturn string the absolute URL
 function M.resolve(base, ref)
   ref = match(ref, "^%s*(.-)%s*$")
   if find(ref, "^%a[%w+.-]*:") then return ref end

@@ -46,6 +46,14 @@ local NO_LINES = {}
 --- The request head and body to write for spec `spec` to URL parts `u`:
 -- returns a table of strings for sock:send, or nil, "header", message.
 -- `mp`: a multipart body (connkit.transport.ngx_files), sent after the head.
+-- @tparam table spec the request (method, header_lines, body)
+-- @tparam table u the URL parts (connkit.transport.ngx_url)
+-- @tparam boolean decompress ask for a compressed reply
+-- @tparam[opt] table mp the multipart body
+-- @treturn[1] table the strings to send
+-- @return[2] nil
+-- @treturn[2] string the error code
+-- @treturn[2] string the message
 function M.request(spec, u, decompress, mp)
   local lines = rawget(spec, "header_lines") or NO_LINES
   local cached = lines_cache[lines]
