@@ -57,6 +57,7 @@ function Account:_add_secret(s)
 end
 
 --- A message with this account's secrets replaced by "***".
+-- @local
 function Account:_redact(msg)
   return errors.redact(msg, self._secrets)
 end
@@ -132,6 +133,7 @@ M.render_static = render_static -- (again after a token brings new metadata: con
 
 --- Sets the token that goes out with every request and re-renders the auth
 -- header or query pair. Returns true, or nil and an error.
+-- @local
 function Account:_set_token(token)
   local at = self.integration.auth_token
   self._auth_line, self._auth_query = nil, nil
@@ -156,6 +158,7 @@ function Account:_set_token(token)
 end
 
 --- The header lines and query string sent with every request.
+-- @local
 function Account:_rebuild_lines()
   local lines = {}
   if self._auth_line then lines[1] = self._auth_line end

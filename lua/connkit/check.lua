@@ -133,7 +133,7 @@ function check.table(ctx, field, v, opts)
   return v
 end
 
---- A list of HTTP status codes (e.g. refresh.on_status).
+--- A list of HTTP status codes (such as refresh.on_status).
 -- @tparam table ctx the check context (check.context)
 -- @tparam string field the field, named in the error
 -- @param v the list given

@@ -40,6 +40,7 @@ local C_POSITION = "[^%s:]*csrc/[%w_]+%.[ch]:%d+:%s*"
 -- raised in connkit's own code).
 -- @param message a string (anything else is given back as it is)
 -- @return the message without "connkit/x.lua:12:" positions
+-- @local
 function errors.clean(message)
   if type(message) ~= "string" then return message end
   if message:find("%.lua:%d+") or message:find("%.[ch]:%d+") then
@@ -70,6 +71,7 @@ end
 -- @tparam string message its message
 -- @tparam[opt] table extra more fields
 -- @treturn Error the error
+-- @local
 function errors.from_core(code, message, extra)
   return errors.new(code or "internal", message, extra)
 end
@@ -87,6 +89,7 @@ end
 -- @tparam[opt] {string,...} secrets the strings to hide (shorter than 4
 --   characters: left alone)
 -- @treturn string|nil the message with the secrets replaced
+-- @local
 function errors.redact(message, secrets)
   if not secrets or message == nil then return message end
   for _, s in ipairs(secrets) do
@@ -114,6 +117,7 @@ end
 -- @tparam[opt] {string,...} secrets the strings to hide
 -- @treturn string the excerpt
 -- @treturn boolean true when text was cut
+-- @local
 function errors.excerpt(text, limit, secrets)
   local longest = 0
   for _, s in ipairs(secrets or {}) do

@@ -146,7 +146,7 @@ function M.key(spec)
     bits = bits, kid = kid, alg = alg, use = use }, pkey)
 end
 
---- A new private key object (e.g. a per-account DPoP key).
+--- A new private key object (such as a per-account DPoP key).
 -- `generate{ alg = "ES256" }` (EC P-256; "EdDSA": Ed25519; "RS256" or
 -- "PS256": RSA of `bits`, default 2048), optional `kid`. Its
 -- `private_pem()` is what to keep (encrypted) to use it again.

@@ -38,6 +38,7 @@ for f in pairs(client_assertion.FIELDS) do FIELDS[f] = true end
 --   secure_url(field, str) (both compile and check a template)
 -- @treturn table the normalized block
 -- @raise naming the field
+-- @local
 function M.check_definition(b, fail, env)
   local ctx = env.ctx
   check.known_fields(ctx, b, "oauth2", FIELDS)
@@ -133,6 +134,7 @@ end
 -- @treturn[1] table the token record (access_token, expires_at, ...)
 -- @return[2] nil
 -- @treturn[2] connkit.errors.Error the error
+-- @local
 function M.fetch_token(acct)
   local o = acct.integration.oauth2
   local ex = acct._tok

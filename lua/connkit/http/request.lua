@@ -293,6 +293,7 @@ end
 -- @return nil
 -- @treturn connkit.errors.Error the error, its message led by method and URL
 --   (no query, no secret)
+-- @local
 function M.fail(req, code, msg, extra)
   local acct = rawget(req, "_account")
   return nil, errors.new(code, acct:_redact(("%s %s: %s"):format(req.method, urls.safe_url(req.url), msg)), extra)
@@ -301,6 +302,7 @@ local fail = M.fail
 
 --- Fills in the parts of `req` that come from its account now (see
 -- finalize above); used by connkit.http.attempt after a token refresh.
+-- @local
 M.finalize = finalize
 
 return M
