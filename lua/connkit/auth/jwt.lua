@@ -46,10 +46,6 @@ local M = {
   -- @param v any value
   -- @treturn boolean
   is_key = jwk.is_key,
-  generate = jwk.generate,
-  keyset = jwk.keyset,
-  thumbprint = jwk.thumbprint,
-  is_key = jwk.is_key,
 }
 
 -- A value from a token, fit for a message: printable, at most 60 characters.
