@@ -105,7 +105,7 @@ local function json_part(text, what)
 end
 
 --- The parts of a compact JWS, without verifying anything (to read its
--- header, e.g. the kid). Returns `{ header =, claims =, signing_input =,
+-- header, such as the kid). Returns `{ header =, claims =, signing_input =,
 -- signature = }` (signature as raw bytes), or nil and an error with code
 -- `code` (default "id_token_invalid") saying what is malformed.
 -- @tparam string token the compact JWS

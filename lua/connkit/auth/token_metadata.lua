@@ -217,8 +217,8 @@ end
 
 --- Before a request of an account still waiting for its metadata: the
 -- token is fetched first (and renewed once when the token in use came
--- without the values, e.g. stored before token_metadata was added). True,
--- or nil and an error.
+-- without the values, such as one stored before token_metadata was
+-- added). True, or nil and an error.
 -- @tparam connkit.account.Account acct the account
 -- @treturn[1] boolean true
 -- @return[2] nil

@@ -56,7 +56,7 @@ local function has_header(headers, name)
 end
 
 --- The `multipart` request option for --form fields: name=value, or
--- name=@path for a file (API.md section 9).
+-- name=@path for a file (README "Files in and out").
 -- @tparam {string,...} list the --form arguments
 -- @treturn table the parts
 function M.multipart(list)

@@ -1,5 +1,6 @@
 --- The connkit status command: what the account's record says.
--- `connkit status DEF --account ID` prints one `name: value` line each, sorted (account:status(), which holds no secret).
+-- `connkit status DEF --account ID` prints one `name: value` line each,
+-- sorted (account:status(), which holds no secret).
 -- @module connkit.cli.status
 local context = require "connkit.cli.context"
 

@@ -64,7 +64,9 @@ function M.method(store, f)
   end
 end
 
---- The calls the token rules make on an account's store, in the call style of API.md: store.get(id), store.put(id, r), store.lock(id).
+--- store.get(id) for the account. These account_* functions are the calls
+-- the token rules make on an account's store, in the store protocol's call
+-- style (connkit.store): store.get(id), store.put(id, r), store.lock(id).
 -- @tparam connkit.account.Account acct the account
 -- @treturn[1] table|nil the record, or nil when there is none
 -- @return[2] nil

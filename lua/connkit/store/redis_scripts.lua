@@ -104,8 +104,8 @@ return tostring(wait)
 
 local unpack = table.unpack or unpack
 
---- `client:eval(script, keys, args)` for both wire clients (connkit.store.
--- redis_hiredis and redis_resty): EVALSHA by the script's SHA1, loading the
+--- `client:eval(script, keys, args)` for both wire clients
+-- (connkit.store.redis_hiredis and connkit.store.redis_resty): EVALSHA by the script's SHA1, loading the
 -- script on first use and once more after NOSCRIPT (the server forgot it:
 -- restarted, SCRIPT FLUSH). The client has `command(word, ...)` and a
 -- `shas` table (script -> SHA1).
