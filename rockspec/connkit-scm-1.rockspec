@@ -125,7 +125,10 @@ build = {
     ["connkit.transport.ngx"] = "lua/connkit/transport/ngx.lua",
     ["connkit.transport.ngx_client_cert"] = "lua/connkit/transport/ngx_client_cert.lua",
     ["connkit.transport.ngx_files"] = "lua/connkit/transport/ngx_files.lua",
+    ["connkit.transport.ngx_reply"] = "lua/connkit/transport/ngx_reply.lua",
+    ["connkit.transport.ngx_threads"] = "lua/connkit/transport/ngx_threads.lua",
     ["connkit.transport.ngx_tls"] = "lua/connkit/transport/ngx_tls.lua",
+    ["connkit.transport.ngx_url"] = "lua/connkit/transport/ngx_url.lua",
     ["connkit.transport.ngx_wire"] = "lua/connkit/transport/ngx_wire.lua",
   },
 }

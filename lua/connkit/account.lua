@@ -2,6 +2,13 @@
 -- credentials. The account renders what never changes (base URL, request
 -- parameters, the auth header or query pair) once, and again only when its
 -- token changes, so a request costs little more than the transfer itself.
+--
+-- An account comes from `integration:account { ... }` (connkit.integration).
+-- Its methods are documented where they live: here (token, refresh, status,
+-- verify, exchange, pages, items, sftp, id_token_claims), in connkit
+-- (request, prepare, get, post, put, patch, delete, head), in
+-- connkit.auth.oauth2 (authorize_url, finish_authorization, revoke) and in
+-- connkit.auth.login (login, login_device).
 -- @module connkit.account
 local core = require "connkit.core"
 local check = require "connkit.check"
@@ -50,6 +57,7 @@ function Account:_add_secret(s)
 end
 
 --- A message with this account's secrets replaced by "***".
+-- @local
 function Account:_redact(msg)
   return errors.redact(msg, self._secrets)
 end
@@ -57,9 +65,16 @@ end
 -- template cache for account:fill (definition strings are few and long-lived)
 local fill_cache = setmetatable({}, { __mode = "k" })
 
---- Renders a template (a string or a compiled template) with this account's
--- parameters and credentials. ctx: "raw" | "path" | "query" | "form" |
--- "header" | "url". Returns the string, or nil and an error (code "template").
+--- Renders a template with this account's parameters and credentials.
+-- @tparam string|userdata tpl a template string ("{name}" placeholders) or a
+--   compiled template (core.template)
+-- @tparam[opt="raw"] string ctx where the value goes, for its escaping: "raw" |
+--   "path" | "query" | "form" | "header" | "url"
+-- @tparam[opt] table vars extra values (over the account's)
+-- @treturn[1] string the rendered string
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (code "template": a missing value, a
+--   path segment "." or "..", CR/LF/NUL in a header)
 function Account:fill(tpl, ctx, vars)
   if type(tpl) == "string" then
     ctx = ctx or "raw"
@@ -118,6 +133,7 @@ M.render_static = render_static -- (again after a token brings new metadata: con
 
 --- Sets the token that goes out with every request and re-renders the auth
 -- header or query pair. Returns true, or nil and an error.
+-- @local
 function Account:_set_token(token)
   local at = self.integration.auth_token
   self._auth_line, self._auth_query = nil, nil
@@ -142,6 +158,7 @@ function Account:_set_token(token)
 end
 
 --- The header lines and query string sent with every request.
+-- @local
 function Account:_rebuild_lines()
   local lines = {}
   if self._auth_line then lines[1] = self._auth_line end
@@ -183,8 +200,25 @@ local function setup_token_auth(self, ctx)
   tokens.load(self)
 end
 
---- Creates an account (see API.md section 2). Raises, naming the field, for
--- unknown options, missing parameters or credentials.
+--- Creates an account: `integration:account(opts)` calls this (README
+-- "Accounts").
+-- @tparam connkit.integration.Integration integ the integration
+-- @tparam table opts the account:
+--
+--  * `id` (string, default the integration's key): its name in the store
+--  * `parameters` (table): values of the integration's parameters
+--  * `credentials` (table): per auth type (token; username, password;
+--    private_key, passphrase; client_id, client_secret, client_key)
+--  * `store` (table): a token store (default connkit.store.memory())
+--  * `on_token` (function(account, info)): called after each new token
+--  * `on_request`, `on_response`, `on_refresh_error` (functions): hooks,
+--    called after the integration's (connkit.hooks)
+--  * `tls` (table): ca_file, cert_file, key_file, key_password over the
+--    integration's
+--  * `timeout` (number): seconds, the default of every request
+-- @treturn Account the account
+-- @raise naming the field, for unknown options, missing, empty or unknown
+--   parameters or credentials, a bad store, a template that cannot be filled
 function M.new(integ, opts)
   if getmetatable(integ) ~= require("connkit.integration").Integration then
     check.raise("account: call it as integration:account{...}")
@@ -254,7 +288,10 @@ function Account:__tostring()
 end
 
 --- The verified claims of the account's current OpenID Connect id_token
--- (a copy), or nil and an error (connkit.auth.oidc).
+-- (connkit.auth.oidc, README "OpenID Connect").
+-- @treturn[1] table the claims (a copy): sub, iss, aud, exp, ...
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (e.g. code "no_token": no id_token yet)
 function Account:id_token_claims()
   return require("connkit.auth.oidc").claims(self)
 end
@@ -262,6 +299,10 @@ end
 --- What the account knows about its authorization, with no secrets:
 -- { auth, authorized, expires_in, scope, token_type, has_refresh_token,
 -- state, last_error, refreshed_at } (state: see connkit.hooks).
+-- @treturn table `auth`, `authorized` (boolean), `expires_in` (seconds or
+--   nil), `scope`, `token_type`, `has_refresh_token`, `store_error` (`{ code,
+--   message }` when the store's record cannot be read), `state` ("ok" |
+--   "expiring" | "failing" | "reauthorize"), `last_error`, `refreshed_at`
 function Account:status()
   local st
   if self._ensure_token then st = require("connkit.auth.tokens").status(self)
@@ -271,12 +312,22 @@ end
 
 --- Checks that the account works with the integration's `verify` request:
 -- true and the response, or nil and an error (see connkit.account_verify).
+-- @treturn[1] boolean true
+-- @treturn[1] connkit.http.response.Response the response
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error: the request's own, or code "verify" (with
+--   `status` and `excerpt`) for a status the verify block does not expect
+-- @raise when the integration has no `verify` block
 function Account:verify()
   return require("connkit.account_verify").verify(self)
 end
 
 --- A valid access token, fetched or refreshed as needed (api_token: the
 -- token itself).
+-- @treturn[1] string the access token
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error ("no_token" for an auth type without one,
+--   "reauthorize", "invalid_grant", "timeout", ...)
 function Account:token()
   if self._ensure_token then
     local ok, err = self:_ensure_token()
@@ -286,7 +337,12 @@ function Account:token()
   return nil, errors.new("no_token", ('auth = "%s" has no token'):format(self.integration.auth))
 end
 
---- Forces a token refresh (oauth2, custom_token).
+--- Forces a token refresh (oauth2, custom_token, jwt): one token request,
+-- shared with every caller that needs the token meanwhile.
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error ("no_token" for an auth type without a token,
+--   "reauthorize", "invalid_grant", ...)
 function Account:refresh()
   if not self._ensure_token then
     return nil, errors.new("no_token", ('auth = "%s" has no token to refresh'):format(self.integration.auth))
@@ -296,6 +352,23 @@ end
 
 --- Token exchange (RFC 8693): a token for this account's token, or for
 -- another account (`into`); see connkit.auth.exchange, README "Token exchange".
+-- @tparam table opts
+--
+--  * `subject_token` (string, an account, or "self"): the token to trade
+--  * `subject_token_type` (string): its type URI (short names such as
+--    "access_token" are accepted)
+--  * `actor_token`, `actor_token_type`: the same for an actor (optional)
+--  * `audience`, `resource` (string or list), `scope` (string or list),
+--    `requested_token_type` (string)
+--  * `into` (an account of an oauth2 integration): the account that keeps
+--    the new token (else it is returned)
+-- @treturn[1] table the result: issued_token_type, token_type, scope,
+--   expires_in, expires_at, has_refresh_token, and access_token and
+--   refresh_token only without `into` (`stored_in` with it); tostring hides
+--   the tokens
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (the token endpoint's, e.g. "invalid_grant")
+-- @raise for a bad option, or an account whose auth is not oauth2
 function Account:exchange(opts)
   local result, err = require("connkit.auth.exchange").exchange(self, opts)
   return result, err
@@ -305,18 +378,43 @@ end
 -- acct:pages(url, opts)`; see connkit.http.paginate and README "Pagination".
 -- (no tail calls: Lua 5.1 would lose the caller's frame, and with it the
 -- line a wrong option is reported at)
+-- @tparam string url the first page's URL (absolute or relative to base_url)
+-- @tparam[opt] table opts every request option, plus `pagination` (over the
+--   integration's): type ("cursor" | "next_url" | "link" | "offset" |
+--   "page"), cursor, next_url, param, param_in, items, limit_param, limit,
+--   max_pages, ...
+-- @return an iterator for a generic for: each step gives the page (a
+--   response), or false and an error once (codes "pagination", "max_pages",
+--   "pagination_loop", or the request's), then the loop ends
+-- @raise for a bad option, naming it
+-- @usage for page, err in acct:pages("/contacts", { pagination = { type = "cursor",
+--   cursor = "meta.next", param = "cursor", items = "data" } }) do ... end
 function Account:pages(url, opts)
   local iter, s, c, closer = require("connkit.http.paginate").pages(self, url, opts)
   return iter, s, c, closer
 end
 
 --- Iterates the items of every page: `for item, err in acct:items(url, opts)`.
+-- @tparam string url the first page's URL
+-- @tparam[opt] table opts as for pages (pagination.items: where the items are)
+-- @return an iterator for a generic for: each step gives an item (a decoded
+--   JSON value), or false and an error once, then the loop ends
+-- @raise for a bad option, naming it
 function Account:items(url, opts)
   local iter, s, c, closer = require("connkit.http.paginate").items(self, url, opts)
   return iter, s, c, closer
 end
 
---- Opens an SFTP session (auth = "sftp"); see connkit.sftp.
+--- Opens an SFTP session (auth = "sftp"): connects, verifies the host key,
+-- logs in; see connkit.sftp and README "SFTP".
+-- @tparam[opt] table opts `timeout` (seconds for each blocking step) over
+--   the definition's `sftp.timeout`
+-- @treturn[1] connkit.sftp.Session the session (closed by close(), by
+--   garbage collection, or by `<close>` on Lua 5.4)
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error ("host_key_unknown", "host_key_mismatch",
+--   "auth", "connect", "timeout", ...)
+-- @raise when the integration's auth is not "sftp"
 function Account:sftp(opts)
   if self.integration.auth ~= "sftp" then
     check.raise(("account '%s': sftp() needs auth = \"sftp\""):format(tostring(self.id)))

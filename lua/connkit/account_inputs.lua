@@ -22,6 +22,8 @@ local CREDENTIALS = {
 local PUBLIC_CREDENTIALS = { username = true, client_id = true, private_key = true }
 
 --- The credential names of an account of `integ` that are not secrets.
+-- @tparam connkit.integration.Integration integ the integration
+-- @treturn table the set of names
 function M.public_credentials(integ)
   if integ.auth == "custom_token" then return integ.custom_token.public_credentials end
   return PUBLIC_CREDENTIALS
@@ -29,6 +31,11 @@ end
 
 --- The parameter values of a new account of `integ`: the given ones
 -- (checked), then the defaults; raises (ctx.fail) naming a wrong or missing one.
+-- @tparam connkit.integration.Integration integ the integration
+-- @tparam table ctx the account's check context
+-- @tparam[opt] table given the parameters option
+-- @treturn table name -> value
+-- @raise naming the parameter
 function M.parameters(integ, ctx, given)
   local values = {}
   if given ~= nil then
@@ -60,6 +67,11 @@ end
 
 --- The credentials of a new account of `integ`, checked against what its
 -- auth type uses; raises (ctx.fail) naming a wrong or missing one.
+-- @tparam connkit.integration.Integration integ the integration
+-- @tparam table ctx the account's check context
+-- @tparam[opt] table creds the credentials option
+-- @treturn table the credentials
+-- @raise naming the credential
 function M.credentials(integ, ctx, creds)
   local auth = integ.auth
   creds = creds or {}

@@ -18,6 +18,11 @@ M.EXCERPT = 200
 
 --- Checks the `verify` block of a definition (raises naming the field);
 -- returns the block as the account uses it, or nil when there is none.
+-- @tparam table ctx the check context (connkit.check.context)
+-- @tparam table|nil v the `verify` block
+-- @tparam table names the parameter names the templates may use
+-- @treturn table|nil `{ method, url, expect (status set), headers, query }`
+-- @raise naming the field
 function M.check_definition(ctx, v, names)
   if v == nil then return nil end
   check.table(ctx, "verify", v)
@@ -59,6 +64,12 @@ end
 -- code "verify" with `status` and `excerpt` (the first 200 characters of
 -- the body, secrets replaced by "***") when the status is not expected.
 -- Raises when the integration has no `verify` block.
+-- @tparam connkit.account.Account acct the account
+-- @treturn[1] boolean true
+-- @treturn[1] connkit.http.response.Response the response
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
+-- @raise when the integration has no verify block
 function M.verify(acct)
   local v = acct.integration.verify
   if not v then

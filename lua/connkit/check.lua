@@ -22,6 +22,8 @@ check.field = options.field
 
 --- A checker bound to a subject ("integration 'acmecrm'"): `fail(field, msg)`
 -- raises "<subject>: <field> <msg>".
+-- @tparam string subject what is checked, leading every message
+-- @treturn table the context: subject, fail(field, msg)
 function check.context(subject)
   local ctx = { subject = subject }
   function ctx.fail(field, msg)
@@ -36,6 +38,11 @@ end
 local suggestion = options.suggestion
 
 --- Raises unless every key of `t` is listed in `allowed` (a set).
+-- @tparam table ctx the check context (check.context)
+-- @tparam table t the table whose keys are checked
+-- @tparam[opt] string prefix the name of t, put before each key's
+-- @tparam table allowed the set of known names
+-- @raise for an unknown key, with a "did you mean" when one is close
 function check.known_fields(ctx, t, prefix, allowed)
   for k in pairs(t) do
     if not allowed[k] then
@@ -48,6 +55,13 @@ end
 
 --- Field type checks. Each returns the value (or the default) and raises with
 -- the field named when it does not fit.
+-- @tparam table ctx the check context (check.context)
+-- @tparam string field the field, named in the error
+-- @param v the value
+-- @tparam[opt] table opts required, default, empty (allows ""), pattern
+--   and pattern_msg, one_of (a list)
+-- @treturn string|nil v, or the default
+-- @raise when v does not fit
 function check.string(ctx, field, v, opts)
   opts = opts or {}
   if v == nil then
@@ -68,6 +82,13 @@ function check.string(ctx, field, v, opts)
   return v
 end
 
+--- A number: see check.string.
+-- @tparam table ctx the check context (check.context)
+-- @tparam string field the field, named in the error
+-- @param v the value
+-- @tparam[opt] table opts required, default, integer, min, max
+-- @treturn number|nil v, or the default
+-- @raise when v does not fit (NaN included)
 function check.number(ctx, field, v, opts)
   opts = opts or {}
   if v == nil then
@@ -82,12 +103,26 @@ function check.number(ctx, field, v, opts)
   return v
 end
 
+--- A boolean: see check.string.
+-- @tparam table ctx the check context (check.context)
+-- @tparam string field the field, named in the error
+-- @param v the value
+-- @tparam[opt] boolean default the value for nil
+-- @treturn boolean|nil v, or the default
+-- @raise when v is not a boolean
 function check.boolean(ctx, field, v, default)
   if v == nil then return default end
   if type(v) ~= "boolean" then ctx.fail(field, "must be true or false, not a " .. describe(v)) end
   return v
 end
 
+--- A table: see check.string.
+-- @tparam table ctx the check context (check.context)
+-- @tparam string field the field, named in the error
+-- @param v the value
+-- @tparam[opt] table opts required
+-- @treturn table|nil v
+-- @raise when v is not a table
 function check.table(ctx, field, v, opts)
   opts = opts or {}
   if v == nil then
@@ -98,7 +133,13 @@ function check.table(ctx, field, v, opts)
   return v
 end
 
---- A list of HTTP status codes (e.g. refresh.on_status).
+--- A list of HTTP status codes (such as refresh.on_status).
+-- @tparam table ctx the check context (check.context)
+-- @tparam string field the field, named in the error
+-- @param v the list given
+-- @tparam[opt] table default the set for nil
+-- @treturn table the set of statuses (status -> true)
+-- @raise for an entry that is not a status from 100 to 599
 function check.statuses(ctx, field, v, default)
   if v == nil then return default end
   check.table(ctx, field, v)
@@ -120,6 +161,16 @@ check.HEADER_NAME = options.HEADER_NAME
 -- parse or names a placeholder that is neither in `names` (a set) nor a
 -- built-in. `opts.allow` is a set of extra names; `opts.any` accepts every
 -- name (the caller checks them). Returns the compiled template and its names.
+-- @tparam table ctx the check context (check.context)
+-- @tparam string field the field, named in the error
+-- @tparam string|number str the template's source
+-- @tparam string kind where it goes: "raw", "url", "path", "query",
+--   "form", "header"
+-- @tparam table names the set of parameter names
+-- @tparam[opt] table opts allow (a set of extra names), any
+-- @treturn userdata the compiled template
+-- @treturn table its placeholder names
+-- @raise naming the field
 function check.template(ctx, field, str, kind, names, opts)
   opts = opts or {}
   if type(str) == "number" then str = core.format_number(str) end
@@ -141,6 +192,9 @@ end
 
 --- Whole-number floats (JSON numbers decoded by lua-cjson on 5.3+) turned
 -- into integers, and JSON null (`null`) removed, through a decoded value.
+-- @param v the decoded value (changed in place)
+-- @param null the JSON null value of the decoder (cjson.null)
+-- @return v
 function check.from_json(v, null)
   if type(v) == "table" then
     for k, x in pairs(v) do

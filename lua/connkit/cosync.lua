@@ -40,17 +40,22 @@ local parent = setmetatable({}, { __mode = "k" })
 local AWAIT = setmetatable({}, { __name = "connkit.cosync.await" })
 
 --- True when the running code is inside a task, so `await` may be called.
+-- @treturn boolean
 function M.can_await()
   local co = running()
   return co ~= nil and awaiting[co] == true
 end
 
 --- Waits (inside a task) until `w` (a transfer or a task) is done.
+-- @param w a transfer or task: anything with done() and result()
 function M.await(w)
   yield(AWAIT, w)
 end
 
 --- pcall(f, ...) through which `await` works on every Lua version.
+-- @tparam function f the function
+-- @param ... its arguments
+-- @return true and f's results, or false and the error
 function M.pcall(f, ...)
   local co = create(f)
   local outer = running()
@@ -72,6 +77,8 @@ Task.__index = Task
 Task.__name = "connkit.task"
 
 --- A task running `f()`; it starts on the first `done()` or `result()`.
+-- @tparam function f the task's body; it may call M.await
+-- @treturn table the task: done(), result(), wait(), running(), ...
 function M.task(f)
   local co = create(f)
   awaiting[co] = true
@@ -81,6 +88,8 @@ function M.task(f)
 end
 
 --- A task that is already over with these results.
+-- @param ... the results
+-- @treturn table the task
 function M.finished(...)
   return setmetatable({ _final = true, _ok = true, _values = pack(...) }, Task)
 end
@@ -96,6 +105,7 @@ end
 
 --- Runs the task as far as it can go without blocking; true once it is over.
 -- Called again while it runs (from a hook inside it), it just says false.
+-- @treturn boolean whether the task is over
 function Task:done()
   while not self._final do
     if self._running then return false end
@@ -122,6 +132,7 @@ end
 
 --- True while the task's own code runs: on the stack (a hook inside it),
 -- or, in OpenResty, suspended inside nginx for another light thread.
+-- @treturn boolean
 function Task:running()
   return self._running == true
 end
@@ -150,6 +161,7 @@ local semaphore -- ngx.semaphore once looked up (false: not in OpenResty)
 --- True inside OpenResty in a phase where the running code may yield to
 -- nginx (so it can wait with ngx.sleep or a semaphore); false elsewhere,
 -- and always false outside OpenResty.
+-- @treturn boolean
 function M.ngx_can_yield()
   local ngx = rawget(_G, "ngx")
   if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function" then return false end
@@ -164,6 +176,7 @@ end
 -- inside nginx) and the running code may wait for it (M.ngx_can_yield).
 -- False outside OpenResty, where a running task is always on the caller's
 -- own stack, and for a caller inside the task, which would wait for itself.
+-- @treturn boolean
 function Task:elsewhere()
   return self._running == true and M.ngx_can_yield() and not inside(self)
 end
@@ -172,12 +185,15 @@ end
 -- `seconds`: its light thread was probably killed inside nginx (client
 -- abort with lua_check_client_abort, ngx.exit in a sibling thread), and
 -- then it never finishes.
+-- @tparam number seconds how long counts as stalled
+-- @treturn boolean
 function Task:stalled(seconds)
   return self:elsewhere() and os.time() - self._resumed_at > seconds
 end
 
 --- Sleeps this light thread (OpenResty) until the task, running elsewhere
 -- (Task:elsewhere), finishes or `timeout` seconds pass.
+-- @tparam number timeout seconds at most
 function Task:wait_elsewhere(timeout)
   local sema = self._sema
   if not sema then
@@ -197,6 +213,8 @@ end
 --- In OpenResty, while the task (or a task it awaits) runs in another light
 -- thread: waits for that one on its semaphore, at most `timeout` seconds,
 -- and returns true. Otherwise returns false at once (drive the task).
+-- @tparam number timeout seconds at most
+-- @treturn boolean whether it waited
 function Task:wait_other(timeout)
   local t = innermost(self)
   if t._final or not t:elsewhere() then return false end
@@ -220,6 +238,8 @@ function Task:wait()
 end
 
 --- Waits for the task, then returns its results or raises its error.
+-- @return the task's results
+-- @raise the task's error
 function Task:result()
   self:wait()
   if not self._ok then error(self._values, 0) end

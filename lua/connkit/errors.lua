@@ -1,8 +1,21 @@
 --- Run-time errors: tables with a stable `code`, a `message` and, where known,
 -- the HTTP `status`. `tostring(err)` is the message. Messages never carry a
 -- secret: they are built from what was being done, not from values.
+-- The codes are listed in the README, "Errors".
 -- @module connkit.errors
 local errors = {}
+
+--- A run-time error, as returned after nil (`local res, err = ...`). It
+-- behaves like its message where a string is expected: tostring(err),
+-- print(err), "failed: " .. err.
+-- @table Error
+-- @field code a stable string ("timeout", "connect", "invalid_grant",
+--   "reauthorize", "host_key_mismatch", ...)
+-- @field message what failed, for people; never a secret
+-- @field status the HTTP status, where one is known
+-- @field attempts for requests: how many attempts were made
+-- @field retry_at for "rate_limited": when the request may go (epoch
+--   seconds)
 
 local Error = {}
 Error.__index = Error
@@ -25,6 +38,9 @@ local C_POSITION = "[^%s:]*csrc/[%w_]+%.[ch]:%d+:%s*"
 
 --- `message` without positions inside connkit (what pcall adds to an error
 -- raised in connkit's own code).
+-- @param message a string (anything else is given back as it is)
+-- @return the message without "connkit/x.lua:12:" positions
+-- @local
 function errors.clean(message)
   if type(message) ~= "string" then return message end
   if message:find("%.lua:%d+") or message:find("%.[ch]:%d+") then
@@ -37,7 +53,9 @@ local clean = errors.clean
 --- A new error table.
 -- @tparam string code stable machine-readable code, e.g. "timeout"
 -- @tparam string message what failed, for people
--- @tparam[opt] table extra more fields (status, attempts, ...)
+-- @tparam[opt] table extra more fields (status, attempts, ...); code and
+--   message are not overwritten
+-- @treturn Error the error
 function errors.new(code, message, extra)
   local e = { code = code, message = clean(message) or code }
   if extra then
@@ -49,17 +67,29 @@ function errors.new(code, message, extra)
 end
 
 --- Wraps the (code, message) pair that C functions return after nil.
+-- @tparam string|nil code the C function's code (nil: "internal")
+-- @tparam string message its message
+-- @tparam[opt] table extra more fields
+-- @treturn Error the error
+-- @local
 function errors.from_core(code, message, extra)
   return errors.new(code or "internal", message, extra)
 end
 
 --- True when v is an error made here.
+-- @param v any value
+-- @treturn boolean whether v is a connkit error
 function errors.is(v)
   return getmetatable(v) == Error
 end
 
 --- A copy of `message` with every occurrence of the given secret strings
 -- replaced by "***" (used on messages that embed text from a peer or library).
+-- @tparam string|nil message the text
+-- @tparam[opt] {string,...} secrets the strings to hide (shorter than 4
+--   characters: left alone)
+-- @treturn string|nil the message with the secrets replaced
+-- @local
 function errors.redact(message, secrets)
   if not secrets or message == nil then return message end
   for _, s in ipairs(secrets) do
@@ -82,6 +112,12 @@ end
 -- before the cut is replaced whole, so no prefix of it shows), and the cut
 -- is made in the text as it came. Returns the excerpt and true when text
 -- was cut.
+-- @tparam string text the text to quote
+-- @tparam integer limit how many characters to keep
+-- @tparam[opt] {string,...} secrets the strings to hide
+-- @treturn string the excerpt
+-- @treturn boolean true when text was cut
+-- @local
 function errors.excerpt(text, limit, secrets)
   local longest = 0
   for _, s in ipairs(secrets or {}) do

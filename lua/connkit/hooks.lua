@@ -17,11 +17,31 @@ local now = core.now
 
 local M = {}
 
+--- What on_request(info) and on_response(info) get (a fresh copy each call,
+-- never a secret).
+-- @table info
+-- @field kind "api", or "auth" for a token, device or revocation endpoint
+-- @field account the account's id
+-- @field integration the integration's key
+-- @field method the HTTP method
+-- @field url the URL, query values left out (names kept)
+-- @field headers the header names sent (no values)
+-- @field attempt the attempt number (1 first)
+-- @field transport "curl" or "ngx"
+-- @field redirect the number of a redirect hop (nil for an attempt's first
+--   transfer)
+-- @field elapsed on_response: seconds the transfer took
+-- @field status on_response: the reply's status, when there is a reply
+-- @field error on_response: the error code, when there is none
+
 --- The hooks an integration or an account may set.
 M.NAMES = { "on_request", "on_response", "on_refresh_error" }
 
 --- Checks the hook fields of a definition or of account options (each must
 -- be callable; raises naming the field) and returns them as a table.
+-- @tparam table ctx the check context (connkit.check.context)
+-- @tparam table t the definition or the account options
+-- @treturn table `{ on_request =, on_response =, on_refresh_error = }`
 function M.check(ctx, t)
   local out = {}
   for _, name in ipairs(M.NAMES) do
@@ -33,6 +53,8 @@ end
 --- Gives the account its hooks: the integration's, then its own (both are
 -- called, the integration's first). `acct._hooks` is nil when there are no
 -- request hooks, so a request of such an account costs nothing more.
+-- @tparam connkit.account.Account acct the account
+-- @tparam table own the account's own hooks (from M.check)
 function M.setup(acct, own)
   local integ_hooks = acct.integration.hooks or {}
   local set, any = {}, false
@@ -115,6 +137,13 @@ end
 -- url and header_lines; `kind` is "api" or "auth" (a token, device or
 -- revocation endpoint); `n` the attempt number; `tname` the transport;
 -- `hop` the number of a redirect hop (nil for the attempt's first transfer).
+-- @tparam connkit.account.Account acct the account
+-- @tparam table spec the transfer: method, url, header_lines
+-- @tparam string kind "api" or "auth"
+-- @tparam[opt=1] integer n the attempt number
+-- @tparam string tname the transport's name
+-- @tparam[opt] integer hop the redirect hop
+-- @treturn table|nil the call, for M.finish
 function M.begin(acct, spec, kind, n, tname, hop)
   local h = acct._hooks
   if not h then return nil end
@@ -130,6 +159,9 @@ end
 
 --- The transfer begun with M.begin is over: calls on_response with the
 -- status (a reply) or the error code (no reply), and the seconds it took.
+-- @tparam table|nil call what M.begin returned (nil: nothing to do)
+-- @param res the reply, or nil
+-- @param err the error, when there is no reply
 function M.finish(call, res, err)
   if not call then return end
   local acct = call.acct
@@ -158,6 +190,8 @@ end
 --- A token renewal failed (called once per renewal, not for callers that
 -- share it or for a failure remembered within refresh.cooldown): remembers
 -- it and calls on_refresh_error(account, err) (err is a copy).
+-- @tparam connkit.account.Account acct the account
+-- @tparam connkit.errors.Error err the renewal's error
 function M.refresh_failed(acct, err)
   keep_error(acct, err)
   local list = acct._refresh_hooks
@@ -174,6 +208,10 @@ end
 -- "failing" until a request gets a reply that is not refused. A request
 -- sent without the account's credentials (another origin) does not count,
 -- nor a cancelled one.
+-- @tparam connkit.account.Account acct the account
+-- @tparam connkit.http.request.Request req the request
+-- @param res the response, or nil
+-- @param err the error, when there is no response
 function M.request_done(acct, req, res, err)
   if not acct._ensure_token or rawget(req, "_bare") then return end
   if res then
@@ -191,6 +229,8 @@ end
 
 --- The outcome of account:verify(): a failure makes any account "failing"
 -- until a verify or (token accounts) a request succeeds.
+-- @tparam connkit.account.Account acct the account
+-- @param err the error, or nil when verify succeeded
 function M.verified(acct, err)
   if err then
     acct._request_err = keep_error(acct, err)
@@ -208,6 +248,10 @@ local function refetchable(acct)
 end
 
 --- Adds state, last_error and refreshed_at to a status table.
+-- @tparam connkit.account.Account acct the account
+-- @tparam table st the status table (account:status)
+-- @treturn table st, with `state` ("ok" | "expiring" | "failing" |
+--   "reauthorize"), `last_error` (`{ code, message, at }`) and `refreshed_at`
 function M.health(acct, st)
   local state = "ok"
   local rec = acct._tok or {}

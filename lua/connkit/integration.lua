@@ -1,12 +1,17 @@
 --- Integrations: validated definitions. `connkit.integration(def)` checks the
 -- whole definition once, compiles every template, and raises an error naming
--- the field for anything wrong.
+-- the field for anything wrong. The fields of a definition are described in
+-- the README, "Integrations" and the sections after it.
 -- @module connkit.integration
 local check = require "connkit.check"
 local urls = require "connkit.http.url"
 
 local M = {}
 
+--- An integration: a validated definition (its fields, normalized, are read
+-- by the rest of connkit; `def` is the definition as given).
+-- tostring(integration) shows name, key and auth, never a secret.
+-- @type Integration
 local Integration = {}
 Integration.__index = Integration
 Integration.__name = "connkit.integration"
@@ -186,9 +191,19 @@ local function check_tls(ctx, t, field, names)
 end
 M.check_tls = check_tls
 
---- Validates a definition and returns an integration object.
--- @tparam table def the definition (see API.md section 1)
--- @return integration
+--- Validates a definition and returns an integration object
+-- (`connkit.integration(def)`).
+-- @tparam table def the definition (README "Integrations"): name, key,
+--   auth, base_url, parameters, the auth type's block (oauth2,
+--   custom_token, jwt, sftp), auth_token, request_parameters, retry,
+--   refresh, rate_limit, pagination, verify, tls, timeout, connect_timeout,
+--   allowed_origins, allow_insecure_http, on_request, on_response,
+--   on_refresh_error, description
+-- @treturn Integration the integration
+-- @raise naming the field, for a missing or bad field, an unknown one, a
+--   bad key, an unknown auth type, a `{name}` that is neither a parameter
+--   nor a built-in, a template that does not parse
+-- @within Definitions
 function M.new(def)
   if type(def) ~= "table" then
     error("connkit.integration: the definition must be a table, not a " .. type(def), 2)
@@ -281,13 +296,24 @@ function Integration:__tostring()
 end
 
 --- Creates a connected account of this integration; see connkit.account.
+-- @tparam table opts id, parameters, credentials, store, on_token,
+--   on_request, on_response, on_refresh_error, tls, timeout (see
+--   connkit.account.new)
+-- @treturn connkit.account.Account the account
+-- @raise naming the field, for unknown options, missing parameters or
+--   credentials
 function Integration:account(opts)
   return require("connkit.account").new(self, opts)
 end
 
 --- Reads a definition from a JSON file or a Lua file (which returns the
 -- table; it sees only os.getenv, string, table, math and the basic
--- functions) and validates it.
+-- functions) and validates it (`connkit.load(path)`).
+-- @tparam string path a .json file, or a .lua file that returns the
+--   definition
+-- @treturn Integration the integration
+-- @raise when the file cannot be read or parsed, or the definition is bad
+-- @within Definitions
 function M.load(path)
   if type(path) ~= "string" then error("connkit.load: path must be a string", 2) end
   local f, err = io.open(path, "rb")

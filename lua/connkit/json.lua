@@ -81,6 +81,10 @@ end
 
 --- The JSON text of `v`, or nil and why it cannot be encoded (a function,
 -- NaN, a cycle, a sparse array, a table key that is not a string or number).
+-- @param v the value
+-- @treturn[1] string the JSON text
+-- @return[2] nil
+-- @treturn[2] string why
 function M.encode(v)
   local out = {}
   local ok, err = pcall(encode, v, out, 0)

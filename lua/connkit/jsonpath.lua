@@ -54,6 +54,8 @@ local cache = setmetatable({}, { __mode = "v" })
 --- Compiles a path; raises an error saying what is wrong for bad syntax.
 -- @tparam string s the path, e.g. "meta.next_cursor" or "links[0].href"
 -- @return the compiled path (tostring gives the source back)
+-- @raise for bad syntax, saying what and where ("has an empty name at
+--   character 6")
 function M.compile(s)
   if getmetatable(s) == Path then return s end
   local p = cache[s]
@@ -69,7 +71,9 @@ end
 -- step is missing or walks into something that is not an object or array.
 -- A JSON null comes back as it was decoded (cjson.null).
 -- @param doc the decoded document
--- @param path a compiled path or a path string
+-- @tparam string|table path a compiled path or a path string
+-- @return the value, or nil
+-- @raise for a path string of bad syntax
 function M.get(doc, path)
   if getmetatable(path) ~= Path then path = M.compile(path) end
   local v = doc

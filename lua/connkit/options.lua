@@ -23,6 +23,8 @@ local INTERNAL = getinfo and getinfo(1, "S").source:match("^(@.*[/\\])options%.l
 --- Raises `msg` at the user's line: the first caller outside connkit (C
 -- frames such as pcall are skipped too), whatever the depth of the call.
 -- Without the debug library the message carries no position at all.
+-- @tparam string msg the message
+-- @raise always
 function M.raise(msg)
   if not INTERNAL then error(msg, 0) end
   local level, n = 2, #INTERNAL
@@ -246,6 +248,10 @@ local function distance(a, b)
   return prev[#b]
 end
 
+--- " (did you mean 'x'?)" for a name close to one of the schema's, or "".
+-- @param name the unknown name
+-- @tparam table schema the known names (as keys)
+-- @treturn string the suggestion, or ""
 function M.suggestion(name, schema)
   if type(name) ~= "string" then return "" end
   local best, bestd
@@ -268,6 +274,8 @@ end
 -- @tparam string who what is called ("request", "connkit.all", ...)
 -- @tparam[opt] table opts the options given
 -- @tparam table schema option name -> kind
+-- @treturn table opts (an empty table for nil)
+-- @raise naming the option
 function M.check(who, opts, schema)
   if opts == nil then return {} end
   if type(opts) ~= "table" then
@@ -290,6 +298,12 @@ end
 --- One argument of a public function (not an options table) checked as
 -- `kind`; raises at the user's line naming the call and the argument.
 -- Returns v.
+-- @tparam string who what is called
+-- @tparam string name the argument's name
+-- @param v the argument
+-- @tparam string kind its kind (see M.check)
+-- @return v
+-- @raise when v does not fit
 function M.argument(who, name, v, kind)
   local function fail(n, why) M.raise(("%s: %s %s"):format(who, n, why)) end
   local why, bad = KINDS[kind](v, name, fail)
@@ -299,6 +313,13 @@ end
 
 --- One value of a definition or account checked as an option of `kind`
 -- (see M.check), raising through ctx.fail. Returns v, or default.
+-- @tparam table ctx the check context (connkit.check.context)
+-- @tparam string field the field, named in the error
+-- @param v the value
+-- @tparam string kind its kind (see M.check)
+-- @param[opt] default the value for nil
+-- @return v, or default
+-- @raise through ctx.fail when v does not fit
 function M.field(ctx, field, v, kind, default)
   if v == nil then return default end
   local why, bad = KINDS[kind](v, field, function(name, msg) ctx.fail(name, msg) end)

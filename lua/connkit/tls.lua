@@ -24,6 +24,10 @@ M.CERT_AUTH = { tls_client_auth = true, self_signed_tls_client_auth = true }
 -- client certificate fields are then templates over those parameters; an
 -- account's otherwise: plain strings). Raises naming the field.
 -- @return { ca_file =, cert_file =, key_file =, key_password = }
+-- @tparam table ctx the check context
+-- @tparam[opt] table t the tls block
+-- @tparam string field its name in messages
+-- @tparam[opt] table names the parameter names (an integration's block)
 function M.check(ctx, t, field, names)
   if t == nil then return {} end
   check.table(ctx, field, t)
@@ -51,6 +55,10 @@ end
 
 --- Raises unless an integration whose oauth2.client_auth is a certificate
 -- method has a client certificate (RFC 8705 2).
+-- @tparam table ctx the check context
+-- @tparam[opt] table integ_tls the integration's checked tls block
+-- @tparam string client_auth oauth2.client_auth
+-- @raise naming the field
 function M.check_client_auth(ctx, integ_tls, client_auth)
   if M.CERT_AUTH[client_auth] and not (integ_tls.cert_file and integ_tls.key_file) then
     ctx.fail("tls.cert_file", ('is required: oauth2.client_auth = "%s" authenticates the client with its'
@@ -63,6 +71,10 @@ end
 -- `acct._client_tls` (a core.tls_client, or nil), the integration's
 -- overridden field by field by the account's own `tls` option. Raises
 -- naming the field when a template cannot be filled.
+-- @tparam connkit.account.Account acct the account being created
+-- @tparam table ctx the account's check context
+-- @tparam[opt] table opts_tls the account's tls option
+-- @raise naming the field
 function M.setup(acct, ctx, opts_tls)
   local integ = acct.integration.tls
   local own = M.check(ctx, opts_tls, "tls")

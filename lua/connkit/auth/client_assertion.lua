@@ -26,6 +26,8 @@ local KEY_FIELDS = { key = "client_key", key_file = "client_key_file", password 
   kid = "client_key_id", alg = "client_key_alg" }
 
 --- True for the client_auth values this module handles.
+-- @tparam string client_auth the oauth2.client_auth value
+-- @treturn boolean
 function M.handles(client_auth)
   return client_auth == "private_key_jwt" or client_auth == "client_secret_jwt"
 end
@@ -33,6 +35,11 @@ end
 --- Checks the JWT client authentication fields of the oauth2 block `b`
 -- into `out` (the normalized block, whose client_auth is set). The fields
 -- are refused with any other client_auth.
+-- @tparam table ctx the check context
+-- @tparam table b the oauth2 block as given
+-- @tparam table out the normalized block, completed here
+-- @tparam table names the parameter names
+-- @raise naming the field
 function M.check_definition(ctx, b, out, names)
   local auth = out.client_auth
   if not M.handles(auth) then
@@ -59,6 +66,8 @@ end
 --- Whether the account needs a client secret: client authentication
 -- basic, post (except for the jwt_bearer grant, whose assertion may be all
 -- the authentication) and client_secret_jwt.
+-- @tparam table o the normalized oauth2 block
+-- @treturn boolean
 function M.needs_secret(o)
   if o.client_auth == "client_secret_jwt" then return true end
   return (o.client_auth == "basic" or o.client_auth == "post") and o.grant_type ~= "jwt_bearer"
@@ -67,6 +76,9 @@ end
 --- Account checks (raise through ctx): a private_key_jwt account needs a
 -- key from the definition or credentials.client_key, which no other
 -- client_auth takes.
+-- @tparam connkit.account.Account acct the account
+-- @tparam table ctx the account's check context
+-- @raise naming the field
 function M.check_account(acct, ctx)
   local o = acct.integration.oauth2
   local given = acct.credentials.client_key ~= nil
@@ -108,6 +120,12 @@ end
 --- A new signed client assertion for the account: iss = sub = client id,
 -- aud, a random jti, iat and an exp 60 seconds later. Returns the JWT, or
 -- nil and an error (`key`, `template`, `config`, or what discovery gives).
+-- @tparam connkit.account.Account acct the account
+-- @tparam string client_id the client id
+-- @tparam[opt] string secret the client secret (client_secret_jwt)
+-- @treturn[1] string the JWT
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.assertion(acct, client_id, secret)
   local o = acct.integration.oauth2
   local spec = o.client_key
@@ -140,6 +158,13 @@ end
 --- Adds a client assertion (and the client id) to the parameters of a call
 -- to a token, revocation, device authorization or PAR endpoint. No client
 -- secret is sent. Returns true, or nil and an error.
+-- @tparam connkit.account.Account acct the account
+-- @tparam table params the call's parameters (added to)
+-- @tparam string client_id the client id
+-- @tparam[opt] string secret the client secret (client_secret_jwt)
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.authenticate(acct, params, client_id, secret)
   local token, err = M.assertion(acct, client_id, secret)
   if not token then return nil, err end

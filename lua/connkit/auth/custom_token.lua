@@ -26,6 +26,12 @@ end
 --- Validates the `custom_token` block; returns it normalized. Placeholders in
 -- `params` and `headers` that are not parameters name credentials the
 -- account must give (`credential_names`).
+-- @tparam table b the custom_token block
+-- @tparam function fail fail(field, message): raises naming the field
+-- @tparam table env the check environment (ctx, secure_url, ...; see
+--   connkit.auth.oauth2.check_definition)
+-- @treturn table the normalized block
+-- @raise naming the field
 function M.check_definition(b, fail, env)
   local ctx = env.ctx
   check.known_fields(ctx, b, "custom_token", FIELDS)
@@ -98,6 +104,10 @@ end
 -- expires_in_path (a number or numeric string; anything else there is an
 -- error naming the path), else ttl, else refresh.default_ttl; at most
 -- token_endpoint.MAX_LIFETIME (10 years).
+-- @tparam connkit.account.Account acct the account
+-- @treturn[1] table the token record
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.fetch_token(acct)
   local c = acct.integration.custom_token
   local creds = acct.credentials

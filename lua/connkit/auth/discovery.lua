@@ -45,6 +45,12 @@ end
 -- Connect's well-known document, then RFC 8414's), "openid", "oauth" (only
 -- that one) or false (no fetch: the issuer only checks `iss`). Returns true
 -- when the endpoints may come from metadata.
+-- @tparam table b the oauth2 block as given
+-- @tparam table out the normalized block, completed here
+-- @tparam table env the check environment (ctx, secure_url, ...; see
+--   connkit.auth.oauth2.check_definition)
+-- @treturn boolean whether endpoints may come from metadata
+-- @raise naming the field
 function M.check_definition(b, out, env)
   local ctx = env.ctx
   local mode = b.discovery
@@ -142,6 +148,10 @@ end
 -- the definition does not use discovery, or nil and an error
 -- (`issuer_mismatch`; a network code when it could not be fetched;
 -- `token_endpoint` when no well-known URL gave a JSON document).
+-- @tparam connkit.account.Account acct the account
+-- @treturn[1] table|boolean the document, or false
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.metadata(acct)
   local o = acct.integration.oauth2
   if not (o and o.discovery) then return false end
@@ -187,6 +197,12 @@ end
 -- first in either case, so a mismatched issuer is refused at first use.
 -- Returns the URL; false when `optional` and nobody names one; or nil and
 -- an error (`config` when the endpoint is named nowhere).
+-- @tparam connkit.account.Account acct the account
+-- @tparam string field the endpoint's field name
+-- @tparam[opt] boolean optional false rather than an error when nobody names it
+-- @treturn[1] string|boolean the URL, or false
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.url(acct, field, optional)
   local o = acct.integration.oauth2
   local meta, err = M.metadata(acct)
@@ -206,6 +222,10 @@ end
 
 --- True when `value` is listed in the metadata's `member` list, false when
 -- the list is there without it, nil when the server does not say.
+-- @tparam table|nil meta the metadata
+-- @tparam string member the list's name
+-- @param value the value looked for
+-- @treturn boolean|nil
 function M.supports(meta, member, value)
   local list = meta and meta[member]
   if type(list) ~= "table" then return nil end
@@ -220,6 +240,11 @@ end
 -- origin }), or nil and an error. With PKCE on, a server whose
 -- code_challenge_methods_supported lacks S256 (only `plain`, say) is
 -- refused (`config`): connkit never sends `plain`.
+-- @tparam connkit.account.Account acct the account
+-- @treturn[1] string the authorization endpoint
+-- @treturn[1] table what to check iss against
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.authorization(acct)
   local o = acct.integration.oauth2
   local url, err = M.url(acct, "authorize_url")
@@ -247,6 +272,12 @@ end
 -- endpoint's; absent, it is refused when the server advertised
 -- authorization_response_iss_parameter_supported. Returns true, or nil and
 -- an `issuer_mismatch` error.
+-- @tparam table expect what M.authorization returned
+-- @tparam[opt] string iss the response's iss
+-- @tparam[opt] boolean duplicated iss came more than once
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.check_iss(expect, iss, duplicated)
   local why
   if duplicated then

@@ -33,9 +33,15 @@ local nonces = {}
 function M.flush() nonces = {} end
 
 --- The nonce remembered for `url`'s origin, or nil.
+-- @tparam string url a URL of the server
+-- @treturn string|nil the nonce
 function M.nonce(url) return nonces[urls.origin(url) or ""] end
 
 --- Checks `dpop` and `dpop_alg` of an `oauth2` block into `out`.
+-- @tparam table ctx the check context
+-- @tparam table b the oauth2 block as given
+-- @tparam table out the normalized block, completed here
+-- @raise naming the field
 function M.check_definition(ctx, b, out)
   out.dpop = check.boolean(ctx, "oauth2.dpop", b.dpop, false)
   if b.dpop_alg ~= nil and not out.dpop then ctx.fail("oauth2.dpop_alg", "needs oauth2.dpop = true") end
@@ -48,6 +54,11 @@ end
 --- With dpop the token goes in the Authorization header with the DPoP
 -- scheme (RFC 9449 7.1): the default auth_token becomes "DPoP {token}"; an
 -- auth_token of another place or scheme is refused, naming the field.
+-- @tparam table ctx the check context
+-- @tparam[opt] table given the definition's auth_token
+-- @tparam table at the normalized auth_token (changed here)
+-- @tparam table names the parameter names
+-- @raise naming the field
 function M.check_auth_token(ctx, given, at, names)
   given = given or {}
   if at.type ~= "header" or at.name:lower() ~= "authorization" then
@@ -61,12 +72,14 @@ function M.check_auth_token(ctx, given, at, names)
 end
 
 --- Marks an account as a DPoP one (at its creation).
+-- @tparam connkit.account.Account acct the account
 function M.setup(acct)
   acct._dpop = acct.integration.oauth2.dpop_alg
 end
 
 --- Forgets the account's key (its tokens were dropped: revoke): the next
 -- token request makes a new one.
+-- @tparam connkit.account.Account acct the account
 function M.forget(acct)
   acct._dpop_key, acct._dpop_pem, acct._dpop_jwk = nil, nil, nil
 end
@@ -107,6 +120,7 @@ end
 -- process fetched the token), else the one made here before, else a new one
 -- (kept in memory until a token reply puts it into the record).
 -- @return the key object, or nil and an error (code "key")
+-- @tparam connkit.account.Account acct the account
 function M.key(acct)
   local rec = acct._tok
   local pem = rec and rec.dpop_key
@@ -129,6 +143,10 @@ end
 
 --- The RFC 7638 thumbprint of the account's key (the `jkt` a server binds
 -- its tokens to), or nil and an error.
+-- @tparam connkit.account.Account acct the account
+-- @treturn[1] string the thumbprint
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.thumbprint(acct)
   local key, err = M.key(acct)
   if not key then return nil, err end
@@ -138,6 +156,10 @@ end
 --- A fresh proof for `method` on `url`: jti, htm, htu (the URL without query
 -- and fragment), iat, `ath` when `token` is given, and the origin's nonce.
 -- @return the proof, or nil and an error
+-- @tparam connkit.account.Account acct the account
+-- @tparam string method the HTTP method
+-- @tparam string url the URL
+-- @tparam[opt] string token the access token the request carries
 function M.proof(acct, method, url, token)
   local key, err = M.key(acct)
   if not key then return nil, err end
@@ -154,6 +176,10 @@ end
 -- when the reply is a challenge to retry with it: a 401 whose
 -- WWW-Authenticate names the DPoP scheme with error="use_dpop_nonce"
 -- (RFC 9449 9), or (`token_endpoint`) an OAuth error use_dpop_nonce (8).
+-- @tparam string url the URL the reply came from
+-- @tparam connkit.http.response.Response res the reply
+-- @tparam[opt] boolean token_endpoint the reply is a token endpoint's
+-- @treturn boolean whether to retry with the nonce
 function M.observe(url, res, token_endpoint)
   local h = res.headers
   local nonce = h and h["dpop-nonce"]
@@ -170,6 +196,12 @@ end
 -- `left` seconds: the request's header lines and a fresh proof (with the
 -- `ath` of the token the request carries). nil and an error when no proof
 -- can be made.
+-- @tparam table t the transport module
+-- @tparam connkit.http.request.Request req the request
+-- @tparam number left the seconds left
+-- @treturn[1] table the spec
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.spec(t, req, left)
   local acct = rawget(req, "_account")
   local proof, err = M.proof(acct, req.method, req.url, rawget(req, "_token") or nil)
@@ -190,6 +222,15 @@ end
 --- A call to the token endpoint with a proof (connkit.auth.token_endpoint's
 -- call), and once more with the server's nonce when it answers
 -- use_dpop_nonce. Returns what that call returns.
+-- @tparam connkit.account.Account acct the account
+-- @tparam string url the endpoint
+-- @tparam string method "POST" or "GET"
+-- @tparam table params the parameters
+-- @tparam table headers the header lines
+-- @tparam string what the endpoint's name in messages
+-- @treturn[1] table the reply's fields
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.token_call(acct, url, method, params, headers, what)
   local endpoint = require "connkit.auth.token_endpoint"
   local fields, err
@@ -213,6 +254,12 @@ end
 --- Takes a token reply's record (connkit.auth.token_endpoint): it must be
 -- a DPoP-bound token (token_type "DPoP"); the key that made the proof goes
 -- into the record, to be stored with the tokens. true, or nil and an error.
+-- @tparam connkit.account.Account acct the account
+-- @tparam table rec the token record
+-- @tparam string what the endpoint's name in messages
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (code "token_endpoint")
 function M.accept(acct, rec, what)
   if rec.token_type ~= "dpop" then
     return nil, errors.new("token_endpoint", ("%s issued a %s token, not a DPoP-bound one (oauth2.dpop is set)")

@@ -38,6 +38,10 @@ end
 --- A token type URI: one of RFC 8693's short names (access_token,
 -- refresh_token, id_token, jwt, saml1, saml2) becomes its URN; any other
 -- absolute URI is taken as it is; anything else raises naming the option.
+-- @tparam string name the option's name, for the error
+-- @tparam string v the short name or URI
+-- @treturn string the token type URI
+-- @raise for anything else, naming the option
 function M.token_type(name, v)
   if SHORT_TYPES[v] then return TYPE_PREFIX .. v end
   if v:find("^%a[%w+.-]*:%S+$") then return v end
@@ -117,6 +121,8 @@ end
 --- The error of an account whose token came from a token exchange and has
 -- expired with no refresh token: only another exchange can give it one
 -- (code "reauthorize").
+-- @tparam connkit.account.Account acct the account
+-- @treturn connkit.errors.Error the error
 function M.expired(acct)
   return errors.new("reauthorize", ("account '%s': its token came from a token exchange (RFC 8693) and has"
     .. " no refresh token to renew it: exchange again (account:exchange{ into = ... })"):format(acct.id))
@@ -172,6 +178,13 @@ end
 
 --- Performs `account:exchange(opts)` (see README "Token exchange"): the
 -- result table, or nil and an error.
+-- @tparam connkit.account.Account self the account whose client makes the
+--   exchange
+-- @tparam table opts the options of account:exchange
+-- @treturn[1] table the result (see account:exchange)
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
+-- @raise for a bad option, or an account whose auth is not oauth2
 function M.exchange(self, opts)
   if self.integration.auth ~= "oauth2" then
     check.raise(("account '%s': exchange needs auth = \"oauth2\""):format(tostring(self.id)))

@@ -31,11 +31,14 @@ Key.__tostring = function(k)
 end
 
 --- True when v is a key object made by `key`.
+-- @param v any value
+-- @treturn boolean
 function M.is_key(v)
   return getmetatable(v) == Key
 end
 
 --- The pkey userdata or secret string of a key object (for jwt.lua).
+-- @local
 function M.material(k)
   return material[k]
 end
@@ -98,8 +101,12 @@ end
 -- `key{ jwk = table }` (a public JWK: RSA, EC P-256, OKP Ed25519; private
 -- members are ignored), or `key{ secret = string }` (HS256). Optional
 -- `kid` and `alg` (taken from the JWK when it has them).
+-- @tparam table spec exactly one of `pem` (string; with `password`), `jwk`
+--   (table) or `secret` (string); `kid`, `alg` (optional strings)
 -- @return the key, or nil and an error with code "key" (unreadable PEM,
 -- wrong or missing password, a JWK that is not a valid key)
+-- @raise for a spec of the wrong shape (none or two of pem/jwk/secret, a
+--   field of the wrong type, an unsupported alg)
 function M.key(spec)
   if type(spec) ~= "table" then error("connkit.jwt.key: expects a table with pem, jwk or secret", 2) end
   local n = (spec.pem ~= nil and 1 or 0) + (spec.jwk ~= nil and 1 or 0) + (spec.secret ~= nil and 1 or 0)
@@ -139,10 +146,13 @@ function M.key(spec)
     bits = bits, kid = kid, alg = alg, use = use }, pkey)
 end
 
---- A new private key object (e.g. a per-account DPoP key).
+--- A new private key object (such as a per-account DPoP key).
 -- `generate{ alg = "ES256" }` (EC P-256; "EdDSA": Ed25519; "RS256" or
 -- "PS256": RSA of `bits`, default 2048), optional `kid`. Its
 -- `private_pem()` is what to keep (encrypted) to use it again.
+-- @tparam table spec `alg` (required), `bits` (RSA only), `kid`
+-- @return the key object
+-- @raise for a missing or bad alg, or bits given for a key that is not RSA
 function M.generate(spec)
   if type(spec) ~= "table" then error("connkit.jwt.generate: expects a table with alg", 2) end
   local alg, kid = check_string(spec, "alg"), check_string(spec, "kid")
@@ -159,6 +169,7 @@ end
 --- The private key as unencrypted PKCS #8 PEM text, to be stored encrypted
 -- (a store with a key) and read back with `key{ pem = }`. Raises for a
 -- public key or a secret.
+-- @treturn string the PEM text
 function Key:private_pem()
   if self.kind ~= "private" then error("connkit.jwt.key: only a private key has a private PEM", 2) end
   return material[self]:private_pem()
@@ -166,6 +177,7 @@ end
 
 --- The public JWK of a key object (kty and its public members only; no kid,
 -- alg or use), e.g. for a DPoP proof's `jwk` header. Raises for a secret.
+-- @treturn table the JWK (kty, and n, e or crv, x, y)
 function Key:public_jwk()
   local pkey = material[self]
   if self.kind == "secret" then error("connkit.jwt.key: a secret has no public JWK", 2) end
@@ -176,6 +188,7 @@ function Key:public_jwk()
 end
 
 --- The public key as SubjectPublicKeyInfo PEM text. Raises for a secret.
+-- @treturn string the PEM text
 function Key:public_pem()
   if self.kind == "secret" then error("connkit.jwt.key: a secret has no public key", 2) end
   return material[self]:public_pem()
@@ -187,7 +200,10 @@ local REQUIRED = { RSA = { "e", "kty", "n" }, EC = { "crv", "kty", "x", "y" },
 
 --- The RFC 7638 thumbprint of a JWK table: base64url(SHA-256) of its
 -- required members as JSON in lexicographic order, no whitespace.
+-- @tparam table jwk the JWK (its required members: kty, and e and n, crv x
+--   and y, crv and x, or k)
 -- @return the thumbprint, or nil and an error with code "key"
+-- @raise when jwk is not a table
 function M.thumbprint(jwk)
   if type(jwk) ~= "table" then error("connkit.jwt.thumbprint: expects a JWK table", 2) end
   local names = REQUIRED[jwk.kty]
@@ -206,6 +222,7 @@ function M.thumbprint(jwk)
 end
 
 --- The RFC 7638 thumbprint of this key's public JWK. Raises for a secret.
+-- @treturn string the thumbprint (base64url)
 function Key:thumbprint()
   return (M.thumbprint(self:public_jwk()))
 end
@@ -218,6 +235,9 @@ local converted = setmetatable({}, { __mode = "k" })
 -- `{ key =, kid =, kty =, alg =, use = }`; a JWK that cannot be made into a
 -- key gives an entry with `err` instead of `key` (it only matters if its kid
 -- is the one asked for). A JWK Set table is converted once and remembered.
+-- @param src a key object, a list of them, a JWK Set or a JWK table
+-- @treturn table the list of entries
+-- @raise when src is neither a key nor a table
 function M.keyset(src)
   if M.is_key(src) then return { { key = src, kid = src.kid, kty = src.kty, alg = src.alg, use = src.use } } end
   if type(src) ~= "table" then error("connkit.jwt: keys must be a key, a list of keys or a JWK Set", 2) end
@@ -242,6 +262,9 @@ function M.keyset(src)
 end
 
 --- The entries of a keyset list for which `pick(entry)` is true.
+-- @tparam table list entries from keyset
+-- @tparam function pick function(entry) -> boolean
+-- @treturn table the entries picked, in order
 function M.filter(list, pick)
   local out = {}
   for _, e in ipairs(list) do

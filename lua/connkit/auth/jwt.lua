@@ -19,10 +19,32 @@ local ASYMMETRIC = { "RS256", "PS256", "ES256", "EdDSA" }
 local MAX_TOKEN = 256 * 1024
 
 local M = {
+  --- A key object from PEM text, a JWK or a secret (connkit.auth.jwk.key).
+  -- @function key
+  -- @tparam table spec `pem` (+ `password`), `jwk` or `secret`; `kid`, `alg`
+  -- @return the key, or nil and an error with code "key"
   key = jwk.key,
+  --- A new private key object (connkit.auth.jwk.generate).
+  -- @function generate
+  -- @tparam table spec `alg` ("ES256", "EdDSA", "RS256", "PS256"), `bits`,
+  --   `kid`
+  -- @return the key
   generate = jwk.generate,
+  --- The candidate keys of a key, list of keys, JWK Set or JWK
+  -- (connkit.auth.jwk.keyset).
+  -- @function keyset
+  -- @param src the keys
+  -- @treturn table a list of entries `{ key =, kid =, kty =, alg =, use = }`
   keyset = jwk.keyset,
+  --- The RFC 7638 thumbprint of a JWK table (connkit.auth.jwk.thumbprint).
+  -- @function thumbprint
+  -- @tparam table jwk the JWK
+  -- @return the thumbprint, or nil and an error with code "key"
   thumbprint = jwk.thumbprint,
+  --- True when v is a key object (connkit.auth.jwk.is_key).
+  -- @function is_key
+  -- @param v any value
+  -- @treturn boolean
   is_key = jwk.is_key,
 }
 
@@ -40,8 +62,15 @@ end
 -- `typ` defaults to "JWT" (`typ = false` leaves it out); `kid` defaults to
 -- the key's kid (`kid = false` leaves it out). Claims are encoded with
 -- connkit.json (numbers exactly as written).
--- @return the token, or nil and an error with code "key" (an alg that does
--- not fit the key, a public key)
+-- @tparam table|nil header_fields header fields: alg, typ, kid, and any other
+-- @tparam table claims the claims (iss, sub, aud, exp, ...)
+-- @param key a private key or secret key object (jwt.key)
+-- @treturn[1] string the token
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error code "key" (an alg that does not fit the
+--   key, a public key)
+-- @raise for a header or claims that are not tables, a key that is not a key
+--   object, an unsupported alg, values JSON cannot hold
 function M.sign(header_fields, claims, key)
   if header_fields ~= nil and type(header_fields) ~= "table" then
     error("connkit.jwt.sign: header fields must be a table or nil", 2)
@@ -76,9 +105,14 @@ local function json_part(text, what)
 end
 
 --- The parts of a compact JWS, without verifying anything (to read its
--- header, e.g. the kid). Returns `{ header =, claims =, signing_input =,
+-- header, such as the kid). Returns `{ header =, claims =, signing_input =,
 -- signature = }` (signature as raw bytes), or nil and an error with code
 -- `code` (default "id_token_invalid") saying what is malformed.
+-- @tparam string token the compact JWS
+-- @tparam[opt="id_token_invalid"] string code the code of the error
+-- @treturn[1] table `{ header =, claims =, signing_input =, signature = }`
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (JWT malformed: why)
 function M.decode(token, code)
   code = code or "id_token_invalid"
   local function bad(why) return nil, errors.new(code, "JWT malformed: " .. why) end
@@ -187,6 +221,14 @@ end
 -- @return claims, header; or nil and an error with `code`, the reason in
 -- its message, and `unknown_kid = true` when no key has the token's kid
 -- (the caller may refetch the JWK Set once)
+-- @tparam string token the compact JWS
+-- @tparam table opts keys (required), algs, iss, aud, client_id, nonce, typ,
+--   required, skew, now, code, what (above)
+-- @treturn[1] table the claims
+-- @treturn[1] table the header
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (code `opts.code`)
+-- @raise when opts.keys is missing or opts.algs is not a list
 function M.verify(token, opts)
   if type(opts) ~= "table" or opts.keys == nil then error("connkit.jwt.verify: opts.keys is required", 2) end
   if opts.algs ~= nil and type(opts.algs) ~= "table" then error("connkit.jwt.verify: opts.algs must be a list", 2) end

@@ -59,6 +59,12 @@ end
 -- (its auth blocks already checked); returns it normalized, or nil when
 -- there is none. It is required by auth = "jwt", oauth2.grant_type =
 -- "jwt_bearer" and a custom_token that uses {jwt}, and refused elsewhere.
+-- @tparam table ctx the check context
+-- @tparam table def the definition
+-- @tparam table integ the integration being built
+-- @tparam table names the parameter names
+-- @treturn table|nil the normalized block
+-- @raise naming the field
 function M.check_definition(ctx, def, integ, names)
   local b = def.jwt
   local use = users(def, integ)
@@ -114,6 +120,13 @@ end
 --- A new JWT signed from the account's `jwt` block, and its expiry and
 -- issue times. `aud` (optional) is used when the claims name none.
 -- Returns token, expires_at, now; or nil and an error (`key`, `template`).
+-- @tparam connkit.account.Account acct the account
+-- @tparam[opt] string aud the audience when the claims name none
+-- @treturn[1] string the token
+-- @treturn[1] number its expiry (epoch seconds)
+-- @treturn[1] number its issue time
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.sign(acct, aud)
   local b = acct.integration.jwt
   local claims = {}
@@ -142,6 +155,10 @@ end
 
 --- auth = "jwt": a new JWT as the account's token record; it is renewed
 -- by the refresh rules like any token (a 1200 s JWT at half its life).
+-- @tparam connkit.account.Account acct the account
+-- @treturn[1] table the token record
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.fetch_token(acct)
   local token, exp, now = M.sign(acct)
   if not token then return nil, exp end
@@ -151,6 +168,11 @@ end
 --- oauth2.grant_type = "jwt_bearer" (RFC 7523 2.1): a new assertion
 -- (aud: the token endpoint unless the claims name one) exchanged at the
 -- token endpoint. Renewal is a new assertion; no refresh token is used.
+-- @tparam connkit.account.Account acct the account
+-- @tparam table params the token request's parameters
+-- @treturn[1] table the token record
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.bearer_grant(acct, params)
   local oauth2 = require "connkit.auth.oauth2"
   local o = acct.integration.oauth2
@@ -169,6 +191,10 @@ function M.bearer_grant(acct, params)
 end
 
 --- The {jwt} of a custom_token template: a new JWT from the `jwt` block.
+-- @tparam connkit.account.Account acct the account
+-- @treturn[1] string the JWT
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.custom_token_jwt(acct)
   local token, err = M.sign(acct)
   if not token then return nil, err end

@@ -33,7 +33,19 @@ local LOGIN_OPTS = {
 -- URL (on_url(url), else printed; a browser is opened only with open =
 -- true), takes exactly one callback with the right state, answers the
 -- browser with a short page and closes the socket.
--- @return true, or nil and an error (code "timeout" when nobody came back)
+-- @tparam[opt] table opts
+--
+--  * `port` (integer, default 0: any free port): the port to listen on
+--  * `path` (string, default "/callback"): the redirect URI's path
+--  * `timeout` (seconds, default 120): how long to wait for the callback
+--  * `open` (boolean): open the URL with xdg-open
+--  * `on_url` (function(url)): shows the URL (else it is printed)
+--  * `scope` (string), `params` (table): as for authorize_url
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (code "timeout" when nobody came
+--   back, else as for finish_authorization)
+-- @raise for a bad option
 function Account:login(opts)
   opts = check.options("login", opts, LOGIN_OPTS)
   local port = opts.port or 0
@@ -94,6 +106,18 @@ local DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 -- the token endpoint at `interval` (default 5 s; 5 s more on slow_down)
 -- until the user approves, denies (access_denied) or the code expires
 -- (expired_token).
+-- @tparam[opt] table opts
+--
+--  * `on_code` (function(verification_uri, user_code, info)): shows the code
+--    (info: verification_uri_complete, expires_in, interval)
+--  * `scope` (string): over the definition's oauth2.scope
+--  * `timeout` (seconds): gives up sooner than the code expires
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error: "access_denied", "expired_token",
+--   or the endpoint's
+-- @raise when the account has no device_authorization_url (nor issuer), or
+--   for a bad option
 function Account:login_device(opts)
   opts = check.options("login_device", opts, DEVICE_OPTS)
   local o = self.integration.oauth2

@@ -31,6 +31,14 @@ for k in pairs(require("connkit.auth.par").FIELDS) do FIELDS[k] = true end -- (P
 for f in pairs(client_assertion.FIELDS) do FIELDS[f] = true end
 
 --- Validates the `oauth2` block; returns it normalized, templates compiled.
+-- @tparam table b the `oauth2` block
+-- @tparam function fail fail(field, message): raises naming the field
+-- @tparam table env the definition's check environment: ctx (the check
+--   context), names (the parameter names), template(field, str, kind) and
+--   secure_url(field, str) (both compile and check a template)
+-- @treturn table the normalized block
+-- @raise naming the field
+-- @local
 function M.check_definition(b, fail, env)
   local ctx = env.ctx
   check.known_fields(ctx, b, "oauth2", FIELDS)
@@ -122,6 +130,11 @@ end
 -- token grant (an authorization-code account that was never authorized, or
 -- has no refresh token, must authorize first: err.code "reauthorize", the
 -- message says which).
+-- @tparam connkit.account.Account acct the account
+-- @treturn[1] table the token record (access_token, expires_at, ...)
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
+-- @local
 function M.fetch_token(acct)
   local o = acct.integration.oauth2
   local ex = acct._tok
@@ -161,10 +174,24 @@ local function random_token(n)
   return core.b64url_encode(core.random(n))
 end
 
+local AUTHORIZE_OPTIONS = { redirect_uri = "nonempty", scope = "string", params = "query" }
 --- The URL to send the user to (authorization code grant). It carries a
 -- random single-use `state` and, by default, a PKCE S256 challenge; both are
--- remembered until finish_authorization.
-local AUTHORIZE_OPTIONS = { redirect_uri = "nonempty", scope = "string", params = "query" }
+-- remembered until finish_authorization (for 10 minutes). With `openid` in
+-- the scope a nonce is added; with `oauth2.par` the request is pushed first
+-- (RFC 9126) and the URL carries only client_id and request_uri.
+-- @tparam table opts
+--
+--  * `redirect_uri` (string): where the server sends the user back
+--    (required unless the definition's oauth2 block has one)
+--  * `scope` (string): over the definition's oauth2.scope
+--  * `params` (table): extra query parameters for the authorization request
+-- @treturn[1] string the URL
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (discovery, PAR: "token_endpoint", "connect", ...)
+-- @raise when the account is not oauth2 with an authorize_url or issuer, has
+--   no client_id, or an option is bad
+-- @usage local url = acct:authorize_url { redirect_uri = "http://127.0.0.1:8765/callback" }
 function Account:authorize_url(opts)
   local o = self.integration.oauth2
   if self.integration.auth ~= "oauth2" or not (o.authorize_url or o.discovery) then
@@ -209,6 +236,14 @@ end
 --- Completes the authorization code grant from the redirect (a full URL or
 -- its query string): checks state (single use), error, iss (RFC 9207), then
 -- exchanges the code with the same redirect_uri and the PKCE verifier.
+-- The tokens then go to the account's store.
+-- @tparam string input the callback URL, or its query string
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error: "state_mismatch" (missing, unknown, used or
+--   expired state), "issuer_mismatch", the server's error ("access_denied",
+--   "invalid_grant", ...), "id_token_invalid" (OpenID Connect)
+-- @raise when input is not a string
 function Account:finish_authorization(input)
   if type(input) ~= "string" then
     check.raise("finish_authorization: give the callback URL or its query string, not a " .. type(input))
@@ -244,7 +279,12 @@ function Account:finish_authorization(input)
 end
 
 --- Revokes the refresh token (or else the access token) at revoke_url
--- (RFC 7009) and drops the local tokens either way.
+-- (RFC 7009) and drops the local tokens either way (and the DPoP key).
+-- Without a revoke_url only the local tokens are dropped.
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error: "no_token" for an auth type without tokens,
+--   the revocation endpoint's error, or the store's
 function Account:revoke()
   if not self._ensure_token then
     return nil, errors.new("no_token", ('auth = "%s" has no token to revoke'):format(self.integration.auth))

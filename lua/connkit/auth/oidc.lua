@@ -38,6 +38,11 @@ end
 --- Checks the OpenID Connect fields of an `oauth2` block into `out`:
 -- `jwks_uri` (an endpoint URL, else from the issuer's metadata) and
 -- `id_token_signed_response_alg` (one of M.ALGS: the only alg accepted).
+-- @tparam table b the `oauth2` block as given
+-- @tparam table out the normalized block, completed here
+-- @tparam table env the check environment (ctx, secure_url; see
+--   connkit.auth.oauth2.check_definition)
+-- @raise naming the field
 function M.check_definition(b, out, env)
   if b.jwks_uri ~= nil then out.jwks_uri = env.secure_url("oauth2.jwks_uri", b.jwks_uri) end
   out.id_token_signed_response_alg = check.string(env.ctx, "oauth2.id_token_signed_response_alg",
@@ -62,6 +67,12 @@ end
 -- definition has an issuer, and remembers it in `pending`. The jwks_uri is
 -- resolved now, so a definition that cannot validate an id_token fails
 -- before the user is sent anywhere. Returns true, or nil and an error.
+-- @tparam connkit.account.Account acct the account
+-- @tparam table q the authorization request's query values
+-- @tparam table pending what finish_authorization will check
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (discovery)
 function M.authorization_request(acct, q, pending)
   if not (enabled(acct) and has_openid(q.scope)) then return true end
   local url, err = discovery.url(acct, "jwks_uri")
@@ -158,6 +169,12 @@ end
 -- refresh). Returns the verified claims (without JSON nulls), or nil and
 -- an error (`id_token_invalid` with the reason; `config` when no jwks_uri
 -- is known; a transport code when the JWK Set could not be fetched).
+-- @tparam connkit.account.Account acct the account
+-- @tparam string id_token the compact JWS
+-- @tparam table expect `nonce`, `first`
+-- @treturn[1] table the claims
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.validate(acct, id_token, expect)
   local o = acct.integration.oauth2
   acct:_add_secret(id_token)
@@ -202,6 +219,14 @@ end
 -- claims go into `rec.id_token_claims`; a refresh reply without one keeps
 -- the first claims. Without an issuer an id_token is ignored. Returns the
 -- record, or nil and an error.
+-- @tparam connkit.account.Account acct the account
+-- @tparam table rec the new token record
+-- @tparam table fields the token reply's fields
+-- @tparam string grant the request's grant_type
+-- @tparam[opt] string nonce the nonce sent
+-- @treturn[1] table the record
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (id_token_invalid, ...)
 function M.accept(acct, rec, fields, grant, nonce)
   if not enabled(acct) then return rec end
   local id_token = fields.id_token
@@ -231,6 +256,10 @@ end
 
 --- The verified claims of the account's current id_token (a copy), or nil
 -- and an error (`no_token`) when it has none.
+-- @tparam connkit.account.Account acct the account
+-- @treturn[1] table the claims
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error code "no_token"
 function M.claims(acct)
   local rec = acct._tok
   local c = type(rec) == "table" and rec.id_token_claims

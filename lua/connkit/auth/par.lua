@@ -20,6 +20,11 @@ M.FIELDS = { par = true, par_url = true }
 -- says require_pushed_authorization_requests); par_url names the endpoint
 -- (else it comes from the metadata's pushed_authorization_request_endpoint)
 -- and, without par = false, turns PAR on.
+-- @tparam table b the oauth2 block as given
+-- @tparam table out the normalized block, completed here
+-- @tparam table env the check environment (ctx, secure_url, ...; see
+--   connkit.auth.oauth2.check_definition)
+-- @raise naming the field
 function M.check_definition(b, out, env)
   local ctx = env.ctx
   out.par = check.boolean(ctx, "oauth2.par", b.par, nil)
@@ -47,6 +52,11 @@ end
 -- used; false and an error when the push failed (the server's OAuth error as
 -- err.code, `config` when no PAR endpoint is known, `token_endpoint` for a
 -- reply without request_uri).
+-- @tparam connkit.account.Account acct the account
+-- @tparam table q the authorization request's query
+-- @treturn[1] table|nil the query to send instead, or nil
+-- @treturn[2] boolean false
+-- @treturn[2] connkit.errors.Error the error
 function M.push(acct, q)
   if not wanted(acct) then return nil end
   local url, uerr = discovery.url(acct, "par_url")

@@ -38,6 +38,14 @@ end
 -- `opts.secret_only`: only a shared secret (HS256) is allowed;
 -- `opts.private_only`: only a private key (no HS256). Returns
 -- { key =, key_file =, password =, kid = (templates), alg =, fields = }.
+-- @tparam table ctx the check context
+-- @tparam table b the block
+-- @tparam string prefix the block's name
+-- @tparam table f role -> field name
+-- @tparam table names the parameter names
+-- @tparam[opt] table opts required, secret_only, private_only
+-- @treturn table the normalized key spec
+-- @raise naming the field
 function M.check_definition(ctx, b, prefix, f, names, opts)
   opts = opts or {}
   local function name(role) return prefix .. "." .. f[role] end
@@ -125,6 +133,13 @@ end
 -- the spec names no key (client_secret_jwt: the client secret). Returns
 -- key, alg; or nil and an error (`key`: unreadable or unfit key, naming the
 -- field; `template`).
+-- @tparam connkit.account.Account acct the account
+-- @tparam table spec the key spec (from M.check_definition)
+-- @tparam[opt] string secret the shared secret when the spec names no key
+-- @return[1] the key object
+-- @treturn[1] string the alg
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.load(acct, spec, secret)
   local mine = cache[acct]
   if not mine then mine = {}; cache[acct] = mine end
@@ -168,6 +183,11 @@ function M.load(acct, spec, secret)
 end
 
 --- The kid to put in the header, or nil: the filled template.
+-- @tparam connkit.account.Account acct the account
+-- @tparam table spec the key spec
+-- @treturn[1] string|nil the kid
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (code "template")
 function M.kid(acct, spec)
   if not spec.kid then return nil end
   local kid, err = acct:fill(spec.kid)

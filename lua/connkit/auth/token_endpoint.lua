@@ -30,6 +30,9 @@ end
 
 --- Parses "a=1&b=2" into a table. With `dups`, also returns the set of names
 -- seen more than once.
+-- @tparam string s the form data (without "?")
+-- @treturn table name -> value (the last one of a repeated name)
+-- @treturn table the set of names seen more than once
 function M.parse_form(s)
   local t, dups = {}, {}
   for pair in s:gmatch("[^&]+") do
@@ -52,6 +55,9 @@ end
 
 --- A peer's `error_description` for a message: secrets scrubbed, then cut
 -- to 200 characters.
+-- @tparam connkit.account.Account acct the account
+-- @param desc the error_description (anything: only a string is shown)
+-- @treturn string ": description" or ""
 function M.description(acct, desc)
   if type(desc) ~= "string" then return "" end
   local s, cut = errors.excerpt(desc, 200, acct._secrets)
@@ -60,6 +66,9 @@ end
 
 --- The client id and secret in use: the account's credentials override the
 -- integration's (both may be templates over the parameters).
+-- @tparam connkit.account.Account acct the account
+-- @treturn string|nil the client id
+-- @treturn string|nil the client secret
 function M.client(acct)
   local o = acct.integration.oauth2
   local id, secret = acct.credentials.client_id, acct.credentials.client_secret
@@ -73,6 +82,12 @@ end
 -- header; "post" sends them in the body; "none" sends only the id;
 -- "private_key_jwt" and "client_secret_jwt" send a signed assertion
 -- (connkit.auth.client_assertion).
+-- @tparam connkit.account.Account acct the account
+-- @tparam table params the form parameters of the request (added to)
+-- @tparam table headers the header lines of the request (added to)
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (signing an assertion)
 function M.authenticate(acct, params, headers)
   local o = acct.integration.oauth2
   local id, secret = M.client(acct)
@@ -120,6 +135,17 @@ M.transfer = transfer
 --- Sends params to an endpoint: a form body for POST, the query for GET.
 -- Returns the decoded reply fields, or nil and an error. `what` names the
 -- endpoint in messages.
+-- @tparam connkit.account.Account acct the account
+-- @tparam string url the endpoint
+-- @tparam string method "POST" or "GET"
+-- @tparam table params the parameters
+-- @tparam[opt] table headers header lines (added to)
+-- @tparam string what the endpoint's name in messages
+-- @tparam[opt] string format "json": a POST body sent as JSON (default: a
+--   form body)
+-- @treturn[1] table the reply's fields
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.call(acct, url, method, params, headers, what, format)
   headers = headers or {}
   headers[#headers + 1] = "Accept: application/json"
@@ -155,6 +181,12 @@ end
 --- The fields of a reply, or nil and an error: an OAuth `error` (in any
 -- status, even 200) becomes err.code; a reply that is neither JSON nor form
 -- data is described by status, content type and its first bytes.
+-- @tparam connkit.account.Account acct the account
+-- @tparam connkit.http.response.Response res the reply
+-- @tparam string what the endpoint's name in messages
+-- @treturn[1] table the fields
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.parse_reply(acct, res, what)
   local ctype = (res.headers["content-type"] or ""):lower()
   local body = res.body
@@ -196,6 +228,12 @@ M.number_of = number_of
 -- string is accepted; "1e999" is infinity, which M.expires_at clamps), or
 -- nil and an error naming the field when it is something else ("abc", a
 -- table, NaN): a guess would hide a broken server.
+-- @param v the field's value
+-- @tparam string field its name
+-- @tparam string what the endpoint's name in messages
+-- @treturn[1] number|nil the number, or nil when absent
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error naming the field
 function M.number_field(v, field, what)
   if v == nil then return nil end
   local n = number_of(v)
@@ -214,6 +252,11 @@ M.MAX_LIFETIME = 10 * 365 * 86400
 --- When a token fetched at `now` expires: `ttl` seconds from now when it is
 -- positive, else the epoch time `at` when it is in the future, else
 -- `default` seconds from now; never more than M.MAX_LIFETIME from now.
+-- @tparam number now the time of the fetch (epoch seconds)
+-- @tparam[opt] number ttl expires_in
+-- @tparam[opt] number at expires_at (epoch seconds)
+-- @tparam number default the lifetime when neither fits
+-- @treturn number the expiry (epoch seconds)
 function M.expires_at(now, ttl, at, default)
   local exp
   if ttl and ttl > 0 then
@@ -231,6 +274,13 @@ end
 -- seconds), else the integration's refresh.default_ttl, at most
 -- M.MAX_LIFETIME; a field that is there but not a number is an error
 -- naming it.
+-- @tparam connkit.account.Account acct the account
+-- @tparam table f the reply's fields
+-- @tparam string what the endpoint's name in messages
+-- @treturn[1] table the record: access_token, refresh_token, token_type,
+--   scope, expires_at, issued_at, ...
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (code "token_endpoint")
 function M.token_record(acct, f, what)
   if type(f.access_token) ~= "string" or f.access_token == "" then
     return nil, errors.new("token_endpoint", what .. " reply has no access_token")

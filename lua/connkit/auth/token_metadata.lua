@@ -20,6 +20,12 @@ local M = {}
 --- Checks a block's `token_metadata` (raising through ctx, naming the
 -- field): a table of declared parameter names to JSON paths. Returns the
 -- sorted list { { name =, path = compiled } }, or nil when absent.
+-- @tparam table ctx the check context
+-- @tparam string block the block's name ("oauth2", "custom_token")
+-- @tparam[opt] table tm the token_metadata table
+-- @tparam table names the declared parameter names
+-- @treturn table|nil the list
+-- @raise naming the field
 function M.check_definition(ctx, block, tm, names)
   if tm == nil then return nil end
   local field = block .. ".token_metadata"
@@ -43,12 +49,16 @@ function M.check_definition(ctx, block, tm, names)
 end
 
 --- The integration's token metadata list, or nil.
+-- @tparam connkit.integration.Integration integ the integration
+-- @treturn table|nil the list { { name =, path = } }
 function M.of(integ)
   local block = integ.oauth2 or integ.custom_token
   return block and block.token_metadata
 end
 
 --- The set of parameter names filled from token replies (empty when none).
+-- @tparam connkit.integration.Integration integ the integration
+-- @treturn table the set of names
 function M.names(integ)
   local set = {}
   for _, m in ipairs(M.of(integ) or {}) do set[m.name] = true end
@@ -59,6 +69,12 @@ end
 -- the values found (strings or numbers), or nil when the integration has
 -- none; nil and an error (code "token_endpoint") for a value that is not a
 -- string or a number. Values of secret parameters become secrets.
+-- @tparam connkit.account.Account acct the account
+-- @tparam table fields the reply's fields
+-- @tparam string what the endpoint's name in messages
+-- @treturn[1] table|nil name -> value, or nil
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.extract(acct, fields, what)
   local list = M.of(acct.integration)
   if not list then return nil end
@@ -80,6 +96,8 @@ end
 
 --- A fresh record's metadata completed from the old record's (a refresh
 -- reply often repeats only some fields).
+-- @tparam table old the old record
+-- @tparam table fresh the new record (changed here)
 function M.merge(old, fresh)
   if type(old.metadata) ~= "table" then return end
   local md = {}
@@ -125,6 +143,11 @@ end
 
 --- Whether the record's metadata can be used (checked before a record is
 -- stored): true, or nil and an error.
+-- @tparam connkit.account.Account acct the account
+-- @tparam table rec the record
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.check_record(acct, rec)
   if not M.of(acct.integration) then return true end
   local values, changed = values_with(acct, rec)
@@ -137,6 +160,11 @@ end
 --- Makes the record's metadata the account's parameter values and renders
 -- the account's static parts again when one changed (before the token line
 -- is rebuilt). Returns true, or nil and an error (nothing changed then).
+-- @tparam connkit.account.Account acct the account
+-- @tparam table rec the record
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.apply(acct, rec)
   if not M.of(acct.integration) then return true end
   local values, changed = values_with(acct, rec)
@@ -158,6 +186,8 @@ end
 
 --- At prepare: a request under the account's base_url remembers that base,
 -- so that M.rebase can move it when a new token brings another one.
+-- @tparam connkit.http.request.Request req the request
+-- @tparam connkit.account.Account acct the account
 function M.mark(req, acct)
   local base = acct._base
   if base and req._url_noauth:sub(1, #base) == base then req._base_used = base end
@@ -166,6 +196,8 @@ end
 --- Before a request is (re)finalized (a new token, the retry after a
 -- refused one, a cached request sent again): a request joined to an older
 -- base_url is moved under the current one.
+-- @tparam connkit.http.request.Request req the request
+-- @tparam connkit.account.Account acct the account
 function M.rebase(req, acct)
   local old, new = req._base_used, acct._base
   if old == new or not new then return end
@@ -176,6 +208,8 @@ end
 
 --- At account creation: true when a metadata parameter has no value yet
 -- (the static parts then wait for the first token).
+-- @tparam connkit.account.Account acct the account
+-- @treturn boolean
 function M.pending(acct)
   local list = M.of(acct.integration)
   return list ~= nil and missing(acct, acct._values) ~= nil
@@ -183,8 +217,12 @@ end
 
 --- Before a request of an account still waiting for its metadata: the
 -- token is fetched first (and renewed once when the token in use came
--- without the values, e.g. stored before token_metadata was added). True,
--- or nil and an error.
+-- without the values, such as one stored before token_metadata was
+-- added). True, or nil and an error.
+-- @tparam connkit.account.Account acct the account
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.first_token(acct)
   local tokens = require "connkit.auth.tokens"
   local ok, err = tokens.ensure(acct)

@@ -11,6 +11,9 @@ local M = {}
 -- Long-lived tokens: `window` seconds before expiry. A token whose lifetime
 -- is under window + min_ttl would spend (nearly) all its life inside the
 -- window, so it is renewed when `fraction` of its lifetime is left instead.
+-- @tparam table record the token record (expires_at, issued_at)
+-- @tparam table rules the refresh rules (window, min_ttl, fraction)
+-- @treturn number the time (math.huge when it never expires)
 function M.due_at(record, rules)
   local exp = record.expires_at
   if not exp then return math.huge end
@@ -28,6 +31,11 @@ end
 -- must have an access token that can be sent (no CR, LF or NUL; the
 -- auth_token template takes it), a refresh token that is a string if any,
 -- and finite numbers for its times (JSON cannot hold others).
+-- @tparam connkit.account.Account acct the account
+-- @param rec the record
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.check_record(acct, rec)
   if type(rec) ~= "table" then return nil, errors.new("token_endpoint", "the token record is not a table") end
   local tok = rec.access_token

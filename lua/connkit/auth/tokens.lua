@@ -75,6 +75,7 @@ end
 -- overwritten: an authorization-code account reports that error on every
 -- token operation; a client-credentials or custom-token account fetches a
 -- token of its own and shows the error in status().store_error.
+-- @tparam connkit.account.Account acct the account
 function M.load(acct)
   local rec, err = store_get(acct)
   if err then
@@ -86,6 +87,9 @@ end
 
 --- A fresh record from a token endpoint reply: keeps the old refresh token
 -- when the reply has none (RFC 6749 6), stamps issued_at.
+-- @tparam connkit.account.Account acct the account
+-- @tparam table fresh the record made from the reply
+-- @treturn table the record to install
 function M.merge(acct, fresh)
   local old = acct._tok or {}
   if fresh.refresh_token == nil then fresh.refresh_token = old.refresh_token end
@@ -97,6 +101,8 @@ end
 
 --- The store error the account lives with, as { code, message } (no
 -- secret), or nil: a record it could not read.
+-- @tparam connkit.account.Account acct the account
+-- @treturn table|nil { code, message }
 function M.store_error(acct)
   local e = acct._store_err
   if e then return { code = e.code, message = e.message } end
@@ -119,6 +125,12 @@ end
 -- never lost; if the write fails the new token is still used here, and the
 -- error is returned. `keep_store`: the store's record could not be read, so
 -- it is left as it is (the token lives in memory only).
+-- @tparam connkit.account.Account acct the account
+-- @tparam table rec the new token record
+-- @tparam[opt] boolean keep_store leave the store's record alone
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (the record refused, or the store's write)
 function M.install(acct, rec, keep_store)
   -- checked before it is stored: a record that cannot be used must never
   -- replace a good one (nor stay in the store for the next process)
@@ -142,6 +154,8 @@ end
 
 --- After a fenced store refused this holder ("lock_lost"): reads the record
 -- the newer holder wrote and uses it. True when it could be used.
+-- @tparam connkit.account.Account acct the account
+-- @treturn boolean whether the newer record is in use
 function M.use_winner(acct)
   local rec = store_get(acct)
   return rec ~= nil and rec.access_token ~= nil and adopt(acct, rec) == true
@@ -284,6 +298,12 @@ end
 -- (401/403): if the state already holds another one, somebody renewed it
 -- meanwhile and that one is used. `force` renews even when the token is not
 -- due. `deadline` (optional) bounds the wait for the store's lock.
+-- @tparam connkit.account.Account acct the account
+-- @tparam boolean force renew even when the token is not due
+-- @tparam[opt] string used the access token a request was refused with
+-- @tparam[opt] number deadline when to stop waiting for the store's lock
+--   (connkit.core.now() seconds)
+-- @treturn table the task (connkit.cosync): done(), result()
 function M.renewal(acct, force, used, deadline)
   local cur = acct._renewal
   if cur and cur:stalled(M.STALLED) then
@@ -322,12 +342,20 @@ end
 
 --- Renews the token and waits for it (see M.renewal): true, or nil and an
 -- error.
+-- @tparam connkit.account.Account acct the account
+-- @tparam boolean force renew even when the token is not due
+-- @tparam[opt] string used the access token a request was refused with
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.renew(acct, force, used)
   return M.renewal(acct, force, used):result()
 end
 
 --- A copy of a renewal's error for one of the callers that shared it (each
 -- sets its own `attempts` on it).
+-- @param err the shared error
+-- @return a copy (a connkit error), or err as it is
 function M.own(err)
   if errors.is(err) then return errors.new(err.code, err.message, err) end
   return err
@@ -344,12 +372,21 @@ local function ensured(acct, ok, err)
 end
 
 --- After waiting for `task` (from M.ensure_start): true, or nil and an error.
+-- @tparam connkit.account.Account acct the account
+-- @tparam table task the renewal task
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.ensured(acct, task)
   return ensured(acct, task:result())
 end
 
 --- The hot path before every request: nothing to do while the token is
 -- fresh; otherwise renew it (or fetch the first one) and wait.
+-- @tparam connkit.account.Account acct the account
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.ensure(acct)
   local at = acct._refresh_at
   if at and now() < at then return true end
@@ -359,6 +396,13 @@ end
 --- M.ensure without waiting: true, or nil and an error, or false and the
 -- renewal task to wait for (then M.ensured(acct, task)). `deadline`: see
 -- M.renewal.
+-- @tparam connkit.account.Account acct the account
+-- @tparam[opt] number deadline see M.renewal
+-- @treturn[1] boolean true: the token is there
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
+-- @treturn[3] boolean false
+-- @treturn[3] table the renewal task to wait for
 function M.ensure_start(acct, deadline)
   local at = acct._refresh_at
   if at and now() < at then return true end
@@ -368,6 +412,10 @@ function M.ensure_start(acct, deadline)
 end
 
 --- Drops the tokens here and in the store.
+-- @tparam connkit.account.Account acct the account
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (the store's)
 function M.drop(acct)
   acct._tok = nil
   acct._refresh_at = nil
@@ -377,6 +425,9 @@ function M.drop(acct)
 end
 
 --- What can be shown about the state: no secrets.
+-- @tparam connkit.account.Account acct the account
+-- @treturn table auth, authorized, expires_in, scope, token_type,
+--   has_refresh_token, store_error
 function M.status(acct)
   local rec = acct._tok or {}
   return {

@@ -23,6 +23,7 @@ local function account_options(cmd)
 end
 
 --- A new parser for the whole command line.
+-- @return the argparse parser
 function M.parser()
   local p = argparse("connkit", "Log in, get tokens, make requests and move files with a connkit definition.")
     :command_target("command"):help_max_width(80):help_description_margin(26)

@@ -10,6 +10,9 @@ local store = require "connkit.cli.store"
 local M = {}
 
 --- The integration in the definition file `path` (a JSON or Lua file).
+-- @tparam string path the file
+-- @treturn connkit.integration.Integration the integration (a mistake stops
+--   with status 1)
 function M.definition(path)
   local f = io.open(path, "rb")
   if not f then fail.usage("cannot read the definition " .. path) end
@@ -30,6 +33,8 @@ end
 
 --- The account the arguments `a` name: { integration, account, store,
 -- id }. Parameters given with --param are remembered (secret ones are not).
+-- @tparam table a the parsed arguments
+-- @treturn table { integration =, account =, store =, id = }
 function M.account(a)
   local integ = M.definition(a.def)
   local id = a.account or integ.key

@@ -17,6 +17,10 @@ end
 
 --- Runs the command line `argv` (a list of strings, as `arg`); returns the
 -- exit status.
+-- @tparam {string,...} argv the arguments after the program name
+-- @treturn integer the exit status: 0, 22 for a non-2xx reply, 1 for usage
+--   and definition errors, other codes for connkit errors
+--   (connkit.cli.status_codes), 70 for a bug in the command
 function M.main(argv)
   local list = {}
   for i = 1, #(argv or {}) do list[i] = argv[i] end

@@ -1,5 +1,5 @@
---- `connkit login DEF --account ID`: authorizes an OAuth 2.0 account and
--- keeps its tokens in the store. The authorization code flow goes through
+--- The connkit login command: authorizes an OAuth 2.0 account and keeps
+-- its tokens in the store (`connkit login DEF --account ID`). The authorization code flow goes through
 -- a loopback redirect (RFC 8252): the URL is printed on stderr, and opened
 -- in a browser only with --browser ($BROWSER, else xdg-open); --device
 -- uses the device flow (RFC 8628). Accounts that get tokens from their
@@ -34,6 +34,9 @@ local function done(c)
   return 0
 end
 
+--- Runs the command.
+-- @tparam table a the parsed arguments (connkit.cli.args)
+-- @treturn integer the exit status
 function M.run(a)
   local c = context.account(a)
   local integ, acct = c.integration, c.account

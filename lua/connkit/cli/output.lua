@@ -7,6 +7,8 @@ local M = {}
 
 local tty = {}
 --- True when file descriptor fd (1 stdout, 2 stderr) is a terminal.
+-- @tparam integer fd the file descriptor
+-- @treturn boolean
 function M.is_terminal(fd)
   if tty[fd] == nil then
     local r = os.execute("test -t " .. fd)
@@ -68,6 +70,8 @@ local function reindent(text)
 end
 
 --- `body` indented for people when it is JSON, else nil.
+-- @tparam string body the body
+-- @treturn string|nil the indented JSON
 function M.pretty_json(body)
   if cjson.decode(body) == nil then return nil end
   return reindent(body) .. "\n"
@@ -75,6 +79,7 @@ end
 
 --- Writes a reply's body to stdout: pretty JSON on a terminal, as it
 -- came otherwise.
+-- @tparam connkit.http.response.Response res the reply
 function M.body(res)
   local body = res.body or ""
   if M.is_terminal(1) and (res.headers["content-type"] or ""):find("json") then
@@ -86,6 +91,7 @@ end
 
 --- Writes the status line and the headers (lower-case names, sorted),
 -- then an empty line.
+-- @tparam connkit.http.response.Response res the reply
 function M.head(res)
   local names = {}
   for k in pairs(res.headers) do names[#names + 1] = k end

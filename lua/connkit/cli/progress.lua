@@ -27,6 +27,9 @@ end
 --- A progress(done, total) callback for `name`, or nil when stderr is not
 -- a terminal. `start` is what was already there (a resumed transfer): the
 -- rate counts only what moves now. finish() ends the line.
+-- @tparam string name the file's name, shown
+-- @tparam[opt=0] integer start bytes already there
+-- @treturn table|nil the callable progress object (with finish()), or nil
 function M.new(name, start)
   if not output.is_terminal(2) then return nil, function() end end
   local t0, last, shown = core.now(), 0, false

@@ -1,5 +1,5 @@
---- `connkit request DEF --account ID [-X M] URL ...`: one HTTP request with
--- the account's credentials. The body goes to stdout (pretty JSON on a
+--- The connkit request command: one HTTP request with the account's
+-- credentials, `connkit request DEF --account ID [-X M] URL ...`. The body goes to stdout (pretty JSON on a
 -- terminal) or to -o FILE; -i puts the status line and headers first.
 -- Exit status 0 for a 2xx reply, 22 for any other (the body is printed
 -- all the same, and stderr says the status), other statuses for connkit
@@ -56,7 +56,9 @@ local function has_header(headers, name)
 end
 
 --- The `multipart` request option for --form fields: name=value, or
--- name=@path for a file (API.md section 9).
+-- name=@path for a file (README "Files in and out").
+-- @tparam {string,...} list the --form arguments
+-- @treturn table the parts
 function M.multipart(list)
   local parts = {}
   for _, item in ipairs(list) do
@@ -96,6 +98,12 @@ end
 -- that is not 2xx keeps its body in memory and the file untouched).
 -- Returns the response, or nil and an error; a file that cannot be
 -- written exits 23, as curl does.
+-- @tparam connkit.account.Account acct the account
+-- @tparam table opts the request options
+-- @tparam string path the file (-o)
+-- @treturn[1] connkit.http.response.Response the response
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.save_body(acct, opts, path)
   opts.output = path
   local res, err = acct:request(opts)
@@ -155,6 +163,9 @@ local function paginate(acct, opts, a)
   return status
 end
 
+--- Runs the command.
+-- @tparam table a the parsed arguments (connkit.cli.args)
+-- @treturn integer the exit status
 function M.run(a)
   local c = context.account(a)
   local acct = c.account

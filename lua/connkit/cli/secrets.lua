@@ -10,6 +10,7 @@ local M = {}
 local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 --- True when stdin and /dev/tty are a terminal to ask on.
+-- @treturn boolean
 function M.have_terminal()
   local r = os.execute("test -t 0 && test -r /dev/tty")
   return r == true or r == 0 -- (5.1 and LuaJIT give the status number)
@@ -31,6 +32,9 @@ printf '%s' "$line"
 ]]
 
 --- Asks for `label` on the terminal, without echo unless `echo`.
+-- @tparam string label what is asked for
+-- @tparam[opt] boolean echo show what is typed
+-- @treturn string the answer
 function M.ask(label, echo)
   if not M.have_terminal() then
     fail.usage(label .. ": no value given and no terminal to ask on (give it as @env:VAR or @file:PATH)")
@@ -45,6 +49,9 @@ end
 
 --- The value of `spec` ("@env:VAR" or "@file:PATH") for the option `what`,
 -- or nil when spec is not such a reference.
+-- @tparam string what the option, for the message
+-- @tparam string spec the value given
+-- @treturn string|nil the value referred to, or nil
 function M.reference(what, spec)
   local var = spec:match("^@env:(.*)$")
   if var then
@@ -69,6 +76,10 @@ end
 --- Resolves `name=value` arguments of option `opt` into a table.
 -- is_public(name) says whether a plain value may be given for name.
 -- A bare name is asked on the terminal (with echo when public).
+-- @tparam string opt the option's name ("--credential")
+-- @tparam {string,...} list the arguments
+-- @tparam function is_public is_public(name) -> boolean
+-- @treturn table name -> value
 function M.resolve(opt, list, is_public)
   local out = {}
   for _, item in ipairs(list or {}) do

@@ -1,5 +1,5 @@
---- `connkit sftp DEF --account ID ls|get|put|rm|mkdir|mv ...`: SFTP with
--- the account's credentials. get and put write `<target>.part` and rename
+--- The connkit sftp command: SFTP with the account's credentials,
+-- `connkit sftp DEF --account ID ls|get|put|rm|mkdir|mv ...`. get and put write `<target>.part` and rename
 -- it when complete; --resume continues a .part a broken transfer left.
 -- A progress bar goes to stderr when it is a terminal.
 -- @module connkit.cli.sftp
@@ -78,6 +78,9 @@ function ops.rm(s, a) check("rm " .. a.path, s:remove(a.path)) end
 function ops.mkdir(s, a) check("mkdir " .. a.path, s:mkdir(a.path, { parents = a.parents or false })) end
 function ops.mv(s, a) check("mv " .. a.from, s:rename(a.from, a.to, { overwrite = true })) end
 
+--- Runs the command.
+-- @tparam table a the parsed arguments (connkit.cli.args)
+-- @treturn integer the exit status
 function M.run(a)
   if a.resume and a.op ~= "get" and a.op ~= "put" then fail.usage("--resume is for get and put") end
   local c = context.account(a)

@@ -1,5 +1,6 @@
---- `connkit status DEF --account ID`: what the account's record says, one
--- `name: value` line each, sorted (account:status(), which holds no secret).
+--- The connkit status command: what the account's record says.
+-- `connkit status DEF --account ID` prints one `name: value` line each,
+-- sorted (account:status(), which holds no secret).
 -- @module connkit.cli.status
 local context = require "connkit.cli.context"
 
@@ -15,6 +16,9 @@ local function show(v)
   return tostring(v)
 end
 
+--- Runs the command.
+-- @tparam table a the parsed arguments (connkit.cli.args)
+-- @treturn integer the exit status
 function M.run(a)
   local c = context.account(a)
   local st = c.account:status()

@@ -32,6 +32,8 @@ M.BY_CODE = {
 }
 
 --- The exit status for a connkit error.
+-- @param err the error
+-- @treturn integer the exit status
 function M.for_error(err)
   local code = type(err) == "table" and err.code
   return M.BY_CODE[code] or M.OTHER

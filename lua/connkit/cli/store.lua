@@ -25,6 +25,8 @@ local function home_dir(var, fallback)
 end
 
 --- The store directory: --store DIR, else $XDG_DATA_HOME/connkit.
+-- @tparam[opt] string opt the --store argument
+-- @treturn string the directory
 function M.dir(opt)
   if opt then return opt end
   return home_dir("XDG_DATA_HOME", ".local/share") .. "/connkit"
@@ -54,6 +56,7 @@ local function default_key_file()
 end
 
 --- Options for connkit.store.file: the key, from where it is found.
+-- @treturn table `{ key = }` or `{ key_file = }`
 function M.key_options()
   local key = os.getenv("CONNKIT_KEY")
   if key and key ~= "" then return { key = key } end
@@ -63,6 +66,9 @@ function M.key_options()
 end
 
 --- The file store for integration `integ` under `dir`.
+-- @tparam string dir the store directory
+-- @tparam connkit.integration.Integration integ the integration
+-- @treturn table the store
 function M.open(dir, integ)
   local key = M.key_options()
   return fail.guard(connkit.store.file, dir .. "/" .. integ.key, key)
@@ -72,6 +78,9 @@ end
 local function params_id(id) return "params\n" .. id end
 
 --- The parameters remembered for account `id` (a table, maybe empty).
+-- @tparam table store the store
+-- @tparam string id the account id
+-- @treturn table name -> value
 function M.remembered(store, id)
   local rec, err = store.get(params_id(id))
   if err then fail.error(err, "the store") end
@@ -79,6 +88,9 @@ function M.remembered(store, id)
 end
 
 --- Remembers the non-secret parameters of account `id`.
+-- @tparam table store the store
+-- @tparam string id the account id
+-- @tparam table params the parameters given
 function M.remember(store, id, params)
   local ok, err = store.put(params_id(id), { parameters = params })
   if not ok then fail.error(err, "the store") end

@@ -57,6 +57,11 @@ end
 -- and a reply that refresh.on_status, on_body or when takes for a refused
 -- token (connkit.http.refresh_rules). True or false, or nil and an error
 -- when refresh.when raised.
+-- @tparam connkit.http.request.Request req the request
+-- @tparam connkit.http.response.Response res the reply
+-- @treturn[1] boolean whether to refresh and retry
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (code "refresh_when")
 function M.refused(req, res)
   local acct = rawget(req, "_account")
   -- (a request sent without the account's credentials (req._bare) was not
@@ -67,6 +72,14 @@ end
 
 --- The end of a reply that is not refused: redirects when asked, every hop
 -- within the deadline. (`n`: the attempt's number, for the hooks.)
+-- @tparam connkit.http.request.Request req the request
+-- @tparam connkit.http.response.Response res the reply
+-- @tparam[opt] number deadline the end of the request (default: from its
+--   timeout)
+-- @tparam integer n the attempt's number
+-- @treturn[1] connkit.http.response.Response the last hop's reply
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.follow(req, res, deadline, n)
   if rawget(req, "follow") and REDIRECT[res.status] then
     return redirect.follow(req, res, fail, deadline or deadlines.of(req), n)
@@ -76,6 +89,11 @@ end
 
 --- After `task` (a renewal of the request's account) is over: the request
 -- brought up to date with the new token. Returns true, or nil and an error.
+-- @tparam connkit.http.request.Request req the request
+-- @tparam table task the renewal task
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.refreshed(req, task)
   local ok, err = task:result()
   if not ok then return nil, tokens.own(err) end
@@ -86,6 +104,13 @@ end
 -- in flight, if any) is started. Returns true (the request is up to date:
 -- send it again), nil and an error, or false and the task to wait for
 -- (then M.refreshed(req, task)).
+-- @tparam connkit.http.request.Request req the request
+-- @tparam[opt] number deadline bounds the wait for the store's lock
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
+-- @treturn[3] boolean false
+-- @treturn[3] table the task
 function M.refresh_start(req, deadline)
   local task = tokens.renewal(rawget(req, "_account"), true, rawget(req, "_token"), deadline)
   if not task:done() then return false, task end
@@ -96,6 +121,11 @@ end
 -- refresh and one retry (token accounts); redirects when asked. Used by
 -- send(). Returns the outcome and the number of extra attempts made (1
 -- after a refresh and retry). `n`: the number of the attempt that replied.
+-- @tparam connkit.http.request.Request req the request
+-- @tparam connkit.http.response.Response res the reply
+-- @tparam number deadline the end of the request (connkit.core.now() seconds)
+-- @tparam integer n the attempt's number
+-- @return the response (or nil, err) and the extra attempts made
 function M.complete(req, res, deadline, n)
   local extra = 0
   local refused, rerr = M.refused(req, res)
@@ -118,6 +148,11 @@ end
 
 --- The request brought up to date with the account's token once `task`
 -- (from M.ready_start) is over. Returns true, or nil and an error.
+-- @tparam connkit.http.request.Request req the request
+-- @tparam table task the renewal task
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.ready_after(req, task)
   local acct = rawget(req, "_account")
   local ok, err = tokens.ensured(acct, task)
@@ -130,6 +165,13 @@ end
 -- true, or nil and an error, or false and the renewal task that fetches the
 -- token (then M.ready_after(req, task)). `deadline` bounds the wait for
 -- the store's lock.
+-- @tparam connkit.http.request.Request req the request
+-- @tparam[opt] number deadline bounds the wait for the store's lock
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
+-- @treturn[3] boolean false
+-- @treturn[3] table the task
 function M.ready_start(req, deadline)
   local acct = rawget(req, "_account")
   if acct._ensure_token and not rawget(req, "_bare") then
@@ -144,6 +186,11 @@ end
 --- Brings the request up to date with the account's token (fetching or
 -- refreshing it first when it is due, and waiting for that until the
 -- deadline). Returns true, or nil and an error.
+-- @tparam connkit.http.request.Request req the request
+-- @tparam number deadline the end of the request (connkit.core.now() seconds)
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (code "timeout" when the token did not come in time)
 function M.ready(req, deadline)
   local ok, x = M.ready_start(req, deadline)
   if ok == false then
@@ -157,6 +204,10 @@ end
 -- follows a reply (refresh and retry on on_status, redirects), all within
 -- the deadline. Returns the outcome and the number of extra attempts (see
 -- M.complete). `n`: this attempt's number (counting each refresh and retry).
+-- @tparam connkit.http.request.Request req the request
+-- @tparam number deadline the end of the request (connkit.core.now() seconds)
+-- @tparam integer n this attempt's number
+-- @return the response (or nil, err) and the extra attempts made
 function M.attempt(req, deadline, n)
   local ok, err = M.ready(req, deadline)
   if not ok then return nil, err, 0 end
@@ -172,6 +223,16 @@ end
 -- while the retry rules ask for them and they fit before the deadline
 -- (waiting in between), then the outcome with `attempts` set to every
 -- attempt made.
+-- @tparam connkit.http.request.Request req the request
+-- @param res the response, or nil
+-- @param err the error, when there is no response
+-- @tparam integer attempt the number of the attempt that gave them
+-- @tparam[opt=0] integer extra attempts besides the retry rules'
+-- @tparam[opt] number deadline the end of the request (default: from its
+--   timeout)
+-- @treturn[1] connkit.http.response.Response the response, with `attempts`
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error, with `attempts`
 function M.settle(req, res, err, attempt, extra, deadline)
   extra = extra or 0
   deadline = deadline or deadlines.of(req)
@@ -191,6 +252,9 @@ end
 
 --- Sets `attempts` on an outcome. (A response says 1 through its
 -- metatable: setting it would grow the table.)
+-- @param res the response, or nil
+-- @param err the error, when there is no response
+-- @tparam integer n the number of attempts
 function M.count(res, err, n)
   if res then
     if n ~= 1 then res.attempts = n end
@@ -199,8 +263,14 @@ function M.count(res, err, n)
   end
 end
 
---- Sends the request and waits for the reply, retrying per the retry rules.
--- @return response, or nil and an error (both carry `attempts`)
+--- Sends the request and waits for the reply (`req:send()`): the token
+-- fetched or renewed first when due, one refresh and retry on the refresh
+-- rules' statuses, redirects with `follow`, the retry rules, all within the
+-- request's timeout.
+-- @treturn[1] connkit.http.response.Response the response (a non-2xx reply too)
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error when there is no reply to give
+--   (both carry `attempts`)
 function Request:send()
   local acct = self._account
   if self._plain and self._src_lines == acct._lines and transport.curl_only then

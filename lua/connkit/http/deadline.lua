@@ -20,12 +20,18 @@ local function fail(...)
 end
 
 --- The deadline of request `req` sent now.
+-- @tparam connkit.http.request.Request req the request
+-- @treturn number the deadline (connkit.core.now() seconds)
 function M.of(req)
   return now() + rawget(req, "timeout")
 end
 
 --- nil and the "timeout" error of a request whose deadline passed `before`
 -- something ("the token came", ...).
+-- @tparam connkit.http.request.Request req the request
+-- @tparam string before what did not happen in time
+-- @return nil
+-- @treturn connkit.errors.Error code "timeout"
 function M.out_of_time(req, before)
   return fail(req, "timeout", ("the request's timeout (%s s) ran out before %s")
     :format(format_number(rawget(req, "timeout")), before))
@@ -37,6 +43,12 @@ local out_of_time = M.out_of_time
 -- transport rounds it up to a whole millisecond: never 0, which curl reads
 -- as "none"). Returns the spec, or nil and a "timeout" error once the
 -- deadline has passed.
+-- @tparam table t the transport module
+-- @tparam connkit.http.request.Request req the request
+-- @tparam number deadline the end of the request (connkit.core.now() seconds)
+-- @return[1] the spec for the transport
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.spec_until(t, req, deadline)
   local left = deadline - now()
   if left <= 0 then return out_of_time(req, "it was sent") end
@@ -57,6 +69,9 @@ end
 -- callers drive it). In OpenResty, a task running in another light thread
 -- is waited for on its semaphore (this light thread sleeps; the worker goes
 -- on).
+-- @tparam table task the task
+-- @tparam number deadline the end of the request (connkit.core.now() seconds)
+-- @treturn boolean whether the task is over
 function M.wait_task(task, deadline)
   local t
   while not task:done() do
@@ -74,6 +89,12 @@ end
 --- Seconds to wait before the next attempt per the request's retry rules,
 -- or nil: no retry, or one that would start after the deadline (a failure's
 -- message then says so; a reply is given back as it is).
+-- @tparam connkit.http.request.Request req the request
+-- @param res the last reply, or nil
+-- @param err the last failure, when there is no reply
+-- @tparam integer attempt the number of the last attempt
+-- @tparam number deadline the end of the request (connkit.core.now() seconds)
+-- @treturn number|nil the seconds to wait, or nil
 function M.retry_wait(req, res, err, attempt, deadline)
   local rules = rawget(req, "_retry")
   local wait = rules and retry.delay(rules, req.method, res, err, attempt)

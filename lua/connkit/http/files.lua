@@ -29,6 +29,11 @@ end
 -- Raises, naming the part and field (`multipart[2].file`), for a
 -- malformed part; returns nil and an error with code "io" for a file that
 -- cannot be opened for reading.
+-- @param parts the option's value
+-- @treturn[1] table the parts
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (code "io")
+-- @raise naming the part and field
 function M.check_multipart(parts)
   if type(parts) ~= "table" then raise("request: option 'multipart' must be a list of parts, not a " .. type(parts)) end
   local n = #parts
@@ -89,6 +94,13 @@ end
 --- Reads the file options of request options `opts` into request `req`.
 -- Returns true, or nil and an error (a multipart file that cannot be read).
 -- `has_body`: the options give json, form or body too.
+-- @tparam connkit.http.request.Request req the request
+-- @tparam table opts the request options
+-- @tparam boolean has_body json, form or body is given too
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (code "io")
+-- @raise for options that do not go together
 function M.prepare(req, opts, has_body)
   if opts.output ~= nil and opts.on_data ~= nil then
     raise("request: give only one of the options output and on_data")
@@ -115,6 +127,10 @@ end
 --- Copies the file options of request `req` into spec table `spec` (made
 -- from it for a retry with less time left, or a redirect hop); `keep_body`:
 -- the hop keeps the method and body (307, 308).
+-- @tparam connkit.http.request.Request req the request
+-- @tparam table spec the spec (added to)
+-- @tparam boolean keep_body the hop keeps the body
+-- @treturn table spec
 function M.carry(req, spec, keep_body)
   spec.output = rawget(req, "output")
   spec.on_data = rawget(req, "on_data")

@@ -39,6 +39,9 @@ end
 
 --- The target of the first link whose rel holds `rel` (case-insensitive)
 -- in a Link header value (several headers joined with ", "), or nil.
+-- @param header the Link header value
+-- @tparam string rel the relation ("next")
+-- @treturn string|nil the target (as written)
 function M.find_rel(header, rel)
   if type(header) ~= "string" then return nil end
   rel = lower(rel)
@@ -90,6 +93,9 @@ local function remove_dots(path)
 end
 
 --- `ref` resolved against the absolute URL `base` (RFC 3986 section 5.2).
+-- @tparam string base the absolute URL
+-- @tparam string ref the reference
+-- @treturn string the absolute URL
 function M.resolve(base, ref)
   if find(ref, "^%a[%w+.-]*:") then return ref end
   local scheme, authority, path, query = base:match("^(%a[%w+.-]*:)//([^/?#]*)([^?#]*)(%??[^#]*)")

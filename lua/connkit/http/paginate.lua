@@ -283,12 +283,24 @@ end
 --- Iterates the pages of `url`: `for page, err in acct:pages(url, opts)`.
 -- opts: every request option plus `pagination` (over the integration's).
 -- page is the response, with `page.number` (1, 2, ...) and `page.items`.
+-- @tparam connkit.account.Account acct the account
+-- @tparam string url the first page's URL
+-- @tparam[opt] table opts the request options and `pagination`
+-- @return the iterator, nil, nil, and a closing value (Lua 5.4 closes the
+--   loop's state with it)
+-- @raise for a bad option, naming it
 function M.pages(acct, url, opts)
   local st = start(acct, url, opts, "pages", false)
   return function() return step(st) end, nil, nil, setmetatable({ st = st }, Closer)
 end
 
 --- Iterates the items of every page: `for item, err in acct:items(url, opts)`.
+-- @tparam connkit.account.Account acct the account
+-- @tparam string url the first page's URL
+-- @tparam[opt] table opts as for pages
+-- @return the iterator (each step: an item, or false and an error once),
+--   nil, nil, and a closing value
+-- @raise for a bad option, naming it
 function M.items(acct, url, opts)
   local st = start(acct, url, opts, "items", true)
   local list, i = nil, 0

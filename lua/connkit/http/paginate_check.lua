@@ -124,6 +124,10 @@ end
 --- The integration's `pagination` (nil when absent), checked once through
 -- ctx.fail. It may leave out the type (each call then gives it); when it
 -- gives one, it is checked whole.
+-- @tparam table ctx the check context
+-- @tparam[opt] table t the pagination block
+-- @treturn table|nil the settings
+-- @raise naming the field
 function M.definition(ctx, t)
   if t == nil then return nil end
   local p = fields(ctx, t)
@@ -134,6 +138,11 @@ end
 --- A call's settings: its own `pagination` over the integration's, field
 -- by field (a call that names another type than the integration's
 -- replaces the integration's table wholly). fail(field, why) raises.
+-- @tparam function fail fail(field, why)
+-- @tparam[opt] table default the integration's settings
+-- @tparam[opt] table own the call's pagination option
+-- @treturn table the merged settings
+-- @raise naming the field
 function M.call(fail, default, own)
   local ctx = { fail = fail }
   local mine = own ~= nil and fields(ctx, own) or {}

@@ -44,6 +44,13 @@ end
 --- Checks a rate_limit table field by field (raising, naming the field)
 -- and returns the rule, or nil for nil. `request` is true for a request's
 -- own table (over `base`, the integration's rule or nil).
+-- @tparam table ctx the check context
+-- @tparam[opt] table t the rate_limit table
+-- @tparam string field its name in messages
+-- @tparam[opt] table base the integration's rule (for a request's table)
+-- @tparam[opt] boolean request t is a request's own
+-- @treturn table|nil the rule
+-- @raise naming the field
 function M.check(ctx, t, field, base, request)
   if t == nil then return nil end
   check.table(ctx, field, t)
@@ -79,6 +86,10 @@ end
 
 --- The rule of a request: its own `rate_limit` option over the
 -- integration's (false: none). Raises, naming the field, for a bad option.
+-- @tparam connkit.account.Account acct the account
+-- @param opt the request's rate_limit option (nil, false or a table)
+-- @treturn table|nil the rule
+-- @raise naming the field
 function M.rule(acct, opt)
   local integ = acct.integration
   if opt == false then return nil end
@@ -109,6 +120,12 @@ end
 --- The in-process bucket: reserves the first slot at or after `at` for
 -- `key` and returns the seconds from `at` until it; reserves nothing when
 -- that is more than `limit`. (The same contract as a store's rate_take.)
+-- @param key the bucket's key
+-- @tparam number per_second the rate
+-- @tparam number burst the burst
+-- @tparam number at the time asked for (connkit.core.now() seconds)
+-- @tparam[opt] number limit the longest wait that reserves
+-- @treturn number the seconds to wait
 function M.take(key, per_second, burst, at, limit)
   local interval = 1 / per_second
   local tat = tats[key]
@@ -142,6 +159,11 @@ end
 -- seconds to wait before sending (0: now; the bucket's slot is reserved),
 -- or nil and the "rate_limited" error (nothing reserved, nothing to send).
 -- `deadline` is the request's (core.now seconds).
+-- @tparam connkit.http.request.Request req the request
+-- @tparam number deadline the end of the request (connkit.core.now() seconds)
+-- @treturn[1] number the seconds to wait
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (code "rate_limited")
 function M.gate(req, deadline)
   local rule = rawget(req, "_rate")
   if not rule then return 0 end
@@ -189,6 +211,8 @@ end
 
 --- Reads a reply of `req`: `remaining` at 0 or less pauses the scope until
 -- `reset` (per reset_is). A reply without a usable reset sets no pause.
+-- @tparam connkit.http.request.Request req the request
+-- @tparam connkit.http.response.Response res the reply
 function M.observe(req, res)
   local rule = rawget(req, "_rate")
   if not (rule and rule.remaining and rule.reset and res) then return end

@@ -29,6 +29,14 @@ end
 -- hop gets what is left until `deadline` (core.now() seconds): the request's
 -- timeout covers all of them. `n`: the attempt number the account's hooks
 -- are told (each hop is a transfer they see, with `redirect` = its number).
+-- @tparam connkit.http.request.Request req the request
+-- @tparam connkit.http.response.Response res the reply
+-- @tparam function fail fail(req, code, msg, extra) -> nil, err
+-- @tparam number deadline the end of the request (connkit.core.now() seconds)
+-- @tparam integer n the attempt's number
+-- @treturn[1] connkit.http.response.Response the last hop's reply
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (code "too_many_redirects", or a hop's)
 function M.follow(req, res, fail, deadline, n)
   local hops, max = 0, req.follow
   local spec = req

@@ -12,6 +12,11 @@ local M = {}
 
 --- Checks refresh.on_body and refresh.when of a definition (raising through
 -- ctx, naming the field) and adds them, normalized, to `out`.
+-- @tparam table ctx the check context
+-- @tparam table r the refresh block as given
+-- @tparam table out the normalized block, completed here
+-- @treturn table out
+-- @raise naming the field
 function M.check(ctx, r, out)
   local ob = r.on_body
   if ob ~= nil then
@@ -56,6 +61,12 @@ end
 -- normalized refresh block): true or false, or nil and an error (code
 -- "refresh_when") when refresh.when raised: the request then ends with that
 -- error (the reply is not given: whether it refused the token is unknown).
+-- @tparam table rules the normalized refresh block
+-- @tparam connkit.http.response.Response res the reply
+-- @tparam connkit.account.Account acct the account
+-- @treturn[1] boolean
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (code "refresh_when")
 function M.refused(rules, res, acct)
   if rules.on_status[res.status] == true then return true end
   if rules.on_body and body_matches(rules.on_body, res) then return true end

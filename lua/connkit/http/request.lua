@@ -20,10 +20,21 @@ local raise = check.raise -- (raises at the caller's line, see connkit.options)
 
 local M = {}
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Requests
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
+--- A prepared request (account:prepare). Read its fields; to change a
+-- request, prepare a new one (what is sent was read into C when it was
+-- prepared, and again after a token refresh). tostring(req) masks the
+-- secrets. Its methods: send (connkit.http.attempt), start
+-- (connkit.http.async).
+-- @table Request
+-- @field method the HTTP method
+-- @field url the final URL (templates filled, query and auth query added)
+-- @field headers the final header lines as a `{ Name = value }` table
+--   (made on each read)
+-- @field timeout seconds, the one deadline of the whole request
 local Request = {}
 M.Request = Request
 local RequestMT = { __name = "connkit.request" }
@@ -136,8 +147,13 @@ local function finalize(req, acct)
   return true
 end
 
---- Builds the final request (see API.md section 3) without sending it.
--- Returns the request object, or nil and an error (e.g. code "template").
+--- Builds the final request without sending it (account:prepare).
+-- @tparam connkit.account.Account acct the account
+-- @tparam table opts the request options (README "Requests")
+-- @treturn[1] Request the request
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (code "template", "header", ...)
+-- @raise for an unknown option or one of the wrong type, naming it
 function M.prepare(acct, opts)
   if type(opts) ~= "table" then raise("request: options must be a table, not a " .. type(opts)) end
   check.options("request", opts, REQUEST_OPTIONS)
@@ -268,8 +284,16 @@ function M.prepare(acct, opts)
   return req
 end
 
--- Wraps a failure of the engine into an error naming the request, not its
+--- Wraps a failure of the engine into an error naming the request, not its
 -- secrets.
+-- @tparam Request req the request
+-- @tparam string code the error code
+-- @tparam string msg the engine's message
+-- @tparam[opt] table extra more fields of the error
+-- @return nil
+-- @treturn connkit.errors.Error the error, its message led by method and URL
+--   (no query, no secret)
+-- @local
 function M.fail(req, code, msg, extra)
   local acct = rawget(req, "_account")
   return nil, errors.new(code, acct:_redact(("%s %s: %s"):format(req.method, urls.safe_url(req.url), msg)), extra)
@@ -278,6 +302,7 @@ local fail = M.fail
 
 --- Fills in the parts of `req` that come from its account now (see
 -- finalize above); used by connkit.http.attempt after a token refresh.
+-- @local
 M.finalize = finalize
 
 return M

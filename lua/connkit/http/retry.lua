@@ -27,6 +27,9 @@ local function days_from_civil(y, m, d)
 end
 
 --- Seconds to wait from a Retry-After value, or nil when there is none.
+-- @param v the header's value
+-- @tparam number now the time now (epoch seconds)
+-- @treturn number|nil the seconds
 function M.retry_after(v, now)
   if type(v) ~= "string" then return nil end
   local secs = v:match("^%s*(%d+)%s*$")
@@ -39,6 +42,10 @@ end
 
 --- The rules for a request: its own `retry` option over the integration's
 -- (false: none). Raises, naming the field, for a bad option.
+-- @tparam connkit.account.Account acct the account
+-- @param opt the request's retry option (nil, false or a table)
+-- @treturn table|nil the rules
+-- @raise naming the field
 function M.rules(acct, opt)
   local integ = acct.integration
   if opt == false then return nil end
@@ -52,6 +59,12 @@ end
 
 --- Seconds to wait before attempt number `attempt + 1`, or nil for no retry.
 -- `res` is the reply of the last attempt, or nil and `err` its failure.
+-- @tparam table rules the retry rules
+-- @tparam string method the HTTP method
+-- @param res the last reply, or nil
+-- @param err the last failure, when there is no reply
+-- @tparam integer attempt the number of the last attempt
+-- @treturn number|nil the seconds to wait, or nil
 function M.delay(rules, method, res, err, attempt)
   if attempt > rules.max then return nil end
   local allowed

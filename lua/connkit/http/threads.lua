@@ -15,11 +15,15 @@ Handle.__index = Handle
 Handle.__name = "connkit.handle"
 
 --- True once the request has finished (or was cancelled); never blocks.
+-- @treturn boolean
 function Handle:done()
   return self._cancelled or self._job:done()
 end
 
 --- The response, or nil and an error; waits (yielding to nginx) till then.
+-- @treturn[1] connkit.http.response.Response the response
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function Handle:result()
   if self._cancelled then return nil, errors.new("cancelled", "the request was cancelled") end
   return self._job:result()
@@ -35,6 +39,9 @@ end
 
 --- The handle of prepared request `req` sent in a light thread of
 -- transport `t`.
+-- @tparam connkit.http.request.Request req the request
+-- @tparam table t the transport module
+-- @treturn table the handle: done(), result(), cancel()
 function M.start(req, t)
   return setmetatable({ request = req, _job = t.spawn(attempt.send, req) }, Handle)
 end
@@ -42,6 +49,10 @@ end
 --- connkit.all over transport `t`: up to n light threads, each sending the
 -- next request left, until none is left; the results in input order. A
 -- Lua error in one is raised once every thread is over.
+-- @tparam table reqs the prepared requests
+-- @tparam integer n the concurrency
+-- @tparam table t the transport module
+-- @treturn table the results { { res =, err = }, ... }
 function M.all(reqs, n, t)
   local results, total, nexti = {}, #reqs, 1
   local function worker()

@@ -14,12 +14,17 @@ local M = {}
 
 
 --- True for a URL with a scheme ("https://...").
+-- @tparam string url the URL
+-- @treturn boolean
 function M.is_absolute(url)
   return find(url, "^%a[%w+.-]*://") ~= nil
 end
 
--- base_url and a relative URL joined by one "/" (not RFC 3986 resolution:
+--- base_url and a relative URL joined by one "/" (not RFC 3986 resolution:
 -- "/contacts" keeps the base's path, which is what an API client means).
+-- @tparam string base the base URL
+-- @tparam string url the relative URL ("", "/x", "x", "?q", "#f")
+-- @treturn string the joined URL
 function M.join(base, url)
   if url == "" then return base end
   local c = sub(url, 1, 1)
@@ -32,6 +37,9 @@ function M.join(base, url)
 end
 
 --- url with the query string q added (before any fragment).
+-- @tparam string url the URL
+-- @tparam string q the encoded query string ("" adds nothing)
+-- @treturn string the URL
 function M.add_query(url, q)
   if q == "" then return url end
   local frag = ""
@@ -47,6 +55,8 @@ function M.add_query(url, q)
 end
 
 --- scheme://host:port of a URL, lower-cased, with the default port filled in.
+-- @tparam string url the URL
+-- @treturn string|nil the origin, or nil for a URL without scheme or host
 function M.origin(url)
   local scheme, auth = url:match("^(%a[%w+.-]*)://([^/?#]*)")
   if not scheme then return nil end
@@ -71,6 +81,8 @@ local function host_of(authority)
 end
 
 --- True for a loopback host: localhost, ::1 or an address in 127.0.0.0/8.
+-- @tparam string host the host name or address
+-- @treturn boolean
 function M.is_loopback(host)
   if host == "localhost" or host == "::1" then return true end
   local a, b, c, d = host:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
@@ -106,6 +118,12 @@ end
 -- placeholders hide (a leading "{base}", a host "{serverName}" under http)
 -- cannot be judged yet: then it returns true, and the account checks the
 -- rendered URL (M.check_rendered) when it is created.
+-- @tparam table ctx the check context
+-- @tparam string field the field, for the error
+-- @tparam string src the template's source
+-- @tparam table opts secure, origin, insecure_ok
+-- @treturn boolean true when the rendered URL must be checked
+-- @raise naming the field
 function M.check_definition(ctx, field, src, opts)
   if find(src, "^{[^{]") then return true end -- a URL prefix placeholder: judged when rendered
   local authority = src:match("^%a[%w+.-]*://([^/?#]*)")
@@ -119,6 +137,11 @@ function M.check_definition(ctx, field, src, opts)
 end
 
 --- Checks a URL rendered at account creation; raises naming the field.
+-- @tparam table ctx the check context
+-- @tparam string field the field, for the error
+-- @tparam string url the rendered URL
+-- @tparam table opts secure, origin, insecure_ok
+-- @raise naming the field
 function M.check_rendered(ctx, field, url, opts)
   local authority = url:match("^%a[%w+.-]*://([^/?#]*)")
   local problem = url_problem(url, opts, authority and host_of(authority))
@@ -130,6 +153,11 @@ end
 -- not judge, and returns the set of origins the account's credentials and
 -- request parameters may go to (base_url's and allowed_origins'), or false
 -- when the integration sends none. fill(field, template) renders or raises.
+-- @tparam connkit.account.Account acct the account being created
+-- @tparam table ctx the check context
+-- @tparam function fill fill(field, template) -> string
+-- @treturn table|boolean the set of origins, or false
+-- @raise naming the field
 function M.account_origins(acct, ctx, fill)
   local integ = acct.integration
   for _, c in ipairs(integ.url_checks) do
@@ -144,7 +172,9 @@ function M.account_origins(acct, ctx, fill)
   return set
 end
 
--- A URL fit for an error message: origin and path, no query or userinfo.
+--- A URL fit for an error message: origin and path, no query or userinfo.
+-- @tparam string url the URL
+-- @treturn string origin and path, or "(relative URL)"
 function M.safe_url(url)
   local o = M.origin(url)
   if not o then return "(relative URL)" end
@@ -152,8 +182,13 @@ function M.safe_url(url)
   return o .. path
 end
 
--- k=v&k=v, keys sorted; a list value repeats its key. Numbers are written
+--- k=v&k=v, keys sorted; a list value repeats its key. Numbers are written
 -- as templates write them (3.0 from JSON as "3").
+-- @tparam table t name -> value (string, number, boolean, or a list of them)
+-- @tparam string how the escaping: "query" or "form"
+-- @tparam string field the option's name, for the error
+-- @treturn string the encoded pairs
+-- @raise for a key that is not a string or a value of the wrong type
 function M.encode_pairs(t, how, field)
   local keys = {}
   for k in pairs(t) do

@@ -8,6 +8,10 @@ local raise = require("connkit.check").raise
 local M = {}
 
 --- Raises (at the store user's level) unless id is a non-empty string.
+-- @tparam string store_name the store, for the message
+-- @param id the id given
+-- @tparam string fname the store function called
+-- @raise unless id is a non-empty string
 function M.check_id(store_name, id, fname)
   if type(id) ~= "string" or id == "" then
     raise(("%s: %s: id must be a non-empty string, got %s"):format(store_name, fname, type(id)))
@@ -50,6 +54,9 @@ function M.copy_record(record, who)
 end
 
 --- Lets a store's functions be called as store.get(id) or store:get(id).
+-- @tparam table store the store
+-- @tparam function f the function
+-- @treturn function f, callable with "." or ":"
 function M.method(store, f)
   return function(a, ...)
     if a == store then return f(...) end
@@ -57,7 +64,13 @@ function M.method(store, f)
   end
 end
 
---- The calls the token rules make on an account's store, in the call style of API.md: store.get(id), store.put(id, r), store.lock(id).
+--- store.get(id) for the account. These account_* functions are the calls
+-- the token rules make on an account's store, in the store protocol's call
+-- style (connkit.store): store.get(id), store.put(id, r), store.lock(id).
+-- @tparam connkit.account.Account acct the account
+-- @treturn[1] table|nil the record, or nil when there is none
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (code "store" for a store that raised)
 function M.account_get(acct)
   local ok, rec, err = pcall(acct.store.get, acct.id)
   if not ok then return nil, errors.new("store", "store.get failed: " .. tostring(rec)) end
@@ -65,6 +78,12 @@ function M.account_get(acct)
   return rec
 end
 
+--- store.put(id, rec) for the account, errors made connkit errors.
+-- @tparam connkit.account.Account acct the account
+-- @tparam table|nil rec the record (nil removes it)
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (code "store" for a store that raised)
 function M.account_put(acct, rec)
   local ok, res, err = pcall(acct.store.put, acct.id, rec)
   if not ok then return nil, errors.new("store", "store.put failed: " .. tostring(res)) end
@@ -72,6 +91,8 @@ function M.account_put(acct, rec)
   return true
 end
 
+--- store.lock(id) for the account: the unlock function, errors made
+-- connkit errors.
 -- `deadline` (core.now() seconds, optional): the store waits for the lock
 -- until then at most (a store may wait less: its lock_timeout).
 --
@@ -94,6 +115,11 @@ end
 --
 -- While the renewal holds the lock, the account keeps the held lock as
 -- acct._held, and M.locked_get / M.locked_put / M.locked_begin use it.
+-- @tparam connkit.account.Account acct the account
+-- @tparam[opt] number deadline when to stop waiting (core.now() seconds)
+-- @treturn[1] function the unlock function
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error ("lock_timeout", "lock_busy", "store")
 function M.account_lock(acct, deadline)
   local ok, unlock, err
   if deadline then
@@ -127,6 +153,10 @@ end
 
 --- The record under the lock: through the held lock when the store gave
 -- one (its version is remembered for the fenced commit), else store.get.
+-- @tparam connkit.account.Account acct the account
+-- @treturn[1] table|nil the record, or nil when there is none
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.locked_get(acct)
   local held = acct._held
   if not held then return M.account_get(acct) end
@@ -135,6 +165,11 @@ end
 
 --- Writes the record: the fenced commit when the account holds a fenced
 -- lock (nil, err with code "lock_lost" when refused), else store.put.
+-- @tparam connkit.account.Account acct the account
+-- @tparam table|nil rec the record
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error ("lock_lost", "store")
 function M.locked_put(acct, rec)
   local held = acct._held
   if not held then return M.account_put(acct, rec) end
@@ -145,6 +180,10 @@ end
 
 --- Marks the record "refresh in flight" when the store can (true when it
 -- cannot: nothing to mark); nil, err ("lock_lost") when the lock was lost.
+-- @tparam connkit.account.Account acct the account
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error ("lock_lost")
 function M.locked_begin(acct)
   local held = acct._held
   if not (held and type(held.begin) == "function") then return true end
@@ -155,6 +194,8 @@ end
 
 --- Whether the record read under the lock says a token request of an
 -- earlier holder was started and never committed.
+-- @tparam connkit.account.Account acct the account
+-- @treturn boolean
 function M.locked_inflight(acct)
   local held = acct._held
   return held ~= nil and held.inflight and true or false
@@ -164,6 +205,9 @@ end
 -- holder of the store's lock began a token request and never committed:
 -- the server rotated the refresh token and the new one died with that
 -- holder. Code "reauthorize", err.lost_in_flight = true.
+-- @tparam connkit.account.Account acct the account
+-- @tparam connkit.errors.Error ferr the refresh's error (invalid_grant)
+-- @treturn connkit.errors.Error the error
 function M.lost_in_flight(acct, ferr)
   return errors.new("reauthorize", ("account '%s': a token refresh was lost mid-flight (an earlier "
     .. "holder of the store's lock sent its token request and stopped before storing the reply, "

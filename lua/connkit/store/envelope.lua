@@ -71,6 +71,13 @@ end
 --- The plain text of an envelope made by M.seal with the same key, tag and
 -- id; nil, why when it is not one (`"tag"`: another format) or does not
 -- authenticate (`"auth"`: wrong key, changed, another account's).
+-- @tparam string key raw key
+-- @tparam string magic the format tag
+-- @tparam string id the account id
+-- @tparam string data the envelope
+-- @treturn[1] string the plain text
+-- @return[2] nil
+-- @treturn[2] string "tag" or "auth"
 function M.open(key, magic, id, data)
   if data:sub(1, #magic) ~= magic then return nil, "tag" end
   local plain = core.open(key, data:sub(#magic + 1), magic .. "\0" .. id)

@@ -23,16 +23,21 @@ local check = require "connkit.check"
 local store = {}
 
 --- A new in-process store (the default). It takes no options.
--- @treturn table
+-- @tparam[opt] table opts nil or an empty table
+-- @treturn table the store: get(id), put(id, record), lock(id)
+-- @raise for any option
 function store.memory(opts)
   check.options("connkit.store.memory", opts, {})
   return memory.new()
 end
 
 --- A new encrypted file store; see `connkit.store.file`.
--- @tparam string dir
--- @tparam table opts `key` or `key_file`, optional `lock_timeout`
--- @treturn table
+-- @tparam string dir the directory (created 0700 with missing parents)
+-- @tparam table opts `key` (base64 of 32 random bytes) or `key_file`,
+--   optional `lock_timeout` (seconds, default 60)
+-- @treturn table the store: get(id), put(id, record), lock(id)
+-- @raise for a bad dir, a missing or bad key, a key file others may read, an
+--   unknown option
 function store.file(dir, opts)
   return file.new(dir, opts)
 end
@@ -41,7 +46,9 @@ end
 -- Raises outside OpenResty, and for a dict nginx.conf does not declare.
 -- @tparam string dict_name the name in `lua_shared_dict <name> <size>;`
 -- @tparam[opt] table opts `key` or `key_file`, `lock_timeout`, `lock_ttl`
--- @treturn table
+-- @treturn table the store: get(id), put(id, record), lock(id, max_wait)
+-- @raise outside OpenResty, for a dict nginx.conf does not declare, for a
+--   bad option
 function store.shared(dict_name, opts)
   return shared.new(dict_name, opts)
 end
@@ -50,7 +57,10 @@ end
 -- server and prefix); see `connkit.store.redis` and README "Redis store".
 -- @tparam table opts url (or host, port, db, password, socket), prefix, key
 --   or key_file (or plaintext = true), lock_ttl, lock_timeout, timeout
--- @treturn table
+-- @treturn table the store: get(id), put(id, record), lock(id, max_wait),
+--   close()
+-- @raise for a bad or unknown option, naming it (an unreachable server is a
+--   run-time error of the calls: code "store")
 function store.redis(opts)
   return require("connkit.store.redis").new(opts)
 end
@@ -65,6 +75,7 @@ end
 -- @param s the candidate store
 -- @tparam[opt] string what how to name it in the error (default "store")
 -- @return s
+-- @raise when s is not a table with get, put and lock functions
 function store.check(s, what)
   what = what or "store"
   if type(s) ~= "table" then

@@ -60,6 +60,10 @@ function Client:_connect()
 end
 
 --- Sends one command: the reply, or nil and an error (see the module).
+-- @param ... the command's words (strings or numbers)
+-- @return[1] the reply
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (code "store")
 function Client:command(...)
   local conn = self.conn
   if not (conn and conn:usable()) then
@@ -81,12 +85,15 @@ end
 -- connkit.store.redis_scripts.evalsha).
 Client.eval = require("connkit.store.redis_scripts").evalsha
 
+--- Closes the connection (the next command connects again).
 function Client:close()
   if self.conn then self.conn:close() end
   self.conn = nil
 end
 
 --- A client for `cfg` (see the module); it connects on first use.
+-- @tparam table cfg host, port, socket, db, username, password, timeout (checked by connkit.store.redis)
+-- @treturn table the client
 function M.new(cfg)
   return setmetatable({ cfg = cfg, shas = {} }, Client)
 end

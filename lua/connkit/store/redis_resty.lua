@@ -146,6 +146,11 @@ function Client:_connect()
 end
 
 --- Sends one command: the reply, or nil and an error (see the module).
+-- @tparam string word the command's name
+-- @param ... its arguments
+-- @return[1] the reply
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error (code "store")
 function Client:command(word, ...)
   local red, err = self:_connect()
   if not red then return nil, err end
@@ -167,6 +172,8 @@ Client.eval = require("connkit.store.redis_scripts").evalsha
 function Client:close() end
 
 --- A client for `cfg` (see the module); it connects at each command.
+-- @tparam table cfg host, port, socket, db, username, password, timeout (checked by connkit.store.redis)
+-- @treturn table the client
 function M.new(cfg)
   local who = ""
   if cfg.password then

@@ -104,11 +104,19 @@ return tostring(wait)
 
 local unpack = table.unpack or unpack
 
---- `client:eval(script, keys, args)` for both wire clients (connkit.store.
--- redis_hiredis and redis_resty): EVALSHA by the script's SHA1, loading the
+--- `client:eval(script, keys, args)` for both wire clients
+-- (connkit.store.redis_hiredis and connkit.store.redis_resty): EVALSHA by the script's SHA1, loading the
 -- script on first use and once more after NOSCRIPT (the server forgot it:
 -- restarted, SCRIPT FLUSH). The client has `command(word, ...)` and a
 -- `shas` table (script -> SHA1).
+-- @tparam table client the wire client
+-- @tparam string script the script's source
+-- @tparam table keys the KEYS
+-- @tparam table args the ARGV
+-- @tparam[opt] boolean reloaded the script was loaded again already (internal)
+-- @return[1] the script's reply
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function M.evalsha(client, script, keys, args, reloaded)
   local sha = client.shas[script]
   if not sha then

@@ -62,6 +62,9 @@ M.curl_only = not ngx_host
 
 --- The transport a request made here and now would use, or nil and why
 -- none can be used (an nginx phase without cosockets).
+-- @treturn[1] table the transport module (connkit.transport.curl or .ngx)
+-- @return[2] nil
+-- @treturn[2] string why none can be used
 function M.choose()
   if forced then
     if forced ~= curl then
@@ -82,6 +85,8 @@ local choose = M.choose
 
 --- The transport for a request sent now; raises (at the user's line)
 -- where none can be used.
+-- @treturn table the transport module
+-- @raise where no request can be made (an nginx phase without cosockets)
 function M.current()
   local t, why = choose()
   if t then return t end
@@ -91,6 +96,9 @@ end
 
 --- connkit.transport(): the name of the transport a request made here would
 -- use, or nil and why none can be used.
+-- @treturn[1] string "curl" or "ngx"
+-- @return[2] nil
+-- @treturn[2] string why none can be used
 function M.name()
   local t, why = choose()
   if t then return t.name end
@@ -101,6 +109,8 @@ end
 -- this Lua state, or "auto" for the choice above. Raises where the named
 -- transport cannot work (ngx outside nginx or where cosockets are not
 -- available).
+-- @tparam string name "curl", "ngx" or "auto"
+-- @raise for another name, or where the named transport cannot work
 function M.use(name)
   if name == "auto" then
     forced = nil

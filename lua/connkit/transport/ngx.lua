@@ -18,8 +18,11 @@
 -- (see connkit.transport for the interface)
 -- @module connkit.transport.ngx
 local wire = require "connkit.transport.ngx_wire"
+local ngx_url = require "connkit.transport.ngx_url"
+local ngx_reply = require "connkit.transport.ngx_reply"
 local tls = require "connkit.transport.ngx_tls"
 local files = require "connkit.transport.ngx_files"
+local threads = require "connkit.transport.ngx_threads"
 local clock = require("connkit.core").now
 
 local floor, ceil, min = math.floor, math.ceil, math.min
@@ -36,6 +39,9 @@ local COSOCKET_PHASES = {
 M.PHASES = COSOCKET_PHASES
 
 --- Whether a request made here can use cosockets: true, or false and why.
+-- @treturn[1] boolean true
+-- @treturn[2] boolean false
+-- @treturn[2] string why not
 function M.available()
   local ngx = rawget(_G, "ngx")
   if type(ngx) ~= "table" or type(ngx.socket) ~= "table" or type(ngx.get_phase) ~= "function" then
@@ -49,7 +55,7 @@ function M.available()
 end
 
 local MAX_BODY = 256 * 1024 * 1024 -- the curl transport's default
-local NO_LIMIT_MS, ms, arm = wire.NO_LIMIT_MS, wire.ms, wire.arm
+local NO_LIMIT_MS, ms, arm = ngx_reply.NO_LIMIT_MS, ngx_reply.ms, ngx_reply.arm
 local CURL_CONNECT_TIMEOUT = 300 -- libcurl's connect timeout when none is set
 local STALE_RETRIES = 3 -- pooled connections the peer closed, tried again
 
@@ -93,10 +99,17 @@ end
 
 --- What perform and start take for a prepared request: the request itself
 -- (its fields are read raw).
+-- @tparam connkit.http.request.Request req the request
+-- @return req
 function M.of_request(req) return req end
 
 --- The same for a table of a request's fields: the table, or nil,
 -- "header", message for a header line with CR, LF or NUL.
+-- @tparam table t method, url, header_lines, body, timeout, ...
+-- @treturn[1] table t
+-- @return[2] nil
+-- @treturn[2] string the error code
+-- @treturn[2] string the message
 function M.of_table(t)
   local lines = rawget(t, "header_lines")
   if lines then
@@ -154,7 +167,7 @@ local function exchange(c)
   end
   st.received = 0
   if c.sink then c.sink:abandon() end -- (a new attempt: the file starts anew)
-  local reply, code, msg = wire.read_reply(sock, st, c.method, c.read_limit, c.sink)
+  local reply, code, msg = ngx_reply.read_reply(sock, st, c.method, c.read_limit, c.sink)
   if not reply then
     sock:close()
     if c.sink then c.sink:abandon() end
@@ -172,8 +185,13 @@ end
 --- Sends the finished request `spec` (method, url, header_lines, body,
 -- timeout, connect_timeout, max_body, decompress, ca_file, client_tls) and reads the
 -- reply. Returns a response, or nil, code, message.
+-- @tparam table spec the request (its fields read raw)
+-- @treturn[1] connkit.http.response.Response the response
+-- @return[2] nil
+-- @treturn[2] string the error code
+-- @treturn[2] string the message
 function M.perform(spec)
-  local u, code, msg = wire.parse_url(rawget(spec, "url"))
+  local u, code, msg = ngx_url.parse_url(rawget(spec, "url"))
   if not u then return nil, code, msg end
   local https = u.scheme == "https"
   if https and rawget(spec, "ca_file") then return nil, "config", CA_FILE_MSG end
@@ -205,7 +223,7 @@ function M.perform(spec)
   local connect_timeout = tonumber(rawget(spec, "connect_timeout"))
   if not connect_timeout or connect_timeout <= 0 then connect_timeout = CURL_CONNECT_TIMEOUT end
   local sni = https and not u.ip and u.host or nil
-  -- the state of the transfer (connkit.transport.ngx_wire reads started,
+  -- the state of the transfer (connkit.transport.ngx_reply reads started,
   -- received, deadline and armed_at)
   local c = {
     started = started, received = 0, armed_at = false,
@@ -256,7 +274,7 @@ function M.perform(spec)
     if not ok then return nil, code, msg end
     size = sink.size
   elseif decompress and reply.encoding then
-    body, code, msg = wire.decode(body, reply.encoding, max)
+    body, code, msg = ngx_reply.decode(body, reply.encoding, max)
     if not body then
       if code == "too_large" then return too_large(max) end
       return nil, code, msg
@@ -268,154 +286,19 @@ function M.perform(spec)
     url = rawget(spec, "shown_url") or rawget(spec, "url"), time = clock() - clock0,
     http_version = reply.http10 and "1.0" or "1.1" }
   if reply.location and reply.status >= 300 and reply.status < 400 then
-    res.redirect_url = wire.resolve(rawget(spec, "url"), reply.location)
+    res.redirect_url = ngx_url.resolve(rawget(spec, "url"), reply.location)
   end
   return setmetatable(res, response_meta())
 end
 
--- ----------------------------------------------------------------------
--- Transfers in light threads
-
-local semaphore -- ngx.semaphore, loaded on first use (it needs OpenResty)
-local inflight, finished, poll_wake = 0, 0, nil
-
--- Wakes every light thread waiting on sema.
-local function wake_all(sema)
-  local n = sema:count()
-  if n < 0 then sema:post(-n) end
-end
-
-local Transfer = {}
-Transfer.__index = Transfer
-Transfer.__name = "connkit.transport.ngx.transfer"
-
-local function finish(t, res, code, msg)
-  if t._done then return end
-  t._done, t._res, t._code, t._msg = true, res, code, msg
-  inflight = inflight - 1
-  finished = finished + 1
-  wake_all(t._sema)
-  if poll_wake then wake_all(poll_wake) end
-end
-
-local function run(t, spec)
-  local res, code, msg = M.perform(spec)
-  finish(t, res, code, msg)
-end
-
---- Starts `spec` in an ngx light thread; returns a transfer.
+--- Starts `spec` in an ngx light thread; returns a transfer (t:done(),
+-- t:result(), t:cancel(); connkit.transport.ngx_threads).
+-- @tparam table spec the request
+-- @treturn table the transfer
 function M.start(spec)
-  semaphore = semaphore or require "ngx.semaphore"
-  local t = setmetatable({ _done = false, _sema = semaphore.new() }, Transfer)
-  inflight = inflight + 1
-  local thread, err = ngx.thread.spawn(run, t, spec)
-  if not thread then
-    finish(t, nil, "internal", "ngx.thread.spawn failed: " .. tostring(err))
-  else
-    t._thread = thread
-  end
-  return t
+  return threads.start(M.perform, spec)
 end
 
---- True once the transfer is over (a reply, a failure or cancelled).
-function Transfer:done()
-  return self._done
-end
-
---- The outcome: a response, or nil, code, message; waits (yielding to
--- nginx) while the transfer runs.
-function Transfer:result()
-  while not self._done do
-    self._sema:wait(60)
-  end
-  if self._res then return self._res end
-  return nil, self._code, self._msg
-end
-
---- Stops the transfer (its connection is closed); result() then gives
--- code "cancelled". Only the light thread that started it can stop its
--- I/O at once; from another one the transfer ends unseen in the background.
-function Transfer:cancel()
-  if self._done then return end
-  if self._thread then ngx.thread.kill(self._thread) end
-  finish(self, nil, "cancelled", "the request was cancelled")
-end
-
---- Waits up to `timeout` seconds (yielding to nginx) for a transfer to
--- finish when none has since the last call; returns how many finished.
-function M.poll(timeout)
-  if finished == 0 and inflight > 0 and timeout and timeout > 0 then
-    semaphore = semaphore or require "ngx.semaphore"
-    poll_wake = poll_wake or semaphore.new()
-    poll_wake:wait(timeout)
-  end
-  local n = finished
-  finished = 0
-  return n
-end
-
---- How many transfers are in flight.
-function M.pending()
-  return inflight
-end
-
---- Waits `s` seconds, yielding to nginx. (ngx.sleep(0) does not yield in
--- lua-nginx-module 0.10.23, so nothing shorter than a millisecond.)
-function M.sleep(s)
-  if s and s > 0 then ngx.sleep(s < 0.001 and 0.001 or s) end
-end
-
-local Job = {}
-Job.__index = Job
-Job.__name = "connkit.transport.ngx.job"
-
-local unpack = table.unpack or unpack
-
---- Runs f(...) in a light thread; returns a job: done(), result() (f's
--- results, or raises f's error; any light thread may wait) and cancel().
-function M.spawn(f, ...)
-  semaphore = semaphore or require "ngx.semaphore"
-  local job = setmetatable({ _done = false, _sema = semaphore.new() }, Job)
-  local args, n = { ... }, select("#", ...)
-  local thread, err = ngx.thread.spawn(function()
-    local r = { n = 0 }
-    local function keep(ok, ...)
-      r.n, r.ok = select("#", ...), ok
-      for i = 1, r.n do r[i] = select(i, ...) end
-    end
-    keep(pcall(f, unpack(args, 1, n)))
-    if job._done then return end -- cancelled meanwhile
-    job._r, job._done = r, true
-    wake_all(job._sema)
-  end)
-  if not thread then error("connkit: ngx.thread.spawn failed: " .. tostring(err), 2) end
-  job._thread = thread
-  return job
-end
-
---- True once f has returned, raised or was cancelled.
-function Job:done()
-  return self._done
-end
-
---- f's results once it is over (waiting, yielding to nginx, till then);
--- raises f's error. Nothing after cancel().
-function Job:result()
-  while not self._done do
-    self._sema:wait(60)
-  end
-  local r = self._r
-  if not r.ok then error(r[1], 0) end
-  return unpack(r, 1, r.n)
-end
-
---- Stops the job's light thread (from the thread that spawned it; from
--- another one, f runs on unseen). Its result is then nothing.
-function Job:cancel()
-  if self._done then return end
-  ngx.thread.kill(self._thread)
-  self._r, self._done = { ok = true, n = 0 }, true
-  wake_all(self._sema)
-end
+M.poll, M.pending, M.sleep, M.spawn = threads.poll, threads.pending, threads.sleep, threads.spawn
 
 return M

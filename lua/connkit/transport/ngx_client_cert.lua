@@ -14,6 +14,11 @@ local ready = setmetatable({}, { __mode = "k" })
 --- The parsed certificate and key of `client` (a core.tls_client) and its
 -- SHA-256 fingerprint (hex), or nil, "client_cert", message naming the
 -- field (never the password).
+-- @param client the core.tls_client of the request
+-- @treturn[1] table { cert =, key =, fingerprint = }
+-- @return[2] nil
+-- @treturn[2] string the error code
+-- @treturn[2] string the message
 function M.get(client)
   local r = ready[client]
   if r then return r end

@@ -36,6 +36,11 @@ end
 -- { content_type, length, pieces } where each piece is a string or
 -- { file = path, size = n }. Returns it, or nil, "io", message for a file
 -- that cannot be read now.
+-- @tparam table parts the checked parts
+-- @treturn[1] table the body
+-- @return[2] nil
+-- @treturn[2] string the error code
+-- @treturn[2] string the message
 function M.multipart(parts)
   local boundary = "------------------------" .. core.hex(core.random(8))
   local pieces, length = {}, 0
@@ -80,6 +85,11 @@ end
 --- Sends the pieces of multipart body `mp` on `sock`. Returns true, or nil
 -- and the error of sock:send (or "io: ..." for a file that changed size or
 -- cannot be read).
+-- @param sock the connected cosocket
+-- @tparam table mp the multipart body
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] string the error
 function M.send(sock, mp)
   for _, p in ipairs(mp.pieces) do
     if type(p) == "string" then
@@ -112,6 +122,8 @@ local Sink = {}
 Sink.__index = Sink
 
 --- The sink of spec `spec` (its output or on_data), or nil when it has none.
+-- @tparam table spec the request
+-- @treturn table|nil the sink: write(data), finish(), abandon(), size
 function M.sink(spec)
   local output, on_data = rawget(spec, "output"), rawget(spec, "on_data")
   if not output and not on_data then return nil end
@@ -120,6 +132,11 @@ end
 
 --- Takes the next piece of the body: true, or nil, code, message (the
 -- transfer stops).
+-- @tparam string data the piece
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] string the error code
+-- @treturn[2] string the message
 function Sink:write(data)
   if self.on_data then
     local ok, r = pcall(self.on_data, data)
@@ -140,6 +157,10 @@ end
 
 --- The body is complete: the file is renamed over the output. Returns
 -- true, or nil, "io", message.
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] string the error code
+-- @treturn[2] string the message
 function Sink:finish()
   if not self.output then return true end
   if not self.f then -- an empty body: an empty file

@@ -36,6 +36,13 @@ end
 -- the IP address the certificate must be for (nil for a name); `client`:
 -- the client certificate to present ({ cert =, key = } parsed by ngx.ssl,
 -- see connkit.transport.ngx_client_cert), or nil.
+-- @param sock the connected cosocket
+-- @tparam[opt] string sni the host name
+-- @tparam[opt] string ip the IP address
+-- @tparam[opt] table client the client certificate
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] string why
 function M.handshake(sock, sni, ip, client)
   if client then
     local set, serr = sock:setclientcert(client.cert, client.key)
