@@ -278,27 +278,37 @@ static int drain(lua_State *L, int ei, engine *e) {
     if (t->want != SINK_NONE) http_sink_done(L, t); /* may call on_data */
     http_finish(L, ei, t);
     finished++;
+    if (left == 0) break; /* the queue is empty: no call to learn it */
   }
   return finished;
+}
+
+/* Runs the multi without waiting; returns whether a transfer may have
+ * finished. curl_multi_perform says how many transfers still run, and a
+ * message is queued only when one finishes (drain reads the whole queue
+ * each time), so with every transfer still running there is no queue to
+ * read (a curl_multi_info_read less per step). */
+static int run_multi(engine *e, int wait_ms) {
+  int still = -1;
+  if (e->poller) { /* polled by its host: http_poll.c */
+    http_poll_run(e, wait_ms);
+    return 1;
+  }
+  if (wait_ms > 0) curl_multi_poll(e->multi, NULL, 0, wait_ms, NULL);
+  if (curl_multi_perform(e->multi, &still) != CURLM_OK) return 1;
+  return still < 0 || still < e->nrunning;
 }
 
 /* Runs the multi once without waiting, then waits up to timeout_ms for
  * activity if nothing finished. Returns how many transfers finished. */
 int http_step(lua_State *L, int ei, engine *e, int timeout_ms) {
-  int still, done;
-  if (e->poller) http_poll_run(e, 0); /* polled by its host: http_poll.c */
-  else curl_multi_perform(e->multi, &still);
+  int maybe = run_multi(e, 0), done;
   done = http_sink_deliver(L, ei, e); /* on_data, outside curl's callbacks */
-  done += drain(L, ei, e);
+  if (maybe) done += drain(L, ei, e);
   if (done == 0 && timeout_ms > 0 && e->nrunning > 0) {
-    if (e->poller) {
-      http_poll_run(e, timeout_ms);
-    } else {
-      curl_multi_poll(e->multi, NULL, 0, timeout_ms, NULL);
-      curl_multi_perform(e->multi, &still);
-    }
+    maybe = run_multi(e, timeout_ms);
     done = http_sink_deliver(L, ei, e);
-    done += drain(L, ei, e);
+    if (maybe) done += drain(L, ei, e);
   }
   return done;
 }
