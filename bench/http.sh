@@ -23,7 +23,9 @@
 # profiles are kept too. Summary lines are appended to $BENCH_SUMMARY if set.
 # Knobs (env): BENCH_COUNT (20000), BENCH_REPS (7), BENCH_CG_N1 (200),
 # BENCH_CG_N2 (2200), BENCH_CG_RUNS (3), BENCH_MULTI_CG_N1 (200),
-# BENCH_MULTI_CG_N2 (1200), BENCH_MULTI_COUNT (20000), BENCH_CONCURRENCY (10),
+# BENCH_MULTI_CG_N2 (1200), BENCH_MULTI_STEADY_RUNS (1; 0 skips the
+# steady-state count, about 2 minutes under callgrind), BENCH_MULTI_COUNT
+# (20000), BENCH_CONCURRENCY (10),
 # BENCH_INSTR (auto | perf | callgrind | off), BENCH_LUA_PATH (extra Lua path,
 # searched after the repository's own lua/).
 set -eu
@@ -39,6 +41,7 @@ N2=${BENCH_CG_N2:-2200}
 CG_RUNS=${BENCH_CG_RUNS:-3}
 MN1=${BENCH_MULTI_CG_N1:-200}
 MN2=${BENCH_MULTI_CG_N2:-1200}
+STEADY_RUNS=${BENCH_MULTI_STEADY_RUNS:-1}
 MCOUNT=${BENCH_MULTI_COUNT:-20000}
 CONC=${BENCH_CONCURRENCY:-10}
 INSTR=${BENCH_INSTR:-auto}
@@ -177,6 +180,9 @@ count() {
     multi_base) instr "$out/multi_baseline" "$url" "$2" "$CONC" "$TOKEN" "$REGION" 1 ;;
     multi_ck) instr "$LUA" bench/multi.lua "$port" "$2" "$CONC" 1 ;;
     multi_prep) instr "$LUA" bench/multi.lua "$port" "$2" "$CONC" prepare ;;
+    multi_base2) instr "$out/multi_baseline" "$url" "$2" "$CONC" "$TOKEN" "$REGION" 2 ;;
+    multi_ck2) instr "$LUA" bench/multi.lua "$port" "$2" "$CONC" 2 ;;
+    multi_ck1p) instr "$LUA" bench/multi.lua "$port" "$2" "$CONC" 1+prepare ;;
   esac || die "$1 under $tool failed"
 }
 # per_request KIND N1 N2: (I(N2) - I(N1)) / (N2 - N1) of KIND, once.
@@ -253,6 +259,26 @@ case "$l" in
       summary "http concurrent instructions/request ($tool, $CONC in flight, $CG_RUNS runs): curl multi $mb, connkit.all $mc (acct:prepare apart: $mp), ratio $(runs_of $rs) (target <= 1.05: $(verdict "$mr <= 1.05"))"
       fmt='%.0f'
       [ "$tool" = callgrind ] && say "  profiles: $out/callgrind.{multi_base,multi_ck,multi_prep}.{$MN1,$MN2}.out"
+      if [ "$STEADY_RUNS" -gt 0 ]; then
+        say ""
+        say "== concurrent, steady state, instructions per request ($tool): the second round of $MCOUNT, $STEADY_RUNS run(s) =="
+        say "  (curl multi: I(2 rounds) - I(1 round); connkit: I(2 rounds) - I(1 round, then $MCOUNT more requests"
+        say "  prepared): the round as the wall-time runs time it, with the first round's garbage and a heap of"
+        say "  $MCOUNT prepared requests)"
+        bs="" cs="" rs="" r=1
+        while [ $r -le "$STEADY_RUNS" ]; do
+          b=$(( $(count multi_base2 "$MCOUNT") - $(count multi_base "$MCOUNT") ))
+          c=$(( $(count multi_ck2 "$MCOUNT") - $(count multi_ck1p "$MCOUNT") ))
+          b=$(calc '%.0f' "$b / $MCOUNT"); c=$(calc '%.0f' "$c / $MCOUNT")
+          bs="$bs $b"; cs="$cs $c"; rs="$rs $(calc '%.6f' "$c / $b")"
+          say "  run $r  curl multi $b  connkit.all $c  ratio $(calc '%.3f' "$c / $b")"
+          r=$((r + 1))
+        done
+        fmt='%.3f'
+        # shellcheck disable=SC2086
+        summary "http concurrent instructions/request, steady state ($tool, second round of $MCOUNT, $STEADY_RUNS run(s)): curl multi $(median $bs), connkit.all $(median $cs), ratio $(runs_of $rs) (target <= 1.05: $(verdict "$(median $rs) <= 1.05"))"
+        fmt='%.0f'
+      fi
       say ""
     fi
     say "== concurrent: $MCOUNT GETs, $CONC in flight, $REPS runs each (alternating) =="

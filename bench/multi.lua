@@ -17,14 +17,17 @@
 -- ROUNDS = 1 (the instruction counts of bench/http.sh) runs the warm-up and
 -- one round of COUNT only, and prints its figures as both rounds';
 -- ROUNDS = prepare runs the warm-up and prepares COUNT requests, then ends
--- (the same program without connkit.all: its count is subtracted).
+-- (the same program without connkit.all: its count is subtracted);
+-- 1+prepare runs one round, then prepares COUNT more requests and ends (the
+-- steady-state count: 2 rounds minus this is the second round's connkit.all).
 local connkit = require "connkit"
 local socket = require "socket"   -- lua-socket: a wall clock with sub-ms resolution
 
 local port, count, concurrency = tonumber(arg[1]), tonumber(arg[2]), tonumber(arg[3])
-local rounds = arg[4] == "prepare" and 0 or tonumber(arg[4] or "2")
-assert(port and count and concurrency and (rounds == 0 or rounds == 1 or rounds == 2),
-  "usage: multi.lua PORT COUNT CONCURRENCY [1|2|prepare]")
+local mode = arg[4] or "2"
+local rounds = ({ ["1"] = 1, ["2"] = 2, prepare = 0, ["1+prepare"] = 1 })[mode]
+assert(port and count and concurrency and rounds,
+  "usage: multi.lua PORT COUNT CONCURRENCY [1|2|prepare|1+prepare]")
 
 if connkit.all == nil then
   print("skipped: connkit.all not yet available")
@@ -68,6 +71,12 @@ if rounds == 0 then
 end
 
 local failures, first, prep, first_secs, cpu = round(count)
+if mode == "1+prepare" then
+  local reqs = {}
+  for i = 1, count do reqs[i] = acct:prepare { method = "GET", url = "/data.json" } end
+  io.write(("requests=%d failures=%d prepared=%d\n"):format(count, failures, #reqs))
+  os.exit(failures == 0 and 0 or 1)
+end
 local secs = first_secs
 if rounds == 2 then
   local failures2, first2
