@@ -7,9 +7,13 @@
 #     runs and CPU time are printed too: they are steadier on a busy machine).
 #  2. instructions per request of both, from callgrind (or perf stat where
 #     hardware counters work): (I(N2) - I(N1)) / (N2 - N1), so start-up cost
-#     cancels out.
+#     cancels out; CG_RUNS pairs each, median and spread printed.
 #  3. concurrent: bench/multi.lua (connkit.all, CONCURRENCY in flight) against
-#     bench/multi_baseline.c (curl multi, CONCURRENCY in flight).
+#     bench/multi_baseline.c (curl multi, CONCURRENCY in flight): the same
+#     instruction count (one round of MN1 and of MN2 requests; connkit's
+#     acct:prepare of the requests, untimed in the wall-time runs as the
+#     baseline's handle set-up is, counted apart and subtracted), then the
+#     throughput in REPS alternating runs (steady state and fresh process).
 #  4. the token store on the request path: bench/store.lua, an oauth2
 #     client_credentials account (token from nginx's /token) with a file store
 #     against the same with a memory store.
@@ -17,8 +21,11 @@
 # nginx runs on a free 127.0.0.1 port with everything in a temp dir and is
 # stopped by PID. Baselines are built into $BUILD/bench, where the callgrind
 # profiles are kept too. Summary lines are appended to $BENCH_SUMMARY if set.
-# Knobs (env): BENCH_COUNT (20000), BENCH_REPS (5), BENCH_CG_N1 (200),
-# BENCH_CG_N2 (2200), BENCH_MULTI_COUNT (20000), BENCH_CONCURRENCY (10),
+# Knobs (env): BENCH_COUNT (20000), BENCH_REPS (7), BENCH_CG_N1 (200),
+# BENCH_CG_N2 (2200), BENCH_CG_RUNS (3), BENCH_MULTI_CG_N1 (200),
+# BENCH_MULTI_CG_N2 (1200), BENCH_MULTI_STEADY_RUNS (1; 0 skips the
+# steady-state count, about 2 minutes under callgrind), BENCH_MULTI_COUNT
+# (20000), BENCH_CONCURRENCY (10),
 # BENCH_INSTR (auto | perf | callgrind | off), BENCH_LUA_PATH (extra Lua path,
 # searched after the repository's own lua/).
 set -eu
@@ -28,9 +35,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 COUNT=${BENCH_COUNT:-20000}
-REPS=${BENCH_REPS:-5}
+REPS=${BENCH_REPS:-7}
 N1=${BENCH_CG_N1:-200}
 N2=${BENCH_CG_N2:-2200}
+CG_RUNS=${BENCH_CG_RUNS:-3}
+MN1=${BENCH_MULTI_CG_N1:-200}
+MN2=${BENCH_MULTI_CG_N2:-1200}
+STEADY_RUNS=${BENCH_MULTI_STEADY_RUNS:-1}
 MCOUNT=${BENCH_MULTI_COUNT:-20000}
 CONC=${BENCH_CONCURRENCY:-10}
 INSTR=${BENCH_INSTR:-auto}
@@ -87,7 +98,8 @@ run_one() {
 # best_b best_c (fastest run), cpu_b cpu_c (median CPU seconds) and pair
 # (the median over the runs of connkit's wall time / the baseline's in the
 # same run: the machine's speed drifts, and a run's pair sees the same
-# drift). With first_seconds in the lines, first_pair is the same for those.
+# drift) and pairs (every run's). With first_seconds in the lines,
+# first_pair and fpairs are the same for those.
 compare() {
   kind=$1 n=$2
   wb="" wc="" cb="" cc="" wp="" pairs="" fpairs=""
@@ -112,6 +124,17 @@ compare() {
   say "  median: $label_b $(calc '%.0f' "$n / $med_b") req/s, $label_c $(calc '%.0f' "$n / $med_c") req/s"
 }
 
+# inverse VALUES...: 1/v of each, for ratios the other way round.
+inverse() { for v in "$@"; do calc '%.6f' "1 / $v"; printf ' '; done; }
+# runs_of VALUES...: "median M (runs: a b c; spread lo..hi)" with FMT ($fmt).
+runs_of() {
+  # shellcheck disable=SC2086
+  m=$(median "$@"); lo_hi=$(spread "$@")
+  list=""; for v in "$@"; do list="$list $(calc "$fmt" "$v")"; done
+  printf 'median %s (runs:%s; spread %s..%s)' "$(calc "$fmt" "$m")" "$list" \
+    "$(calc "$fmt" "${lo_hi%%..*}")" "$(calc "$fmt" "${lo_hi##*..}")"
+}
+
 # --- 1. sequential -----------------------------------------------------------
 base_seq() { "$out/http_baseline" "$url" "$COUNT" "$TOKEN" "$REGION"; }
 ck_seq() { "$LUA" bench/http.lua "$port" "$COUNT"; }
@@ -120,9 +143,12 @@ say "== sequential: $COUNT GETs, one at a time, $REPS runs each (alternating) ==
 label_b=libcurl label_c=connkit
 compare seq "$COUNT"
 ratio=$(calc '%.3f' "$pair")
-say "  wall-time ratio connkit/libcurl: median of the runs' ratios $ratio, of the medians $(calc '%.3f' "$med_c / $med_b")," \
+fmt='%.3f'
+# shellcheck disable=SC2086
+say "  wall-time ratio connkit/libcurl: $(runs_of $pairs); of the medians $(calc '%.3f' "$med_c / $med_b")," \
   "best runs $(calc '%.3f' "$best_c / $best_b"); CPU time ratio (median) $(calc '%.3f' "$cpu_c / $cpu_b")"
-summary "http sequential ($COUNT GETs, $REPS runs): libcurl $(calc '%.0f' "$COUNT / $med_b") req/s, connkit $(calc '%.0f' "$COUNT / $med_c") req/s (medians), wall-time ratio connkit/libcurl $ratio (median of the runs' ratios; target <= 1.05: $(verdict "$ratio <= 1.05")); CPU-time ratio $(calc '%.3f' "$cpu_c / $cpu_b")"
+# shellcheck disable=SC2086
+summary "http sequential ($COUNT GETs, $REPS runs): libcurl $(calc '%.0f' "$COUNT / $med_b") req/s, connkit $(calc '%.0f' "$COUNT / $med_c") req/s (medians), wall-time ratio connkit/libcurl $(runs_of $pairs) (target <= 1.05: $(verdict "$ratio <= 1.05")); CPU-time ratio $(calc '%.3f' "$cpu_c / $cpu_b")"
 
 # --- 2. instructions per request ---------------------------------------------
 # instr CMD...: user-space instructions the command executes, or nothing.
@@ -144,6 +170,26 @@ instr() {
       sed -n 's/^summary: *//p' "$f" | head -n 1 ;;
   esac
 }
+# count KIND N: instr of one program run of KIND with N requests; the
+# callgrind profile is kept as $out/callgrind.KIND.N.out.
+count() {
+  cg_keep="$out/callgrind.$1.$2.out"
+  case "$1" in
+    seq_base) instr "$out/http_baseline" "$url" "$2" "$TOKEN" "$REGION" ;;
+    seq_ck) instr "$LUA" bench/http.lua "$port" "$2" ;;
+    multi_base) instr "$out/multi_baseline" "$url" "$2" "$CONC" "$TOKEN" "$REGION" 1 ;;
+    multi_ck) instr "$LUA" bench/multi.lua "$port" "$2" "$CONC" 1 ;;
+    multi_prep) instr "$LUA" bench/multi.lua "$port" "$2" "$CONC" prepare ;;
+    multi_base2) instr "$out/multi_baseline" "$url" "$2" "$CONC" "$TOKEN" "$REGION" 2 ;;
+    multi_ck2) instr "$LUA" bench/multi.lua "$port" "$2" "$CONC" 2 ;;
+    multi_ck1p) instr "$LUA" bench/multi.lua "$port" "$2" "$CONC" 1+prepare ;;
+  esac || die "$1 under $tool failed"
+}
+# per_request KIND N1 N2: (I(N2) - I(N1)) / (N2 - N1) of KIND, once.
+per_request() {
+  a=$(count "$1" "$2"); z=$(count "$1" "$3")
+  calc '%.0f' "($z - $a) / ($3 - $2)"
+}
 tool=""
 case "$INSTR" in
   off) ;;
@@ -153,40 +199,89 @@ case "$INSTR" in
      elif command -v valgrind > /dev/null; then tool=callgrind; fi ;;
 esac
 say ""
+fmt='%.0f'
 if [ -z "$tool" ]; then
   summary "http instructions/request: not measured (BENCH_INSTR=$INSTR; perf counters unavailable and/or valgrind missing)"
 else
-  say "== instructions per request ($tool): (I($N2) - I($N1)) / $((N2 - N1)) =="
+  say "== sequential, instructions per request ($tool): (I($N2) - I($N1)) / $((N2 - N1)), $CG_RUNS runs each =="
   [ "$INSTR" = auto ] && [ "$tool" = callgrind ] && say "  (perf stat: hardware counters not available here)"
-  cg_keep="$out/callgrind.baseline.$N1.out"
-  b1=$(instr "$out/http_baseline" "$url" "$N1" "$TOKEN" "$REGION") || die "baseline under $tool failed"
-  cg_keep="$out/callgrind.baseline.out"
-  b2=$(instr "$out/http_baseline" "$url" "$N2" "$TOKEN" "$REGION") || die "baseline under $tool failed"
-  cg_keep="$out/callgrind.connkit.$N1.out"
-  c1=$(instr "$LUA" bench/http.lua "$port" "$N1") || die "connkit under $tool failed"
-  cg_keep="$out/callgrind.connkit.out"
-  c2=$(instr "$LUA" bench/http.lua "$port" "$N2") || die "connkit under $tool failed"
-  bi=$(calc '%.0f' "($b2 - $b1) / ($N2 - $N1)")
-  ci=$(calc '%.0f' "($c2 - $c1) / ($N2 - $N1)")
-  extra=$((ci - bi))
-  say "  baseline  I($N1)=$b1  I($N2)=$b2  -> $bi per request"
-  say "  connkit   I($N1)=$c1  I($N2)=$c2  -> $ci per request"
-  summary "http instructions/request ($tool): baseline $bi, connkit $ci, extra $extra (target <= 10000: $(verdict "$extra <= 10000"))"
+  bs="" cs="" ds="" r=1
+  while [ $r -le "$CG_RUNS" ]; do
+    b=$(per_request seq_base "$N1" "$N2"); c=$(per_request seq_ck "$N1" "$N2")
+    bs="$bs $b"; cs="$cs $c"; ds="$ds $((c - b))"
+    say "  run $r  libcurl $b  connkit $c  extra $((c - b))"
+    r=$((r + 1))
+  done
+  # shellcheck disable=SC2086
+  { bi=$(median $bs); ci=$(median $cs); extra=$(median $ds); }
+  # shellcheck disable=SC2086
+  say "  libcurl $(runs_of $bs)"
+  # shellcheck disable=SC2086
+  say "  connkit $(runs_of $cs)"
+  # shellcheck disable=SC2086
+  summary "http sequential instructions/request ($tool, $CG_RUNS runs): libcurl $bi, connkit $ci, extra $(runs_of $ds) (target <= +0: $(verdict "$extra <= 0"))"
   if [ "$tool" = callgrind ]; then
-    say "  profiles: $out/callgrind.{baseline,connkit}.out"
-    say "  e.g. callgrind_annotate --inclusive=yes $out/callgrind.connkit.out | head -40"
+    say "  profiles: $out/callgrind.{seq_base,seq_ck}.{$N1,$N2}.out"
+    say "  e.g. callgrind_annotate --inclusive=yes $out/callgrind.seq_ck.$N2.out | head -40"
   fi
 fi
 
 # --- 3. concurrent -----------------------------------------------------------
 say ""
-say "== concurrent: $MCOUNT GETs, $CONC in flight, $REPS runs each (alternating) =="
 l=$(run_one connkit-multi "$LUA" bench/multi.lua "$port" "$CONC" "$CONC")
 case "$l" in
   skipped*)
     say "  connkit: $l"
     summary "http concurrent: $l" ;;
   *)
+    if [ -n "$tool" ]; then
+      say "== concurrent, instructions per request ($tool): (I($MN2) - I($MN1)) / $((MN2 - MN1)), $CONC in flight, $CG_RUNS runs each =="
+      say "  (one round each; connkit's: the whole program minus the same program that only"
+      say "  prepares its requests, which the wall-time runs leave untimed as the baseline's set-up)"
+      bs="" cs="" ps="" rs="" r=1
+      while [ $r -le "$CG_RUNS" ]; do
+        b=$(per_request multi_base "$MN1" "$MN2"); w=$(per_request multi_ck "$MN1" "$MN2")
+        p=$(per_request multi_prep "$MN1" "$MN2"); c=$((w - p))
+        bs="$bs $b"; cs="$cs $c"; ps="$ps $p"; rs="$rs $(calc '%.6f' "$c / $b")"
+        say "  run $r  curl multi $b  connkit.all $c (+ acct:prepare $p)  ratio $(calc '%.3f' "$c / $b")"
+        r=$((r + 1))
+      done
+      # shellcheck disable=SC2086
+      { mb=$(median $bs); mc=$(median $cs); mp=$(median $ps); mr=$(median $rs); }
+      # shellcheck disable=SC2086
+      say "  curl multi  $(runs_of $bs)"
+      # shellcheck disable=SC2086
+      say "  connkit.all $(runs_of $cs)"
+      # shellcheck disable=SC2086
+      say "  acct:prepare (untimed below) $(runs_of $ps)"
+      fmt='%.3f'
+      # shellcheck disable=SC2086
+      summary "http concurrent instructions/request ($tool, $CONC in flight, $CG_RUNS runs): curl multi $mb, connkit.all $mc (acct:prepare apart: $mp), ratio $(runs_of $rs) (target <= 1.05: $(verdict "$mr <= 1.05"))"
+      fmt='%.0f'
+      [ "$tool" = callgrind ] && say "  profiles: $out/callgrind.{multi_base,multi_ck,multi_prep}.{$MN1,$MN2}.out"
+      if [ "$STEADY_RUNS" -gt 0 ]; then
+        say ""
+        say "== concurrent, steady state, instructions per request ($tool): the second round of $MCOUNT, $STEADY_RUNS run(s) =="
+        say "  (curl multi: I(2 rounds) - I(1 round); connkit: I(2 rounds) - I(1 round, then $MCOUNT more requests"
+        say "  prepared): the round as the wall-time runs time it, with the first round's garbage and a heap of"
+        say "  $MCOUNT prepared requests)"
+        bs="" cs="" rs="" r=1
+        while [ $r -le "$STEADY_RUNS" ]; do
+          b=$(( $(count multi_base2 "$MCOUNT") - $(count multi_base "$MCOUNT") ))
+          c=$(( $(count multi_ck2 "$MCOUNT") - $(count multi_ck1p "$MCOUNT") ))
+          b=$(calc '%.0f' "$b / $MCOUNT"); c=$(calc '%.0f' "$c / $MCOUNT")
+          bs="$bs $b"; cs="$cs $c"; rs="$rs $(calc '%.6f' "$c / $b")"
+          say "  run $r  curl multi $b  connkit.all $c  ratio $(calc '%.3f' "$c / $b")"
+          r=$((r + 1))
+        done
+        fmt='%.3f'
+        # shellcheck disable=SC2086
+        summary "http concurrent instructions/request, steady state ($tool, second round of $MCOUNT, $STEADY_RUNS run(s)): curl multi $(median $bs), connkit.all $(median $cs), ratio $(runs_of $rs) (target <= 1.05: $(verdict "$(median $rs) <= 1.05"))"
+        fmt='%.0f'
+      fi
+      say ""
+    fi
+    say "== concurrent: $MCOUNT GETs, $CONC in flight, $REPS runs each (alternating) =="
     base_multi() { "$out/multi_baseline" "$url" "$MCOUNT" "$CONC" "$TOKEN" "$REGION"; }
     ck_multi() { "$LUA" bench/multi.lua "$port" "$MCOUNT" "$CONC"; }
     label_b="curl multi" label_c="connkit.all"
@@ -195,13 +290,17 @@ case "$l" in
     compare multi "$MCOUNT"
     ratio=$(calc '%.3f' "1 / $pair")
     first_ratio=$(calc '%.3f' "1 / $first_pair")
-    say "  throughput ratio connkit/curl: median of the runs' ratios $ratio, of the medians $(calc '%.3f' "$med_b / $med_c")," \
+    fmt='%.3f'
+    # shellcheck disable=SC2046,SC2086
+    { tput=$(runs_of $(inverse $pairs)); ftput=$(runs_of $(inverse $fpairs)); }
+    say "  throughput ratio connkit/curl (steady state): $tput; of the medians $(calc '%.3f' "$med_b / $med_c")," \
       "best runs $(calc '%.3f' "$best_b / $best_c"); CPU time ratio (median) $(calc '%.3f' "$cpu_c / $cpu_b")"
-    say "  first round in a fresh process: throughput ratio $first_ratio (it also grows the Lua heap for the"
+    say "  first round in a fresh process: throughput ratio $ftput (it also grows the Lua heap for the"
     say "  $MCOUNT responses it returns: page faults, which cost ~10 us each on some VMs)"
     [ -n "$prep_c" ] && say "  preparing the $MCOUNT requests (before the clock starts, as the baseline sets up" \
       "its handles): median $prep_c s"
-    summary "http concurrent ($MCOUNT GETs, $CONC in flight, $REPS runs, steady state): curl multi $(calc '%.0f' "$MCOUNT / $med_b") req/s, connkit.all $(calc '%.0f' "$MCOUNT / $med_c") req/s (medians), throughput ratio connkit/curl $ratio (median of the runs' ratios; target >= 0.90: $(verdict "$ratio >= 0.90")); CPU-time ratio $(calc '%.3f' "$cpu_c / $cpu_b"); first round in a fresh process: $first_ratio" ;;
+    summary "http concurrent ($MCOUNT GETs, $CONC in flight, $REPS runs, steady state): curl multi $(calc '%.0f' "$MCOUNT / $med_b") req/s, connkit.all $(calc '%.0f' "$MCOUNT / $med_c") req/s (medians), throughput ratio connkit/curl $tput (target >= 1.0: $(verdict "$ratio >= 1.0")); CPU-time ratio $(calc '%.3f' "$cpu_c / $cpu_b")"
+    summary "http concurrent, first round in a fresh process ($REPS runs): throughput ratio connkit/curl $ftput (target >= 0.95: $(verdict "$first_ratio >= 0.95"))" ;;
 esac
 
 # --- 4. the store on the request path -------------------------------------------
@@ -220,6 +319,9 @@ case "$l" in
     label_b="memory" label_c="file"
     compare store "$COUNT"
     ratio=$(calc '%.3f' "$pair")
-    say "  wall-time ratio file/memory: median of the runs' ratios $ratio, of the medians $(calc '%.3f' "$med_c / $med_b")"
-    summary "token store ($COUNT GETs, $REPS runs): memory store $(calc '%.0f' "$COUNT / $med_b") req/s, file store $(calc '%.0f' "$COUNT / $med_c") req/s (medians), wall-time ratio file/memory $ratio (median of the runs' ratios; target <= 1.05: $(verdict "$ratio <= 1.05")); CPU-time ratio $(calc '%.3f' "$cpu_c / $cpu_b")" ;;
+    fmt='%.3f'
+    # shellcheck disable=SC2086
+    say "  wall-time ratio file/memory: $(runs_of $pairs); of the medians $(calc '%.3f' "$med_c / $med_b")"
+    # shellcheck disable=SC2086
+    summary "token store ($COUNT GETs, $REPS runs): memory store $(calc '%.0f' "$COUNT / $med_b") req/s, file store $(calc '%.0f' "$COUNT / $med_c") req/s (medians), wall-time ratio file/memory $(runs_of $pairs) (target <= 1.05: $(verdict "$ratio <= 1.05")); CPU-time ratio $(calc '%.3f' "$cpu_c / $cpu_b")" ;;
 esac

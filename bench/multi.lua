@@ -1,6 +1,6 @@
 --- The connkit side of the concurrent HTTP benchmark (see bench/README.md).
 --
--- Usage: lua bench/multi.lua PORT COUNT CONCURRENCY
+-- Usage: lua bench/multi.lua PORT COUNT CONCURRENCY [ROUNDS]
 -- Prepares COUNT GETs of /data.json through the same api_token account as
 -- bench/http.lua and runs them with connkit.all(requests, {concurrency = n}),
 -- after an untimed warm-up round of CONCURRENCY requests that opens the
@@ -14,11 +14,20 @@
 -- prepare. Prints `requests=N failures=F seconds=S cpu=S prepare=S
 -- first_seconds=S` (seconds, cpu, prepare: the second round), or
 -- `skipped: ...` when this build of connkit has no connkit.all yet.
+-- ROUNDS = 1 (the instruction counts of bench/http.sh) runs the warm-up and
+-- one round of COUNT only, and prints its figures as both rounds';
+-- ROUNDS = prepare runs the warm-up and prepares COUNT requests, then ends
+-- (the same program without connkit.all: its count is subtracted);
+-- 1+prepare runs one round, then prepares COUNT more requests and ends (the
+-- steady-state count: 2 rounds minus this is the second round's connkit.all).
 local connkit = require "connkit"
 local socket = require "socket"   -- lua-socket: a wall clock with sub-ms resolution
 
 local port, count, concurrency = tonumber(arg[1]), tonumber(arg[2]), tonumber(arg[3])
-assert(port and count and concurrency, "usage: multi.lua PORT COUNT CONCURRENCY")
+local mode = arg[4] or "2"
+local rounds = ({ ["1"] = 1, ["2"] = 2, prepare = 0, ["1+prepare"] = 1 })[mode]
+assert(port and count and concurrency and rounds,
+  "usage: multi.lua PORT COUNT CONCURRENCY [1|2|prepare|1+prepare]")
 
 if connkit.all == nil then
   print("skipped: connkit.all not yet available")
@@ -54,9 +63,26 @@ if warm_fail > 0 then
   os.exit(1)
 end
 
-local failures, first, _, first_secs = round(count)
-local failures2, first2, prep, secs, cpu = round(count)
-failures, first = failures + failures2, first or first2
+if rounds == 0 then
+  local reqs = {}
+  for i = 1, count do reqs[i] = acct:prepare { method = "GET", url = "/data.json" } end
+  io.write(("requests=%d failures=0 prepared=%d\n"):format(count, #reqs))
+  os.exit(0)
+end
+
+local failures, first, prep, first_secs, cpu = round(count)
+if mode == "1+prepare" then
+  local reqs = {}
+  for i = 1, count do reqs[i] = acct:prepare { method = "GET", url = "/data.json" } end
+  io.write(("requests=%d failures=%d prepared=%d\n"):format(count, failures, #reqs))
+  os.exit(failures == 0 and 0 or 1)
+end
+local secs = first_secs
+if rounds == 2 then
+  local failures2, first2
+  failures2, first2, prep, secs, cpu = round(count)
+  failures, first = failures + failures2, first or first2
+end
 
 if first then io.stderr:write("multi.lua: first failure: ", first, "\n") end
 io.write(("requests=%d failures=%d seconds=%.6f cpu=%.6f prepare=%.6f first_seconds=%.6f\n")

@@ -9,9 +9,11 @@
  * the connections first. Then two timed rounds of COUNT, as bench/multi.lua
  * runs them: the first in a fresh process, the second in steady state.
  *
- *   multi_baseline URL COUNT CONCURRENCY TOKEN REGION
+ *   multi_baseline URL COUNT CONCURRENCY TOKEN REGION [ROUNDS]
  *   -> requests=COUNT failures=F seconds=S cpu=S first_seconds=S
  *      (seconds, cpu: the second round; first_seconds: the first)
+ * ROUNDS = 1 (the instruction counts of bench/http.sh): the warm-up and one
+ * round of COUNT only, its figures printed as both rounds'.
  */
 #include <curl/curl.h>
 #include <stdio.h>
@@ -86,14 +88,16 @@ static long run(CURLM *m, struct slot *slots, long nslots, long count) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 6) {
-    fprintf(stderr, "usage: %s URL COUNT CONCURRENCY TOKEN REGION\n", argv[0]);
+  if (argc != 6 && argc != 7) {
+    fprintf(stderr, "usage: %s URL COUNT CONCURRENCY TOKEN REGION [1|2]\n",
+            argv[0]);
     return 2;
   }
   const char *url = argv[1];
   long count = strtol(argv[2], NULL, 10);
   long nslots = strtol(argv[3], NULL, 10);
-  if (count < 1 || nslots < 1) return 2;
+  long rounds = argc == 7 ? strtol(argv[6], NULL, 10) : 2;
+  if (count < 1 || nslots < 1 || rounds < 1 || rounds > 2) return 2;
   char auth[512], region[256];
   snprintf(auth, sizeof auth, "Authorization: Bearer %s", argv[4]);
   snprintf(region, sizeof region, "X-Region: %s", argv[5]);
@@ -121,12 +125,16 @@ int main(int argc, char **argv) {
     return 1;
   }
   double t0 = now();
+  clock_t c0 = clock();
   long failures = run(m, slots, nslots, count);
   double first = now() - t0;
-  t0 = now();
-  clock_t c0 = clock();
-  failures += run(m, slots, nslots, count);
-  double secs = now() - t0;
+  double secs = first;
+  if (rounds == 2) {
+    t0 = now();
+    c0 = clock();
+    failures += run(m, slots, nslots, count);
+    secs = now() - t0;
+  }
   double cpu = (double)(clock() - c0) / CLOCKS_PER_SEC;
 
   printf("requests=%ld failures=%ld seconds=%.6f cpu=%.6f first_seconds=%.6f\n",

@@ -278,27 +278,37 @@ static int drain(lua_State *L, int ei, engine *e) {
     if (t->want != SINK_NONE) http_sink_done(L, t); /* may call on_data */
     http_finish(L, ei, t);
     finished++;
+    if (left == 0) break; /* the queue is empty: no call to learn it */
   }
   return finished;
+}
+
+/* Runs the multi without waiting; returns whether a transfer may have
+ * finished. curl_multi_perform says how many transfers still run, and a
+ * message is queued only when one finishes (drain reads the whole queue
+ * each time), so with every transfer still running there is no queue to
+ * read (a curl_multi_info_read less per step). */
+static int run_multi(engine *e, int wait_ms) {
+  int still = -1;
+  if (e->poller) { /* polled by its host: http_poll.c */
+    http_poll_run(e, wait_ms);
+    return 1;
+  }
+  if (wait_ms > 0) curl_multi_poll(e->multi, NULL, 0, wait_ms, NULL);
+  if (curl_multi_perform(e->multi, &still) != CURLM_OK) return 1;
+  return still < 0 || still < e->nrunning;
 }
 
 /* Runs the multi once without waiting, then waits up to timeout_ms for
  * activity if nothing finished. Returns how many transfers finished. */
 int http_step(lua_State *L, int ei, engine *e, int timeout_ms) {
-  int still, done;
-  if (e->poller) http_poll_run(e, 0); /* polled by its host: http_poll.c */
-  else curl_multi_perform(e->multi, &still);
+  int maybe = run_multi(e, 0), done;
   done = http_sink_deliver(L, ei, e); /* on_data, outside curl's callbacks */
-  done += drain(L, ei, e);
+  if (maybe) done += drain(L, ei, e);
   if (done == 0 && timeout_ms > 0 && e->nrunning > 0) {
-    if (e->poller) {
-      http_poll_run(e, timeout_ms);
-    } else {
-      curl_multi_poll(e->multi, NULL, 0, timeout_ms, NULL);
-      curl_multi_perform(e->multi, &still);
-    }
+    maybe = run_multi(e, timeout_ms);
     done = http_sink_deliver(L, ei, e);
-    done += drain(L, ei, e);
+    if (maybe) done += drain(L, ei, e);
   }
   return done;
 }
@@ -344,6 +354,9 @@ static int engine_get(lua_State *L) {
   lua_newtable(L);
   lua_setiuservalue(L, -2, UV_RUNNING);
   e->mt_ref = LUA_NOREF;
+  lua_pushliteral(L, "");
+  e->url_p = lua_tolstring(L, -1, &e->url_len);
+  e->url_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   e->env_proxy = proxy_in_env();
   e->closed = 0;
   lua_pushvalue(L, -1);
@@ -389,7 +402,12 @@ static const char *setup(const http_spec *s, transfer *t) {
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    if (!t->eng->env_proxy) curl_easy_setopt(h, CURLOPT_PROXY, "");
+    if (!t->eng->env_proxy) {
+      /* no proxy, and so no no_proxy list: without one set, libcurl reads
+       * no_proxy and NO_PROXY from the environment on every transfer */
+      curl_easy_setopt(h, CURLOPT_PROXY, "");
+      curl_easy_setopt(h, CURLOPT_NOPROXY, "");
+    }
     es->fresh = 0;
     es->bound = NULL;
     es->url_len = 0;
@@ -585,6 +603,25 @@ static const char *code_of(CURLcode rc) {
   }
 }
 
+/* Pushes res.url of t. Most replies in a row come from the same URL (an
+ * account calls one endpoint again and again), so the engine keeps the
+ * last one's string: the same bytes push it again without a new string
+ * (hashing, interning, and garbage to collect). */
+static void push_url(lua_State *L, transfer *t) {
+  engine *e = t->owner;
+  if (e == NULL || e->url_ref == LUA_NOREF) {
+    lua_pushlstring(L, t->url, t->url_len);
+  } else if (e->url_len == t->url_len &&
+             memcmp(e->url_p, t->url, t->url_len) == 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, e->url_ref);
+  } else {
+    lua_pushlstring(L, t->url, t->url_len);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, LUA_REGISTRYINDEX, e->url_ref);
+    e->url_p = lua_tolstring(L, -1, &e->url_len);
+  }
+}
+
 /* Pushes the outcome of the finished transfer t: a response table, or
  * nil, code, message. Returns the number of values pushed. The buffers are
  * emptied (not freed). */
@@ -619,7 +656,7 @@ int http_push_reply(lua_State *L, transfer *t) {
     lua_setfield(L, -2, "size");
   }
   if (t->url != NULL) {
-    lua_pushlstring(L, t->url, t->url_len);
+    push_url(L, t);
     lua_setfield(L, -2, "url");
   }
   lua_pushnumber(L, (lua_Number)t->time);

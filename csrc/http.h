@@ -128,6 +128,9 @@ typedef struct engine {
   int nrunning;
   int closed;
   int mt_ref;    /* registry ref: the reply metatable */
+  int url_ref;   /* registry ref: the last res.url string (see push_url) */
+  const char *url_p; /* its bytes (alive while it is referenced) */
+  size_t url_len;
   int env_proxy; /* a proxy variable was set when the engine was made */
   pid_t pid;     /* the process the multi belongs to (0: not made yet) */
   transfer sync; /* the transfer of blocking requests, buffers kept */

@@ -85,6 +85,7 @@ build = {
     ["connkit.errors"] = "lua/connkit/errors.lua",
     ["connkit.hooks"] = "lua/connkit/hooks.lua",
     ["connkit.http.async"] = "lua/connkit/http/async.lua",
+    ["connkit.http.async_batch"] = "lua/connkit/http/async_batch.lua",
     ["connkit.http.attempt"] = "lua/connkit/http/attempt.lua",
     ["connkit.http.deadline"] = "lua/connkit/http/deadline.lua",
     ["connkit.http.files"] = "lua/connkit/http/files.lua",
