@@ -219,6 +219,10 @@ static int connect_one(const struct addrinfo *ai, long long deadline) {
     }
   }
   fcntl(fd, F_SETFL, flags);
+  /* libssh2 does not set TCP_NODELAY itself: without it Nagle holds back a
+   * short packet (a request's tail, a window adjust) until the previous one
+   * is acknowledged (a libssh2 1.10 probe on loopback: get 198 -> 263
+   * MiB/s, put 278 -> 332 MiB/s with it) */
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   return fd;
 fail:
@@ -776,6 +780,18 @@ static int session_set_timeout(lua_State *L) {
   return 0;
 }
 
+/* session:tcp_nodelay() -> bool: whether TCP_NODELAY is set on the SSH
+ * socket (read back with getsockopt; for the specs and the bench). */
+static int session_tcp_nodelay(lua_State *L) {
+  ck_session *s = sftp_check_session(L, 1, 0);
+  int on = 0;
+  socklen_t len = sizeof on;
+  if (s->sock < 0 || getsockopt(s->sock, IPPROTO_TCP, TCP_NODELAY, &on, &len) != 0)
+    on = 0;
+  lua_pushboolean(L, on != 0);
+  return 1;
+}
+
 /* session:is_open() -> bool */
 static int session_is_open(lua_State *L) {
   ck_session *s = (ck_session *)luaL_checkudata(L, 1, CK_SSH_SESSION);
@@ -792,6 +808,7 @@ static const luaL_Reg session_methods[] = {
     {"sftp_init", session_sftp_init},
     {"set_timeout", session_set_timeout},
     {"is_open", session_is_open},
+    {"tcp_nodelay", session_tcp_nodelay},
     {"close", session_close},
     {NULL, NULL}};
 
