@@ -108,6 +108,7 @@ int sftp_fail(lua_State *L, ck_session *s, const char *what, const char *path) {
 ck_session *sftp_check_session(lua_State *L, int i, int need_sftp) {
   ck_session *s = (ck_session *)luaL_checkudata(L, i, CK_SSH_SESSION);
   if (s->ssh == NULL) luaL_error(L, "attempt to use a closed SFTP session");
+  if (s->busy) luaL_error(L, "SFTP session is busy with a parallel transfer");
   if (need_sftp && s->sftp == NULL)
     luaL_error(L, "SFTP session is not logged in");
   return s;
@@ -140,6 +141,7 @@ static void session_release(ck_session *s) {
     long cap = (s->timeout_ms <= 0 || s->timeout_ms > 5000) ? 5000 : s->timeout_ms;
     long long deadline = now_ms() + cap;
     if (s->broken) session_break(s);
+    sftp_close_deferred(s);
     while (s->handles != NULL) {
       release_budget(s, deadline);
       sftp_handle_close(s->handles);
@@ -165,6 +167,7 @@ static void session_release(ck_session *s) {
 
 static int session_close(lua_State *L) {
   ck_session *s = (ck_session *)luaL_checkudata(L, 1, CK_SSH_SESSION);
+  if (s->busy) return luaL_error(L, "SFTP session is busy with a parallel transfer");
   session_release(s);
   return 0;
 }
@@ -831,4 +834,5 @@ void sftp_open(lua_State *L) {
   lua_setfield(L, -2, "known_hosts");
   lua_pushcfunction(L, sftp_key_info);
   lua_setfield(L, -2, "ssh_key_info");
+  sftp_parallel_open(L);
 }
