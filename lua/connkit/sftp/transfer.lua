@@ -109,8 +109,13 @@ function M.put(session, localpath, remote, opts)
   local total = inp:seek("end")
   inp:close()
   local offset = 0
-  local marker = parallel.marker(tmp) -- as in get
-  local gaps = cs:stat(marker, true) ~= nil
+  local marker = parallel.marker(tmp) -- as in get; asked only to resume
+  local gaps = false
+  if opts.resume then
+    local mst, mcode, mmsg = cs:stat(marker, true)
+    if not mst and mcode ~= "no_such_file" then return nil, errors.from_core(mcode, mmsg) end
+    gaps = mst ~= nil
+  end
   if opts.resume and not gaps then
     local st = cs:stat(tmp, false)
     if st and st.size and st.size <= total then offset = st.size end
