@@ -111,6 +111,25 @@ describe("sftp parallel get", function()
     s:close()
   end)
 
+  it("goes in fewer parts when no further session can be had", function()
+    local src = random_file("pget-few-src.bin", SIZE)
+    local rsrc = remote_copy(src, "pget-few-src.bin")
+    local key = work .. "/id_gone"
+    assert(helpers.run(("cp %s %s && chmod 600 %s"):format(q(info.keys.ed25519.path), q(key), q(key))))
+    local integ = connkit.integration {
+      name = "SFTP parallel gone", key = "sftpparallelgone", auth = "sftp",
+      sftp = { host = "127.0.0.1", port = info.port, host_key = info.host_keys["ssh-ed25519"].fingerprint, timeout = 10 },
+    }
+    local s = assert(integ:account { credentials = { username = info.user, private_key = key } }:sftp())
+    os.remove(key) -- the next logins fail before connecting
+    local before = logins()
+    assert.equals(SIZE, s:get(rsrc, work .. "/pget-few.bin", { parallel = 3 }))
+    assert.equals(before, logins())
+    assert.equals(sha256(src), sha256(work .. "/pget-few.bin"))
+    assert.is_nil(io.open(work .. "/pget-few.bin.part.parallel"))
+    s:close()
+  end)
+
   it("keeps the old file when a part's connection dies, and resume finishes it", function()
     local src = random_file("pget-fail-src.bin", BIG)
     local rsrc = remote_copy(src, "pget-fail-src.bin")

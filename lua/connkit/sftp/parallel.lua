@@ -7,7 +7,8 @@
 -- file is smaller: under 16 MiB it goes as one stream); the first range runs
 -- on the caller's session, the others on sessions opened for the transfer
 -- (same account, host key checked, logged in as the first) and closed after
--- it. Each range runs in a thread of its own (csrc/sftp_parallel.c).
+-- it. Each range runs in a thread of its own (csrc/sftp_parallel.c). When
+-- the server will not give more sessions, the file goes in fewer parts.
 --
 -- The target is written under `.part` as with one stream. While parts write
 -- at their offsets, `.part` may have gaps: a marker file `.part.parallel`
@@ -40,23 +41,22 @@ local function close_all(files, sessions)
   for _, s in ipairs(sessions) do s:close() end
 end
 
--- Opens k - 1 more sessions like `session`, each with `path` open in
--- `flags`; returns the list of k core files (the first is `first`), the
--- sessions, or nil, err.
+-- Opens up to k - 1 more sessions like `session`, each with `path` open in
+-- `flags`; returns the list of core files (the first is `first`) and the
+-- sessions. A session that cannot be had (a server that limits connections,
+-- a key file gone since) ends the list: the parts are fewer, the transfer
+-- goes on.
 local function open_parts(session, first, k, path, flags)
   local files, sessions = { first }, {}
   for i = 2, k do
-    local s, err = session:_another()
-    if not s then
-      close_all(files, sessions)
-      return nil, err
+    local s = session:_another()
+    if not s then break end
+    local f = s._s:open(path, flags)
+    if not f then
+      s:close()
+      break
     end
     sessions[#sessions + 1] = s
-    local f, code, msg = s._s:open(path, flags)
-    if not f then
-      close_all(files, sessions)
-      return nil, errors.from_core(code, msg .. " (" .. path .. ")")
-    end
     files[i] = f
   end
   return files, sessions
@@ -88,7 +88,6 @@ end
 -- the file's start), or nil, code, message (a core failure), or nil, err.
 function M.get(session, rf, remote, tmp, offset, total, k, chunk, progress)
   local files, sessions = open_parts(session, rf, k, remote, "r")
-  if not files then return nil, sessions end
   local marker = M.marker(tmp)
   local mf, merr = io.open(marker, "wb")
   if not mf then
@@ -114,12 +113,14 @@ end
 -- session, holding the first `offset` bytes), in k parts. Returns as get.
 function M.put(session, wf, localpath, tmp, offset, total, k, chunk, progress)
   local cs = session._s
+  local files, sessions = open_parts(session, wf, k, tmp, "w")
   local marker = M.marker(tmp)
   local mf, code, msg = cs:open(marker, "wct")
-  if not mf then return nil, errors.from_core(code, msg .. " (" .. marker .. ")") end
+  if not mf then
+    close_all(files, sessions)
+    return nil, errors.from_core(code, msg .. " (" .. marker .. ")")
+  end
   mf:close()
-  local files, sessions = open_parts(session, wf, k, tmp, "w")
-  if not files then return nil, sessions end
   local done, c, m, cut = pump("put", localpath, files, chunk, offset, total, progress)
   close_all(files, sessions)
   if (done or cut) and cs:is_open() then cs:remove(marker) end
