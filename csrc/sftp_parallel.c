@@ -393,14 +393,14 @@ static int pump_parallel(lua_State *L) {
     return ck_fail(L, "cancelled", "interrupted");
   }
   if (r == 0 && offset + total_done(j) == total) {
-    if (get && close(j->fd) != 0) {
-      j->fd = -1;
-      r = ck_fail(L, "local_io", "close %s: %s", lpath, strerror(errno));
+    int closed = close(j->fd) == 0, err = errno;
+    j->fd = -1;
+    if (get && !closed) {
+      r = ck_fail(L, "local_io", "close %s: %s", lpath, strerror(err));
       free_job(j);
-      lua_pushinteger(L, offset); /* nothing known to be on disk */
+      lua_pushnil(L); /* its size is no guide: the marker stays */
       return r + 1;
     }
-    j->fd = -1;
     if (reported != total) { /* the last step ended the loop before a report */
       r = progress(L, total, total);
       if (r != 0) {

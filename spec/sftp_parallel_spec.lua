@@ -77,6 +77,14 @@ local function remote_copy(src, name)
   return dst
 end
 
+-- How many descriptors this process has open.
+local function open_fds()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("*l"):match("^(%d+)")
+  f:close()
+  return tonumber(helpers.sh("ls /proc/" .. pid .. "/fd | wc -l"):match("%d+"))
+end
+
 -- A progress function that records what it sees and checks it only grows.
 local function recorder()
   local seen = {}
@@ -93,10 +101,11 @@ describe("sftp parallel get", function()
     local rsrc = remote_copy(src, "pget-src.bin")
     local target = work .. "/pget.bin"
     local s = assert(acct:sftp())
-    local before = logins()
+    local before, fds = logins(), open_fds()
     local seen, progress = recorder()
     assert.equals(SIZE, s:get(rsrc, target, { parallel = 3, progress = progress }))
     assert.equals(before + 2, logins()) -- two more sessions for parts 2 and 3
+    assert.equals(fds, open_fds())
     assert.equals(sha256(src), sha256(target))
     assert.is_nil(io.open(target .. ".part"))
     assert.is_nil(io.open(target .. ".part.parallel"))
@@ -191,10 +200,11 @@ describe("sftp parallel put", function()
     local src = random_file("pput-src.bin", SIZE)
     local dst = info.dir .. "/pput.bin"
     local s = assert(acct:sftp())
-    local before = logins()
+    local before, fds = logins(), open_fds()
     local seen, progress = recorder()
     assert.equals(SIZE, s:put(src, dst, { parallel = 3, progress = progress }))
     assert.equals(before + 2, logins())
+    assert.equals(fds, open_fds()) -- the local file and the extra sessions' sockets closed
     assert.equals(sha256(src), sha256(dst))
     assert.is_false(helpers.exists(dst .. ".part"))
     assert.is_false(helpers.exists(dst .. ".part.parallel"))
