@@ -237,6 +237,23 @@ describe("sftp parallel put", function()
   end)
 end)
 
+describe("sftp put after a parallel put died", function()
+  it("does not resume from a server .part with the marker beside it", function()
+    local src = random_file("pput-gap-src.bin", SIZE)
+    local dst = info.dir .. "/pput-gap.bin"
+    helpers.write_file(dst .. ".part", string.rep("x", 5 * MiB))
+    helpers.write_file(dst .. ".part.parallel", "")
+    if info.root then
+      assert(helpers.run(("chown %s %s %s"):format(q(info.user), q(dst .. ".part"), q(dst .. ".part.parallel"))))
+    end
+    local s = assert(acct:sftp())
+    assert.equals(SIZE, s:put(src, dst, { resume = true })) -- from the start, one stream
+    assert.equals(sha256(src), sha256(dst))
+    assert.is_false(helpers.exists(dst .. ".part.parallel"))
+    s:close()
+  end)
+end)
+
 describe("sftp parallel option", function()
   it("is checked, naming the option", function()
     local s = assert(acct:sftp())
