@@ -108,6 +108,7 @@ int sftp_fail(lua_State *L, ck_session *s, const char *what, const char *path) {
 ck_session *sftp_check_session(lua_State *L, int i, int need_sftp) {
   ck_session *s = (ck_session *)luaL_checkudata(L, i, CK_SSH_SESSION);
   if (s->ssh == NULL) luaL_error(L, "attempt to use a closed SFTP session");
+  if (s->busy) luaL_error(L, "SFTP session is busy with a parallel transfer");
   if (need_sftp && s->sftp == NULL)
     luaL_error(L, "SFTP session is not logged in");
   return s;
@@ -140,6 +141,7 @@ static void session_release(ck_session *s) {
     long cap = (s->timeout_ms <= 0 || s->timeout_ms > 5000) ? 5000 : s->timeout_ms;
     long long deadline = now_ms() + cap;
     if (s->broken) session_break(s);
+    sftp_close_deferred(s);
     while (s->handles != NULL) {
       release_budget(s, deadline);
       sftp_handle_close(s->handles);
@@ -165,6 +167,7 @@ static void session_release(ck_session *s) {
 
 static int session_close(lua_State *L) {
   ck_session *s = (ck_session *)luaL_checkudata(L, 1, CK_SSH_SESSION);
+  if (s->busy) return luaL_error(L, "SFTP session is busy with a parallel transfer");
   session_release(s);
   return 0;
 }
@@ -219,6 +222,10 @@ static int connect_one(const struct addrinfo *ai, long long deadline) {
     }
   }
   fcntl(fd, F_SETFL, flags);
+  /* libssh2 does not set TCP_NODELAY itself: without it Nagle holds back a
+   * short packet (a request's tail, a window adjust) until the previous one
+   * is acknowledged (a libssh2 1.10 probe on loopback: get 198 -> 263
+   * MiB/s, put 278 -> 332 MiB/s with it) */
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   return fd;
 fail:
@@ -776,6 +783,18 @@ static int session_set_timeout(lua_State *L) {
   return 0;
 }
 
+/* session:tcp_nodelay() -> bool: whether TCP_NODELAY is set on the SSH
+ * socket (read back with getsockopt; for the specs and the bench). */
+static int session_tcp_nodelay(lua_State *L) {
+  ck_session *s = sftp_check_session(L, 1, 0);
+  int on = 0;
+  socklen_t len = sizeof on;
+  if (s->sock < 0 || getsockopt(s->sock, IPPROTO_TCP, TCP_NODELAY, &on, &len) != 0)
+    on = 0;
+  lua_pushboolean(L, on != 0);
+  return 1;
+}
+
 /* session:is_open() -> bool */
 static int session_is_open(lua_State *L) {
   ck_session *s = (ck_session *)luaL_checkudata(L, 1, CK_SSH_SESSION);
@@ -792,6 +811,7 @@ static const luaL_Reg session_methods[] = {
     {"sftp_init", session_sftp_init},
     {"set_timeout", session_set_timeout},
     {"is_open", session_is_open},
+    {"tcp_nodelay", session_tcp_nodelay},
     {"close", session_close},
     {NULL, NULL}};
 
@@ -814,4 +834,5 @@ void sftp_open(lua_State *L) {
   lua_setfield(L, -2, "known_hosts");
   lua_pushcfunction(L, sftp_key_info);
   lua_setfield(L, -2, "ssh_key_info");
+  sftp_parallel_open(L);
 }

@@ -35,6 +35,10 @@ typedef struct ck_session {
   LIBSSH2_CHANNEL *ext; /* the SFTP channel for extensions (sftp_ext.c) */
   int ext_state;        /* EXT_UNKNOWN, EXT_READY, EXT_NONE, EXT_FAILED */
   uint32_t ext_id;      /* the last request id sent on ext */
+  int busy; /* a part thread of a parallel transfer uses it (sftp_parallel.c):
+               every use from Lua raises meanwhile */
+  LIBSSH2_SFTP_HANDLE **deferred; /* handles collected while busy: closed */
+  int ndeferred;                  /* once it is not (sftp_close_deferred) */
 } ck_session;
 
 enum { EXT_UNKNOWN = 0, EXT_READY, EXT_NONE, EXT_FAILED };
@@ -69,6 +73,9 @@ CK_HIDDEN void sftp_ext_close(ck_session *s);
  * on top of the stack (sftp_ext.c). */
 CK_HIDDEN void sftp_ext_open(lua_State *L);
 
+/* Closes the handles collected while the session was busy. */
+CK_HIDDEN void sftp_close_deferred(ck_session *s);
+
 /* Closes one handle (idempotent) and unlinks it from its session. */
 CK_HIDDEN void sftp_handle_close(ck_handle *fh);
 
@@ -78,6 +85,10 @@ CK_HIDDEN int sftp_base64_decode(const char *in, size_t len, unsigned char *out)
 /* core.ssh_key_info(path | nil, data | nil, passphrase | nil): what a private
  * key file holds, without using it (sftp_key.c). */
 CK_HIDDEN int sftp_key_info(lua_State *L);
+
+/* Adds core.sftp_pump_parallel to the module table on top of the stack
+ * (sftp_parallel.c). */
+CK_HIDDEN void sftp_parallel_open(lua_State *L);
 
 /* Adds the SFTP methods to the session method table on top of the stack and
  * registers the file and directory classes. */

@@ -193,6 +193,7 @@ static ck_handle *check_handle(lua_State *L, int i, const char *tname,
   ck_handle *fh = (ck_handle *)luaL_checkudata(L, i, tname);
   if (fh->h == NULL || fh->s == NULL || fh->s->ssh == NULL)
     luaL_error(L, "attempt to use a closed %s", what);
+  if (fh->s->busy) luaL_error(L, "SFTP session is busy with a parallel transfer");
   return fh;
 }
 
@@ -544,12 +545,41 @@ static int dir_next(lua_State *L) {
   }
 }
 
+void sftp_close_deferred(ck_session *s) {
+  int i;
+  for (i = 0; i < s->ndeferred; i++) libssh2_sftp_close_handle(s->deferred[i]);
+  free(s->deferred);
+  s->deferred = NULL;
+  s->ndeferred = 0;
+}
+
+/* __gc for files and directories. While a parallel transfer's thread uses
+ * the session, libssh2 must not be called from here: the handle is unlinked
+ * and left for sftp_close_deferred. */
+static int handle_gc(lua_State *L) {
+  ck_handle *fh = (ck_handle *)lua_touserdata(L, 1);
+  ck_session *s = fh ? fh->s : NULL;
+  if (s != NULL && s->busy && fh->h != NULL) {
+    LIBSSH2_SFTP_HANDLE **d = (LIBSSH2_SFTP_HANDLE **)realloc(
+        s->deferred, (size_t)(s->ndeferred + 1) * sizeof *d);
+    if (d != NULL) { /* else it stays open until the session closes */
+      s->deferred = d;
+      d[s->ndeferred++] = fh->h;
+    }
+    fh->h = NULL;
+  }
+  if (fh != NULL) sftp_handle_close(fh);
+  return 0;
+}
+
 /* close for files and directories: idempotent; serves close/__gc/__close. */
 static int handle_close(lua_State *L) {
   ck_handle *fh = (ck_handle *)lua_touserdata(L, 1);
   if (fh == NULL || (!luaL_testudata(L, 1, CK_SFTP_FILE) &&
                      !luaL_testudata(L, 1, CK_SFTP_DIR)))
     return luaL_argerror(L, 1, "SFTP file or directory expected");
+  if (fh->s != NULL && fh->s->busy)
+    return luaL_error(L, "SFTP session is busy with a parallel transfer");
   sftp_handle_close(fh);
   return 0;
 }
@@ -583,7 +613,7 @@ static const luaL_Reg file_methods[] = {
     {"pump", file_pump},
     {"close", handle_close}, {"is_open", handle_is_open}, {NULL, NULL}};
 
-static const luaL_Reg file_meta[] = {{"__gc", handle_close},
+static const luaL_Reg file_meta[] = {{"__gc", handle_gc},
                                      {"__close", handle_close},
                                      {"__tostring", file_tostring},
                                      {NULL, NULL}};
@@ -593,7 +623,7 @@ static const luaL_Reg dir_methods[] = {{"next", dir_next},
                                        {"is_open", handle_is_open},
                                        {NULL, NULL}};
 
-static const luaL_Reg dir_meta[] = {{"__gc", handle_close},
+static const luaL_Reg dir_meta[] = {{"__gc", handle_gc},
                                     {"__close", handle_close},
                                     {"__tostring", dir_tostring},
                                     {NULL, NULL}};

@@ -145,7 +145,7 @@ function M.connect(account, opts)
     return nil, err
   end
   return setmetatable({ _s = s, host = host, port = port, user = account.credentials.username,
-    chunk_size = def.chunk_size }, Session)
+    chunk_size = def.chunk_size, _account = account, _timeout = opts.timeout }, Session)
 end
 
 -- ---------------------------------------------------------------------------
@@ -183,7 +183,14 @@ Session.__close = Session.close
 function Session:set_timeout(seconds)
   schema.check_timeout("sftp:set_timeout", "seconds", seconds)
   self._s:set_timeout(seconds)
+  self._timeout = seconds
   return true
+end
+
+-- Another session like this one (same account, time limit): for the parts
+-- of a parallel transfer (connkit.sftp.parallel).
+function Session:_another()
+  return M.connect(self._account, { timeout = self._timeout })
 end
 
 --- True while the session is usable.

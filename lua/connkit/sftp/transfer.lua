@@ -11,20 +11,29 @@
 --
 -- get and put return the bytes moved by this call: the file's size, or with
 -- `resume` what was missing (size minus what the `.part` file held).
+--
+-- `parallel = n` (1 to 16, default 1) moves a large file over n sessions
+-- at once, each part in a thread of its own: see connkit.sftp.parallel.
 -- @module connkit.sftp.transfer
 local errors = require "connkit.errors"
 local schema = require "connkit.sftp.schema"
+local parallel = require "connkit.sftp.parallel"
+local raise = require("connkit.options").raise -- (at the user's line)
 
 local M = {}
 
-local OPTS = { progress = "callable", resume = "boolean", chunk_size = "chunk_size" }
+local OPTS = { progress = "callable", resume = "boolean", chunk_size = "chunk_size", parallel = "count" }
 
 -- Checks the arguments of get/put (raised at the user's call, two levels
 -- up: Session:get tail-calls here).
 local function check_args(what, from, to, opts)
   schema.check_string(what, "the source path", from)
   schema.check_string(what, "the target path", to)
-  return schema.check_opts(what, opts, OPTS)
+  opts = schema.check_opts(what, opts, OPTS)
+  if opts.parallel and opts.parallel > parallel.MAX then
+    raise(("%s: option 'parallel' must be a whole number from 1 to %d"):format(what, parallel.MAX))
+  end
+  return opts
 end
 
 local function local_error(what, path, msg)
@@ -54,7 +63,12 @@ function M.get(session, remote, localpath, opts)
   if not st then rf:close() return nil, errors.from_core(code, msg) end
   local total = st.size
   local offset = 0
-  if opts.resume then
+  -- a marker: parts were writing .part when the process ended; its size
+  -- may cover gaps, so it is no place to resume from
+  local marker = parallel.marker(tmp)
+  local gaps = io.open(marker, "rb")
+  if gaps then gaps:close() end
+  if opts.resume and not gaps then
     local pf = io.open(tmp, "rb")
     if pf then
       offset = pf:seek("end") or 0
@@ -62,8 +76,17 @@ function M.get(session, remote, localpath, opts)
       if total and offset > total then offset = 0 end
     end
   end
-  local done, c, m = rf:pump("get", tmp, offset, chunk, opts.progress, total)
-  rf:close()
+  local k = total and parallel.parts(opts.parallel, total - offset) or 1
+  local done, c, m
+  if k > 1 then
+    done, c, m = parallel.get(session, rf, remote, tmp, offset, total, k, chunk, opts.progress)
+    rf:close()
+    if not done and type(c) == "table" then return nil, c end
+  else
+    done, c, m = rf:pump("get", tmp, offset, chunk, opts.progress, total)
+    rf:close()
+    if done and gaps then os.remove(marker) end
+  end
   if not done then
     if c ~= "callback" and c ~= "aborted" and c ~= "local_io" then m = m .. " (" .. remote .. ")" end
     return result(nil, c, m)
@@ -86,14 +109,30 @@ function M.put(session, localpath, remote, opts)
   local total = inp:seek("end")
   inp:close()
   local offset = 0
+  local marker = parallel.marker(tmp) -- as in get; asked only to resume
+  local gaps = false
   if opts.resume then
+    local mst, mcode, mmsg = cs:stat(marker, true)
+    if not mst and mcode ~= "no_such_file" then return nil, errors.from_core(mcode, mmsg) end
+    gaps = mst ~= nil
+  end
+  if opts.resume and not gaps then
     local st = cs:stat(tmp, false)
     if st and st.size and st.size <= total then offset = st.size end
   end
   local wf, code, msg = cs:open(tmp, offset > 0 and "wc" or "wct")
   if not wf then return nil, errors.from_core(code, msg) end
-  local done, c, m = wf:pump("put", localpath, offset, chunk, opts.progress, total)
-  wf:close()
+  local k = parallel.parts(opts.parallel, total - offset)
+  local done, c, m
+  if k > 1 then
+    done, c, m = parallel.put(session, wf, localpath, tmp, offset, total, k, chunk, opts.progress)
+    wf:close()
+    if not done and type(c) == "table" then return nil, c end
+  else
+    done, c, m = wf:pump("put", localpath, offset, chunk, opts.progress, total)
+    wf:close()
+    if done and gaps then cs:remove(marker) end
+  end
   if not done then
     if c ~= "callback" and c ~= "aborted" and c ~= "local_io" then m = m .. " (" .. tmp .. ")" end
     return result(nil, c, m)
