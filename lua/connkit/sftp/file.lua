@@ -17,6 +17,11 @@ local M = {}
 local LINE_CHUNK = 64 * 1024
 
 --- Wraps a core file handle.
+-- @param cf the core file handle
+-- @tparam string path the remote path (for messages)
+-- @param flags the open mode's flags
+-- @tparam integer chunk the buffer size
+-- @treturn table the file
 function M.new(cf, path, flags, chunk)
   local self = setmetatable({
     _f = cf, path = path, _rbuf = "", _wbuf = {}, _wlen = 0,
@@ -150,6 +155,8 @@ end
 
 --- Reads like io: formats "l" (default), "L", "a", "n" or a byte count.
 -- Returns nil at end of file; nil, err on failure.
+-- @param ... the formats
+-- @return the values read (nil at end of file), or nil and an error
 function File:read(...)
   check(self)
   local ok, err = flush(self)
@@ -170,6 +177,10 @@ function File:read(...)
 end
 
 --- Writes strings or numbers; returns the file, or nil, err.
+-- @param ... strings or numbers
+-- @treturn[1] table the file
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function File:write(...)
   check(self)
   drop_read(self)
@@ -190,6 +201,9 @@ function File:write(...)
 end
 
 --- Sends buffered writes now.
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function File:flush()
   check(self)
   local ok, err = flush(self)
@@ -199,6 +213,11 @@ end
 
 --- Like io's seek: whence "set" | "cur" (default) | "end", offset (default
 -- 0). Returns the new position from the start of the file, or nil, err.
+-- @tparam[opt="cur"] string whence "set" | "cur" | "end"
+-- @tparam[opt=0] integer offset the offset
+-- @treturn[1] integer the position
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function File:seek(whence, offset)
   check(self)
   whence, offset = whence or "cur", offset or 0
@@ -231,6 +250,8 @@ end
 
 --- An iterator over the file like io's file:lines(...) (default "l").
 -- It does not close the file.
+-- @param ... the formats
+-- @treturn function the iterator
 function File:lines(...)
   check(self)
   local fmts = { ... }
@@ -244,6 +265,9 @@ function File:lines(...)
 end
 
 --- Attributes of the open file (see session:stat).
+-- @treturn[1] table the attributes
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function File:stat()
   check(self)
   local st, code, msg = self._f:fstat()
@@ -252,12 +276,16 @@ function File:stat()
 end
 
 --- Accepted for io compatibility; buffering is handled internally.
+-- @treturn boolean true
 function File:setvbuf() return true end
 
 --- Sends what is buffered and closes the file. Idempotent; also runs on
 -- `<close>` and garbage collection (a write that fails then is lost: call
 -- close() to see it). Returns true, or nil, err when buffered data could
 -- not be written.
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function File:close()
   if not self._f:is_open() then return true end
   local ok, err = flush(self)

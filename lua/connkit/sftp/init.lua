@@ -171,6 +171,7 @@ end
 
 --- Closes the session and every file and listing still open on it.
 -- Idempotent; also runs from `<close>` and garbage collection.
+-- @treturn boolean true
 function Session:close()
   self._s:close()
   return true
@@ -180,6 +181,9 @@ Session.__close = Session.close
 -- once no file or listing opened on it is left
 
 --- Sets the time limit (seconds) for each blocking step from now on.
+-- @tparam number seconds the limit (a timeout: 0.001 s to a day)
+-- @treturn boolean true
+-- @raise for a bad number
 function Session:set_timeout(seconds)
   schema.check_timeout("sftp:set_timeout", "seconds", seconds)
   self._s:set_timeout(seconds)
@@ -194,25 +198,57 @@ function Session:_another()
 end
 
 --- True while the session is usable.
+-- @treturn boolean
 function Session:is_open() return self._s:is_open() end
 
 --- Attributes of a path (follows links): name-less entry table, or nil, err.
+-- @tparam string path the remote path
+-- @treturn[1] table type ("file" | "dir" | "link" | "other"), size, mtime,
+--   mode, atime, uid, gid
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error ("no_such_file", "permission_denied", ...)
+-- @raise when path is not a non-empty string
 function Session:stat(path) return wrap(self._s:stat(check_path("stat", path), false)) end
 
 --- Attributes of a path itself (does not follow a link), or nil, err.
+-- @tparam string path the remote path
+-- @treturn[1] table the attributes, as for stat
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
+-- @raise when path is not a non-empty string
 function Session:lstat(path) return wrap(self._s:stat(check_path("lstat", path), true)) end
 
 --- The absolute form of a remote path (e.g. "." is the login directory).
+-- @tparam[opt="."] string path the remote path
+-- @treturn[1] string the absolute path
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function Session:realpath(path) return wrap(self._s:realpath(check_path("realpath", path or "."))) end
 
 --- Removes a file.
+-- @tparam string path the remote path
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
+-- @raise when path is not a non-empty string
 function Session:remove(path) return wrap(self._s:remove(check_path("remove", path))) end
 
 --- Removes an empty directory.
+-- @tparam string path the remote path
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
+-- @raise when path is not a non-empty string
 function Session:rmdir(path) return wrap(self._s:rmdir(check_path("rmdir", path))) end
 
 --- Creates a directory. opts: `parents = true` creates the missing parents
 -- and accepts an existing directory (like mkdir -p); `mode` (default 0755).
+-- @tparam string path the remote path
+-- @tparam[opt] table opts `parents` (boolean), `mode` (integer, 0 to 4095)
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
+-- @raise for a bad path or option
 function Session:mkdir(path, opts)
   check_path("mkdir", path)
   opts = schema.check_opts("sftp:mkdir", opts, MKDIR_OPTS)
@@ -242,6 +278,13 @@ end
 -- existing file at `to` (SFTP v3 servers refuse that by themselves): in one
 -- atomic step with the server's posix-rename@openssh.com (OpenSSH), else
 -- by removing it first (see README: the window where `to` is missing).
+-- @tparam string from the remote path to rename
+-- @tparam string to the new remote path
+-- @tparam[opt] table opts `overwrite` (boolean)
+-- @treturn[1] boolean true
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
+-- @raise for a bad path or option
 function Session:rename(from, to, opts)
   check_path("rename", from, "from")
   check_path("rename", to, "to")
@@ -270,6 +313,10 @@ end
 -- garbage collection; iterating a listing closed before its end (e.g. by
 -- closing the session) raises. Returns nil, err when the directory cannot
 -- be opened.
+-- @tparam string path the remote path
+-- @return[1] the iterator (each step: an entry table), and its closing value
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function Session:dir(path)
   check_path("dir", path)
   local d, code, msg = self._s:opendir(path)
@@ -288,6 +335,10 @@ function Session:dir(path)
 end
 
 --- All entries of a directory as a list (see dir), or nil, err.
+-- @tparam string path the remote path
+-- @treturn[1] table the entries
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function Session:list(path)
   check_path("list", path)
   local iter, err = self:dir(path)
@@ -302,6 +353,12 @@ local MODES = { r = "r", w = "wct", a = "wca", ["r+"] = "rw", ["w+"] = "rwct", [
 --- Opens a remote file like io.open: mode "r" | "w" | "a" | "r+" | "w+" |
 -- "a+" ("b" is ignored). Returns a file object (read, write, seek, lines,
 -- close, as Lua's io files) or nil, err.
+-- @tparam string path the remote path
+-- @tparam[opt="r"] string mode "r" | "w" | "a" | "r+" | "w+" | "a+"
+-- @treturn[1] table the file
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
+-- @raise for a bad path or mode
 function Session:open(path, mode)
   check_path("open", path)
   mode = mode or "r"
@@ -318,11 +375,19 @@ local transfer = require "connkit.sftp.transfer"
 --- Downloads `remote` to the local file `localpath`; see connkit.sftp.transfer.
 -- opts: progress(done, total), resume (bool), chunk_size.
 -- @return the bytes moved by this call (with resume: what was missing), or nil, err
+-- @tparam string remote the remote file
+-- @tparam string localpath the local file
+-- @tparam[opt] table opts progress (function(done, total)), resume (boolean),
+--   chunk_size (bytes)
 function Session:get(remote, localpath, opts) return transfer.get(self, remote, localpath, opts) end
 
 --- Uploads the local file `localpath` to `remote`; see connkit.sftp.transfer.
 -- opts: progress(done, total), resume (bool), chunk_size.
 -- @return the bytes moved by this call (with resume: what was missing), or nil, err
+-- @tparam string localpath the local file
+-- @tparam string remote the remote file
+-- @tparam[opt] table opts progress (function(done, total)), resume (boolean),
+--   chunk_size (bytes)
 function Session:put(localpath, remote, opts) return transfer.put(self, localpath, remote, opts) end
 
 M.Session = Session

@@ -39,6 +39,7 @@ end
 --- Looks at the private key of `creds` (if any) before connecting.
 -- @return the key facts (or nil without a key), or nil and an error
 -- (key_file, key_format, key_passphrase) for a key that cannot work
+-- @tparam table creds the account's credentials
 function M.check_key(creds)
   local path, data = creds.private_key, creds.private_key_data
   if not (path or data) then return nil end

@@ -27,10 +27,15 @@ M.MAX = 16
 local MIN_PART = 8 * 1024 * 1024
 
 --- The marker next to a `.part` file written by parts.
+-- @tparam string tmp the `.part` path
+-- @treturn string the marker's path
 function M.marker(tmp) return tmp .. ".parallel" end
 
 --- How many parts to use for `left` bytes when `n` are asked for (1: one
 -- stream).
+-- @tparam ?number n the `parallel` option (nil: 1)
+-- @tparam number left the bytes still to move
+-- @treturn number the parts (1 when the file is too small to split)
 function M.parts(n, left)
   local k = math.min(n or 1, math.floor(left / MIN_PART))
   return k >= 2 and k or 1
@@ -84,8 +89,18 @@ local function pump(dir, lpath, files, chunk, offset, total, progress)
 end
 
 --- A get of `remote` (open as `rf` on the caller's session) into `tmp`,
--- which holds the first `offset` bytes, in k parts. Returns bytes done (from
--- the file's start), or nil, code, message (a core failure), or nil, err.
+-- which holds the first `offset` bytes, in k parts.
+-- @param session the caller's `connkit.sftp` session
+-- @param rf the remote file, open for reading on that session
+-- @tparam string remote the remote path
+-- @tparam string tmp the local `.part` path
+-- @tparam number offset the bytes `tmp` already holds
+-- @tparam number total the file's size
+-- @tparam number k the parts (from `parts`)
+-- @tparam number chunk the bytes asked per read
+-- @tparam ?function progress called with the bytes done so far
+-- @return bytes done (from the file's start), or nil, code, message (a core
+-- failure), or nil, err
 function M.get(session, rf, remote, tmp, offset, total, k, chunk, progress)
   local files, sessions = open_parts(session, rf, k, remote, "r")
   local marker = M.marker(tmp)
@@ -110,7 +125,17 @@ function M.get(session, rf, remote, tmp, offset, total, k, chunk, progress)
 end
 
 --- A put of `localpath` into the remote `tmp` (open as `wf` on the caller's
--- session, holding the first `offset` bytes), in k parts. Returns as get.
+-- session, holding the first `offset` bytes), in k parts.
+-- @param session the caller's `connkit.sftp` session
+-- @param wf the remote `.part` file, open for writing on that session
+-- @tparam string localpath the local file
+-- @tparam string tmp the remote `.part` path
+-- @tparam number offset the bytes `tmp` already holds
+-- @tparam number total the file's size
+-- @tparam number k the parts (from `parts`)
+-- @tparam number chunk the bytes asked per write
+-- @tparam ?function progress called with the bytes done so far
+-- @return as `get`
 function M.put(session, wf, localpath, tmp, offset, total, k, chunk, progress)
   local cs = session._s
   local files, sessions = open_parts(session, wf, k, tmp, "w")

@@ -19,6 +19,8 @@ local FINGERPRINT = M.FINGERPRINT
 --- A whole number as an integer: JSON decoders (Debian's lua-cjson on Lua
 -- 5.4) give 37535.0 for 37535, which must not reach "[host]:port" strings
 -- or C integer arguments. Numbers that are not whole are returned as is.
+-- @param n the value
+-- @return n, an integer when it is whole
 function M.whole(n)
   if math.tointeger and type(n) == "number" then return math.tointeger(n) or n end
   return n
@@ -30,16 +32,31 @@ local whole = M.whole
 -- "chunk_size", "mode") and raises at the user's line naming the call and
 -- the option, e.g. "sftp:get: unknown option 'resum'". Returns the options
 -- (an empty table for nil).
+-- @tparam string what the call, for the message
+-- @tparam[opt] table opts the options given
+-- @tparam table spec option name -> kind
+-- @treturn table the options
+-- @raise naming the option
 function M.check_opts(what, opts, spec)
   return options.check(what, opts, spec)
 end
 
 --- Raises unless v is a string (a path or mode argument), naming it.
+-- @tparam string what the call
+-- @tparam string name the argument
+-- @param v the value
+-- @return v
+-- @raise unless v is a string
 function M.check_string(what, name, v)
   return options.argument(what, name, v, "string")
 end
 
 --- Raises unless v is a time limit in seconds (at most a day).
+-- @tparam string what the call
+-- @tparam string name the argument
+-- @param v the value
+-- @return v
+-- @raise unless v is a number of seconds
 function M.check_timeout(what, name, v)
   return options.argument(what, name, v, "timeout")
 end
@@ -47,6 +64,8 @@ end
 --- A short description of a bad value for error messages: its type, and the
 -- value itself only for numbers and booleans (never a string: it could be a
 -- secret in the wrong place).
+-- @param v the value
+-- @treturn string the description
 function M.describe(v)
   if type(v) == "number" or type(v) == "boolean" then return type(v) .. " " .. tostring(v) end
   return "a " .. type(v)
@@ -62,6 +81,7 @@ end
 -- @tparam table block the `sftp` table
 -- @tparam function fail `fail(field, message)` raises naming the field
 -- @tparam[opt] table env the integration's helpers (template compiler)
+-- @treturn table the normalized block
 function M.check_definition(block, fail, env)
   if type(block) ~= "table" then fail("sftp", "must be a table") end
   for k in pairs(block) do
@@ -117,6 +137,9 @@ end
 --- Validates SFTP credentials: `username` and one or more of `password`,
 -- `private_key` (a file path), `private_key_data` (the key itself);
 -- `passphrase` for an encrypted key. Returns a normalized copy.
+-- @tparam table creds the credentials
+-- @tparam function fail fail(field, message) raises naming the field
+-- @treturn table the normalized copy
 function M.check_credentials(creds, fail)
   if type(creds) ~= "table" then fail("credentials", "must be a table") end
   local out = {}

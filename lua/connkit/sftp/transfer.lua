@@ -51,6 +51,10 @@ end
 --- Downloads `remote` into `localpath`. opts: progress(done, total),
 -- resume (continue `<localpath>.part`), chunk_size.
 -- @return bytes moved by this call, or nil, err (a progress error is re-raised)
+-- @tparam table session the session
+-- @tparam string remote the remote file
+-- @tparam string localpath the local file
+-- @tparam[opt] table opts progress, resume, chunk_size
 function M.get(session, remote, localpath, opts)
   opts = check_args("sftp:get", remote, localpath, opts)
   local chunk = schema.whole(opts.chunk_size or session.chunk_size)
@@ -99,6 +103,10 @@ end
 --- Uploads `localpath` to `remote`. opts: progress(done, total), resume
 -- (continue `<remote>.part` on the server), chunk_size.
 -- @return bytes moved by this call, or nil, err (a progress error is re-raised)
+-- @tparam table session the session
+-- @tparam string localpath the local file
+-- @tparam string remote the remote file
+-- @tparam[opt] table opts progress, resume, chunk_size
 function M.put(session, localpath, remote, opts)
   opts = check_args("sftp:put", localpath, remote, opts)
   local chunk = schema.whole(opts.chunk_size or session.chunk_size)

@@ -37,6 +37,10 @@ local function bucket_key(scope_key) return "connkit/rate/" .. scope_key end
 -- `at` until the first free slot of the scope's bucket, reserved unless
 -- that is more than `limit` (the contract of a store's `rate_take`,
 -- README "Writing your own store").
+-- @param dict the `ngx.shared` dict
+-- @tparam string where the store's name for messages
+-- @tparam function check_id raises for a bad scope key
+-- @treturn function `rate_take(scope_key, per_second, burst, at, limit)`
 function M.taker(dict, where, check_id)
   return function(scope_key, per_second, burst, at, limit)
     check_id(scope_key, "rate_take")
