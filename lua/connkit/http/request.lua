@@ -109,6 +109,46 @@ end
 
 local NO_LINES = {}
 
+-- A wire spec is immutable (csrc/http_spec.c) and most requests an account
+-- prepares are the same one again (a loop over one endpoint), so the spec
+-- made last for a request with no body, sink or multipart is kept on the
+-- account (acct._last_wire) and handed to the next request that would read
+-- the same fields into C: no second userdata, header list or parsed URL
+-- per request. Every field core.wire reads is compared (header_lines by
+-- identity: the account's lines are replaced, never changed in place).
+local WIRE_KEYS = { "url", "method", "header_lines", "timeout", "connect_timeout",
+  "ca_file", "client_tls", "shown_url", "max_body", "decompress" }
+local NWIRE_KEYS = #WIRE_KEYS
+
+-- (a request with its own header lines has a table of its own: never the same)
+local function shareable(req)
+  return rawget(req, "_own_lines") == nil and rawget(req, "body") == nil and rawget(req, "output") == nil
+    and rawget(req, "on_data") == nil and rawget(req, "multipart") == nil
+end
+
+local function wire_of(req, acct)
+  local last = acct._last_wire
+  local can_share = shareable(req)
+  if last and can_share then
+    local same = true
+    for i = 1, NWIRE_KEYS do
+      local k = WIRE_KEYS[i]
+      if rawget(req, k) ~= last[k] then same = false; break end
+    end
+    if same then return last.wire end
+  end
+  local w, code, msg = wire(req)
+  if w and can_share then
+    if not last then last = {}; acct._last_wire = last end
+    last.wire = w
+    for i = 1, NWIRE_KEYS do
+      local k = WIRE_KEYS[i]
+      last[k] = rawget(req, k)
+    end
+  end
+  return w, code, msg
+end
+
 -- Fills in the parts that come from the account now (auth line, query), so a
 -- request prepared before a token refresh goes out with the new token, and
 -- makes the wire spec the curl transport sends (core.wire reads the
@@ -141,7 +181,7 @@ local function finalize(req, acct)
     local shown = acct:_redact(req.url)
     req.shown_url = shown ~= req.url and shown or nil
   end
-  local w, code, msg = wire(req)
+  local w, code, msg = wire_of(req, acct)
   req._wire = w or false
   if not w then return M.fail(req, code, msg) end
   return true
