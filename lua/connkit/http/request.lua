@@ -111,40 +111,35 @@ local NO_LINES = {}
 
 -- A wire spec is immutable (csrc/http_spec.c) and most requests an account
 -- prepares are the same one again (a loop over one endpoint), so the spec
--- made last for a request with no body, sink or multipart is kept on the
--- account (acct._last_wire) and handed to the next request that would read
--- the same fields into C: no second userdata, header list or parsed URL
--- per request. Every field core.wire reads is compared (header_lines by
--- identity: the account's lines are replaced, never changed in place).
-local WIRE_KEYS = { "url", "method", "header_lines", "timeout", "connect_timeout",
-  "ca_file", "client_tls", "shown_url", "max_body", "decompress" }
-local NWIRE_KEYS = #WIRE_KEYS
-
--- (a request with its own header lines has a table of its own: never the same)
-local function shareable(req)
-  return rawget(req, "_own_lines") == nil and rawget(req, "body") == nil and rawget(req, "output") == nil
-    and rawget(req, "on_data") == nil and rawget(req, "multipart") == nil
+-- made last for a request with no body, sink, multipart or header lines of
+-- its own is kept on the account (acct._last_wire) and handed to the next
+-- request that would read the same fields into C: no second userdata,
+-- header list or parsed URL per request. Every field core.wire reads is
+-- compared (header_lines by identity: the account's lines are replaced,
+-- never changed in place); the ones every request has are read directly,
+-- the optional ones with rawget (a missing key would reach __index).
+local rawget = rawget
+local function same_wire(req, last)
+  return req.url == last.url and req.method == last.method and req.header_lines == last.header_lines
+    and req.timeout == last.timeout and rawget(req, "connect_timeout") == last.connect_timeout
+    and rawget(req, "ca_file") == last.ca_file and rawget(req, "client_tls") == last.client_tls
+    and rawget(req, "shown_url") == last.shown_url and rawget(req, "max_body") == last.max_body
+    and rawget(req, "decompress") == last.decompress
 end
 
 local function wire_of(req, acct)
+  local can_share = rawget(req, "_own_lines") == nil and rawget(req, "body") == nil
+    and rawget(req, "output") == nil and rawget(req, "on_data") == nil and rawget(req, "multipart") == nil
   local last = acct._last_wire
-  local can_share = shareable(req)
-  if last and can_share then
-    local same = true
-    for i = 1, NWIRE_KEYS do
-      local k = WIRE_KEYS[i]
-      if rawget(req, k) ~= last[k] then same = false; break end
-    end
-    if same then return last.wire end
-  end
+  if can_share and last and same_wire(req, last) then return last.wire end
   local w, code, msg = wire(req)
   if w and can_share then
-    if not last then last = {}; acct._last_wire = last end
-    last.wire = w
-    for i = 1, NWIRE_KEYS do
-      local k = WIRE_KEYS[i]
-      last[k] = rawget(req, k)
-    end
+    if not last then last = {}; acct._last_wire = last end -- (filled in place: no garbage per miss)
+    last.wire, last.url, last.method, last.header_lines = w, req.url, req.method, req.header_lines
+    last.timeout, last.connect_timeout = req.timeout, rawget(req, "connect_timeout")
+    last.ca_file, last.client_tls = rawget(req, "ca_file"), rawget(req, "client_tls")
+    last.shown_url, last.max_body = rawget(req, "shown_url"), rawget(req, "max_body")
+    last.decompress = rawget(req, "decompress")
   end
   return w, code, msg
 end
