@@ -93,6 +93,21 @@ run_one() {
   echo "$line"
 }
 
+# mem_of LINE: "; page faults N (first round N), peak RSS N MB" from a
+# result line's faults=, first_faults= and maxrss= (kB); nothing when the
+# line has none. mem_keep LINE b|c collects them into flt_b/c, fflt_b/c and
+# rss_b/c for medians.
+mem_of() {
+  mf=$(field faults "$1"); [ -n "$mf" ] || return 0
+  printf '; page faults %s (first round %s), peak RSS %s MB' "$mf" "$(field first_faults "$1")" \
+    "$(calc '%.1f' "$(field maxrss "$1") / 1024")"
+}
+mem_keep() {
+  mf=$(field faults "$1"); [ -n "$mf" ] || return 0
+  mff=$(field first_faults "$1"); mr=$(field maxrss "$1")
+  eval "flt_$2=\"\$flt_$2 $mf\"; fflt_$2=\"\$fflt_$2 $mff\"; rss_$2=\"\$rss_$2 $mr\""
+}
+
 # compare KIND COUNT: runs base_KIND and ck_KIND (functions printing a result
 # line) REPS times alternating; sets med_b med_c (median wall seconds),
 # best_b best_c (fastest run), cpu_b cpu_c (median CPU seconds) and pair
@@ -103,17 +118,20 @@ run_one() {
 compare() {
   kind=$1 n=$2
   wb="" wc="" cb="" cc="" wp="" pairs="" fpairs=""
+  flt_b="" flt_c="" fflt_b="" fflt_c="" rss_b="" rss_c=""
   r=1
   while [ $r -le "$REPS" ]; do
     l=$(run_one "baseline ($kind)" "base_$kind")
     sb=$(field seconds "$l"); c=$(field cpu "$l"); wb="$wb $sb"; cb="$cb $c"; fb=$(field first_seconds "$l")
     f=""; [ -n "$fb" ] && f="; first round $fb s"
+    f="$f$(mem_of "$l")"; mem_keep "$l" b
     say "  run $r  $(printf '%-10s' "$label_b") $(calc '%8.0f req/s' "$n / $sb")  (wall $sb s, cpu $c s$f)"
     l=$(run_one "connkit ($kind)" "ck_$kind")
     s=$(field seconds "$l"); c=$(field cpu "$l"); wc="$wc $s"; cc="$cc $c"; fc=$(field first_seconds "$l")
     pairs="$pairs $(calc '%.6f' "$s / $sb")"
     f=""; [ -n "$fc" ] && [ -n "$fb" ] && { fpairs="$fpairs $(calc '%.6f' "$fc / $fb")"; f="; first round $fc s"; }
     p=$(field prepare "$l"); [ -n "$p" ] && { wp="$wp $p"; p="; acct:prepare before it, untimed: $p s"; }
+    p="$p$(mem_of "$l")"; mem_keep "$l" c
     say "  run $r  $(printf '%-10s' "$label_c") $(calc '%8.0f req/s' "$n / $s")  (wall $s s, cpu $c s$f$p)"
     r=$((r + 1))
   done
@@ -299,8 +317,18 @@ case "$l" in
     say "  $MCOUNT responses it returns: page faults, which cost ~10 us each on some VMs)"
     [ -n "$prep_c" ] && say "  preparing the $MCOUNT requests (before the clock starts, as the baseline sets up" \
       "its handles): median $prep_c s"
+    # shellcheck disable=SC2086
+    { mem_line="page faults per round (medians): steady state curl multi $(median $flt_b), connkit.all $(median $flt_c);"
+      mem_line="$mem_line first round curl multi $(median $fflt_b), connkit.all $(median $fflt_c);"
+      mem_line="$mem_line peak RSS curl multi $(calc '%.1f' "$(median $rss_b) / 1024") MB, connkit $(calc '%.1f' "$(median $rss_c) / 1024") MB"; }
+    say "  $mem_line"
+    l=$(run_one connkit-mem "$LUA" bench/multi.lua "$port" "$MCOUNT" "$CONC" mem)
+    mem_line="$mem_line; Lua heap per prepared request $(field prepared_bytes "$l") bytes, per result of connkit.all $(field result_bytes "$l") bytes"
+    say "  Lua heap (full collections, untimed run): per prepared request $(field prepared_bytes "$l") bytes," \
+      "per result of connkit.all $(field result_bytes "$l") bytes"
     summary "http concurrent ($MCOUNT GETs, $CONC in flight, $REPS runs, steady state): curl multi $(calc '%.0f' "$MCOUNT / $med_b") req/s, connkit.all $(calc '%.0f' "$MCOUNT / $med_c") req/s (medians), throughput ratio connkit/curl $tput (target >= 1.0: $(verdict "$ratio >= 1.0")); CPU-time ratio $(calc '%.3f' "$cpu_c / $cpu_b")"
-    summary "http concurrent, first round in a fresh process ($REPS runs): throughput ratio connkit/curl $ftput (target >= 0.95: $(verdict "$first_ratio >= 0.95"))" ;;
+    summary "http concurrent, first round in a fresh process ($REPS runs): throughput ratio connkit/curl $ftput (target >= 0.95: $(verdict "$first_ratio >= 0.95"))"
+    summary "http concurrent memory ($MCOUNT GETs): $mem_line" ;;
 esac
 
 # --- 4. the store on the request path -------------------------------------------

@@ -20,14 +20,43 @@
 -- (the same program without connkit.all: its count is subtracted);
 -- 1+prepare runs one round, then prepares COUNT more requests and ends (the
 -- steady-state count: 2 rounds minus this is the second round's connkit.all).
+-- The lines of modes 2 and 1 also carry faults= and first_faults= (minor
+-- page faults of each timed round, /proc/self/stat) and maxrss= (peak
+-- resident kB, VmHWM). ROUNDS = mem measures the heap instead (untimed, with
+-- full collections the timed modes must not make): prints
+-- prepared_bytes= and result_bytes=, the Lua heap grown per prepared
+-- request and per result of connkit.all (the results list included).
 local connkit = require "connkit"
 local socket = require "socket"   -- lua-socket: a wall clock with sub-ms resolution
 
 local port, count, concurrency = tonumber(arg[1]), tonumber(arg[2]), tonumber(arg[3])
 local mode = arg[4] or "2"
-local rounds = ({ ["1"] = 1, ["2"] = 2, prepare = 0, ["1+prepare"] = 1 })[mode]
+local rounds = ({ ["1"] = 1, ["2"] = 2, prepare = 0, ["1+prepare"] = 1, mem = 0 })[mode]
 assert(port and count and concurrency and rounds,
-  "usage: multi.lua PORT COUNT CONCURRENCY [1|2|prepare|1+prepare]")
+  "usage: multi.lua PORT COUNT CONCURRENCY [1|2|prepare|1+prepare|mem]")
+
+-- Minor page faults of this process so far (field 10 of /proc/self/stat,
+-- counted after the ")" that ends the command name); nil off Linux.
+local function minflt()
+  local f = io.open("/proc/self/stat")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  local rest = s:match("%)%s+(.*)")
+  local i = 2 -- rest starts at field 3
+  for v in rest:gmatch("%S+") do
+    i = i + 1
+    if i == 10 then return tonumber(v) end
+  end
+end
+-- Peak resident set of this process in kB (VmHWM); nil off Linux.
+local function maxrss()
+  local f = io.open("/proc/self/status")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return tonumber(s:match("VmHWM:%s*(%d+)"))
+end
 
 if connkit.all == nil then
   print("skipped: connkit.all not yet available")
@@ -43,6 +72,7 @@ local function round(n)
   local p0 = socket.gettime()
   for i = 1, n do reqs[i] = acct:prepare { method = "GET", url = "/data.json" } end
   local prep = socket.gettime() - p0
+  local f0 = minflt()
   local t0, c0 = socket.gettime(), os.clock()
   local results = connkit.all(reqs, { concurrency = concurrency })
   local failures, first = 0, nil
@@ -54,13 +84,28 @@ local function round(n)
       first = first or (res and ("status " .. tostring(res.status)) or tostring(r and r.err))
     end
   end
-  return failures, first, prep, socket.gettime() - t0, os.clock() - c0
+  local secs, cpu = socket.gettime() - t0, os.clock() - c0
+  return failures, first, prep, secs, cpu, f0 and (minflt() - f0) or -1
 end
 
 local warm_fail, warm_first = round(concurrency)
 if warm_fail > 0 then
   io.stderr:write("multi.lua: warm-up failed: ", tostring(warm_first), "\n")
   os.exit(1)
+end
+
+if mode == "mem" then
+  local function kb() collectgarbage(); collectgarbage(); return collectgarbage("count") end
+  local reqs = {}
+  local k0 = kb()
+  for i = 1, count do reqs[i] = acct:prepare { method = "GET", url = "/data.json" } end
+  local k1 = kb()
+  local results = connkit.all(reqs, { concurrency = concurrency })
+  local k2 = kb()
+  for i = 1, count do assert(results[i].res and results[i].res.status == 200, "a request failed") end
+  io.write(("requests=%d failures=0 prepared_bytes=%.0f result_bytes=%.0f\n")
+    :format(count, (k1 - k0) * 1024 / count, (k2 - k1) * 1024 / count))
+  os.exit(0)
 end
 
 if rounds == 0 then
@@ -70,7 +115,8 @@ if rounds == 0 then
   os.exit(0)
 end
 
-local failures, first, prep, first_secs, cpu = round(count)
+local failures, first, prep, first_secs, cpu, first_faults = round(count)
+local faults = first_faults
 if mode == "1+prepare" then
   local reqs = {}
   for i = 1, count do reqs[i] = acct:prepare { method = "GET", url = "/data.json" } end
@@ -80,11 +126,12 @@ end
 local secs = first_secs
 if rounds == 2 then
   local failures2, first2
-  failures2, first2, prep, secs, cpu = round(count)
+  failures2, first2, prep, secs, cpu, faults = round(count)
   failures, first = failures + failures2, first or first2
 end
 
 if first then io.stderr:write("multi.lua: first failure: ", first, "\n") end
-io.write(("requests=%d failures=%d seconds=%.6f cpu=%.6f prepare=%.6f first_seconds=%.6f\n")
-  :format(count, failures, secs, cpu, prep, first_secs))
+io.write(("requests=%d failures=%d seconds=%.6f cpu=%.6f prepare=%.6f first_seconds=%.6f"
+  .. " faults=%d first_faults=%d maxrss=%d\n")
+  :format(count, failures, secs, cpu, prep, first_secs, faults, first_faults, maxrss() or -1))
 os.exit(failures == 0 and 0 or 1)

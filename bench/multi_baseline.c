@@ -11,7 +11,10 @@
  *
  *   multi_baseline URL COUNT CONCURRENCY TOKEN REGION [ROUNDS]
  *   -> requests=COUNT failures=F seconds=S cpu=S first_seconds=S
- *      (seconds, cpu: the second round; first_seconds: the first)
+ *      faults=N first_faults=N maxrss=KB
+ *      (seconds, cpu, faults: the second round; first_*: the first;
+ *      faults: minor page faults, getrusage ru_minflt; maxrss: peak
+ *      resident kB, ru_maxrss)
  * ROUNDS = 1 (the instruction counts of bench/http.sh): the warm-up and one
  * round of COUNT only, its figures printed as both rounds'.
  */
@@ -19,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 struct slot {
@@ -43,6 +47,12 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata) {
   memcpy(s->data + s->len, ptr, n);
   s->len += n;
   return n;
+}
+
+static long minflt(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_minflt;
 }
 
 static double now(void) {
@@ -124,21 +134,28 @@ int main(int argc, char **argv) {
     fprintf(stderr, "multi_baseline: warm-up requests to %s failed\n", url);
     return 1;
   }
+  long f0 = minflt();
   double t0 = now();
   clock_t c0 = clock();
   long failures = run(m, slots, nslots, count);
   double first = now() - t0;
   double secs = first;
+  long first_faults = minflt() - f0, faults = first_faults;
   if (rounds == 2) {
+    f0 = minflt();
     t0 = now();
     c0 = clock();
     failures += run(m, slots, nslots, count);
     secs = now() - t0;
+    faults = minflt() - f0;
   }
   double cpu = (double)(clock() - c0) / CLOCKS_PER_SEC;
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
 
-  printf("requests=%ld failures=%ld seconds=%.6f cpu=%.6f first_seconds=%.6f\n",
-         count, failures, secs, cpu, first);
+  printf("requests=%ld failures=%ld seconds=%.6f cpu=%.6f first_seconds=%.6f "
+         "faults=%ld first_faults=%ld maxrss=%ld\n",
+         count, failures, secs, cpu, first, faults, first_faults, ru.ru_maxrss);
   for (long i = 0; i < nslots; i++) {
     curl_easy_cleanup(slots[i].h);
     free(slots[i].data);

@@ -340,6 +340,13 @@ static int proxy_in_env(void) {
   return 0;
 }
 
+/* Starts a last_string at "". */
+static void last_string_init(lua_State *L, last_string *ls) {
+  lua_pushliteral(L, "");
+  ls->p = lua_tolstring(L, -1, &ls->len);
+  ls->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 /* core.engine() -> the engine of this lua_State, created on first use (its
  * multi handle: on its first transfer in this process). */
 static int engine_get(lua_State *L) {
@@ -354,9 +361,9 @@ static int engine_get(lua_State *L) {
   lua_newtable(L);
   lua_setiuservalue(L, -2, UV_RUNNING);
   e->mt_ref = LUA_NOREF;
-  lua_pushliteral(L, "");
-  e->url_p = lua_tolstring(L, -1, &e->url_len);
-  e->url_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  last_string_init(L, &e->last_url);
+  last_string_init(L, &e->last_head);
+  last_string_init(L, &e->last_body);
   e->env_proxy = proxy_in_env();
   e->closed = 0;
   lua_pushvalue(L, -1);
@@ -603,29 +610,35 @@ static const char *code_of(CURLcode rc) {
   }
 }
 
-/* Pushes res.url of t. Most replies in a row come from the same URL (an
- * account calls one endpoint again and again), so the engine keeps the
- * last one's string: the same bytes push it again without a new string
- * (hashing, interning, and garbage to collect). */
-static void push_url(lua_State *L, transfer *t) {
-  engine *e = t->owner;
-  if (e == NULL || e->url_ref == LUA_NOREF) {
-    lua_pushlstring(L, t->url, t->url_len);
-  } else if (e->url_len == t->url_len &&
-             memcmp(e->url_p, t->url, t->url_len) == 0) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, e->url_ref);
+/* Pushes the string p, len. Most replies in a row come from the same URL
+ * (an account calls one endpoint again and again) and carry the same header
+ * block until the Date line changes, and often the same small body, so the
+ * engine keeps the last string of each (ls; NULL without an engine): the same bytes push it again
+ * without a new string (allocation, a copy, and garbage to collect; a
+ * Lua string is immutable, so sharing it is invisible). A different one
+ * becomes the last. */
+static void push_reused(lua_State *L, last_string *ls, const char *p, size_t len) {
+  if (ls == NULL || ls->ref == LUA_NOREF) {
+    lua_pushlstring(L, p, len);
+  } else if (ls->len == len && memcmp(ls->p, p, len) == 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ls->ref);
   } else {
-    lua_pushlstring(L, t->url, t->url_len);
+    lua_pushlstring(L, p, len);
     lua_pushvalue(L, -1);
-    lua_rawseti(L, LUA_REGISTRYINDEX, e->url_ref);
-    e->url_p = lua_tolstring(L, -1, &e->url_len);
+    lua_rawseti(L, LUA_REGISTRYINDEX, ls->ref);
+    ls->p = lua_tolstring(L, -1, &ls->len);
   }
 }
+
+/* Bodies up to this size are compared with the last one (push_reused);
+ * bigger ones are rarely the same, and are pushed as they are. */
+#define REUSE_BODY_MAX 16384
 
 /* Pushes the outcome of the finished transfer t: a response table, or
  * nil, code, message. Returns the number of values pushed. The buffers are
  * emptied (not freed). */
 int http_push_reply(lua_State *L, transfer *t) {
+  engine *e = t->owner;
   if (t->state == T_CANCELLED)
     return ck_fail(L, "cancelled", "the request was cancelled");
   if (t->result != CURLE_OK) {
@@ -646,17 +659,20 @@ int http_push_reply(lua_State *L, transfer *t) {
   lua_createtable(L, 0, 6);
   lua_pushinteger(L, (lua_Integer)t->status);
   lua_setfield(L, -2, "status");
-  lua_pushlstring(L, t->head.p ? t->head.p : "", t->head.n);
+  push_reused(L, e ? &e->last_head : NULL, t->head.p ? t->head.p : "", t->head.n);
   lua_setfield(L, -2, "_raw_headers");
   if (t->route != ROUTE_FILE && t->route != ROUTE_FUNC) {
-    lua_pushlstring(L, t->body.p ? t->body.p : "", t->body.n);
+    if (t->body.n <= REUSE_BODY_MAX)
+      push_reused(L, e ? &e->last_body : NULL, t->body.p ? t->body.p : "", t->body.n);
+    else
+      lua_pushlstring(L, t->body.p, t->body.n);
     lua_setfield(L, -2, "body"); /* (size: #body, through the metatable) */
   } else { /* streamed: no body */
     lua_pushinteger(L, (lua_Integer)t->size);
     lua_setfield(L, -2, "size");
   }
   if (t->url != NULL) {
-    push_url(L, t);
+    push_reused(L, e ? &e->last_url : NULL, t->url, t->url_len);
     lua_setfield(L, -2, "url");
   }
   lua_pushnumber(L, (lua_Number)t->time);

@@ -120,6 +120,14 @@ typedef struct transfer {
   char errbuf[CURL_ERROR_SIZE];
 } transfer;
 
+/* A string the engine pushed last, kept in the registry so that the same
+ * bytes again push it again (see push_reused in http.c). */
+typedef struct {
+  int ref;       /* registry ref, LUA_NOREF until the engine is made */
+  const char *p; /* its bytes (alive while it is referenced) */
+  size_t len;
+} last_string;
+
 typedef struct engine {
   CURLM *multi;
   easy_state free_easy[FREE_MAX]; /* idle handles, most recent last */
@@ -128,9 +136,9 @@ typedef struct engine {
   int nrunning;
   int closed;
   int mt_ref;    /* registry ref: the reply metatable */
-  int url_ref;   /* registry ref: the last res.url string (see push_url) */
-  const char *url_p; /* its bytes (alive while it is referenced) */
-  size_t url_len;
+  last_string last_url;  /* the last res.url string (see push_reused) */
+  last_string last_head; /* the last res._raw_headers */
+  last_string last_body; /* the last res.body (up to REUSE_BODY_MAX bytes) */
   int env_proxy; /* a proxy variable was set when the engine was made */
   pid_t pid;     /* the process the multi belongs to (0: not made yet) */
   transfer sync; /* the transfer of blocking requests, buffers kept */

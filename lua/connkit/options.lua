@@ -264,6 +264,20 @@ function M.suggestion(name, schema)
   return best and (" (did you mean '" .. best .. "'?)") or ""
 end
 
+-- The fail(name, why) of each caller's name, made once: M.check runs on
+-- every request, and a closure per call is garbage the request's caller
+-- collects. (At most 64 names are kept; the callers pass a few literals.)
+local fail_of, nfail = {}, 0
+local function fail_for(who)
+  local fail = fail_of[who]
+  if fail then return fail end
+  fail = function(name, why)
+    M.raise(("%s: option '%s' %s"):format(who, name, why))
+  end
+  if nfail < 64 and who ~= nil then fail_of[who], nfail = fail, nfail + 1 end
+  return fail
+end
+
 --- Checks the options table of a public function against its schema
 -- (name -> kind: "string", "nonempty", "number", "count", "bytes", "port",
 -- "chunk_size", "mode", "timeout", "wait", "boolean", "table", "callable", "query", "headers",
@@ -281,9 +295,7 @@ function M.check(who, opts, schema)
   if type(opts) ~= "table" then
     M.raise(("%s: options must be a table, not a %s"):format(who, describe(opts)))
   end
-  local function fail(name, why)
-    M.raise(("%s: option '%s' %s"):format(who, name, why))
-  end
+  local fail = fail_for(who)
   for k, v in pairs(opts) do
     local kind = schema[k]
     if kind == nil then

@@ -109,6 +109,41 @@ end
 
 local NO_LINES = {}
 
+-- A wire spec is immutable (csrc/http_spec.c) and most requests an account
+-- prepares are the same one again (a loop over one endpoint), so the spec
+-- made last for a request with no body, sink, multipart or header lines of
+-- its own is kept on the account (acct._last_wire) and handed to the next
+-- request that would read the same fields into C: no second userdata,
+-- header list or parsed URL per request. Every field core.wire reads is
+-- compared (header_lines by identity: the account's lines are replaced,
+-- never changed in place); the ones every request has are read directly,
+-- the optional ones with rawget (a missing key would reach __index).
+local rawget = rawget
+local function same_wire(req, last)
+  return req.url == last.url and req.method == last.method and req.header_lines == last.header_lines
+    and req.timeout == last.timeout and rawget(req, "connect_timeout") == last.connect_timeout
+    and rawget(req, "ca_file") == last.ca_file and rawget(req, "client_tls") == last.client_tls
+    and rawget(req, "shown_url") == last.shown_url and rawget(req, "max_body") == last.max_body
+    and rawget(req, "decompress") == last.decompress
+end
+
+local function wire_of(req, acct)
+  local can_share = rawget(req, "_own_lines") == nil and rawget(req, "body") == nil
+    and rawget(req, "output") == nil and rawget(req, "on_data") == nil and rawget(req, "multipart") == nil
+  local last = acct._last_wire
+  if can_share and last and same_wire(req, last) then return last.wire end
+  local w, code, msg = wire(req)
+  if w and can_share then
+    if not last then last = {}; acct._last_wire = last end -- (filled in place: no garbage per miss)
+    last.wire, last.url, last.method, last.header_lines = w, req.url, req.method, req.header_lines
+    last.timeout, last.connect_timeout = req.timeout, rawget(req, "connect_timeout")
+    last.ca_file, last.client_tls = rawget(req, "ca_file"), rawget(req, "client_tls")
+    last.shown_url, last.max_body = rawget(req, "shown_url"), rawget(req, "max_body")
+    last.decompress = rawget(req, "decompress")
+  end
+  return w, code, msg
+end
+
 -- Fills in the parts that come from the account now (auth line, query), so a
 -- request prepared before a token refresh goes out with the new token, and
 -- makes the wire spec the curl transport sends (core.wire reads the
@@ -141,7 +176,7 @@ local function finalize(req, acct)
     local shown = acct:_redact(req.url)
     req.shown_url = shown ~= req.url and shown or nil
   end
-  local w, code, msg = wire(req)
+  local w, code, msg = wire_of(req, acct)
   req._wire = w or false
   if not w then return M.fail(req, code, msg) end
   return true
