@@ -613,10 +613,10 @@ static const char *code_of(CURLcode rc) {
 /* Pushes the string p, len. Most replies in a row come from the same URL
  * (an account calls one endpoint again and again) and carry the same header
  * block until the Date line changes, and often the same small body, so the
- * engine keeps the last string of each (ls; NULL without an engine): the same bytes push it again
- * without a new string (allocation, a copy, and garbage to collect; a
- * Lua string is immutable, so sharing it is invisible). A different one
- * becomes the last. */
+ * engine keeps the last string of each (ls; NULL without an engine): the
+ * same bytes push it again without a new string (allocation, a copy, and
+ * garbage to collect; a Lua string is immutable, so sharing it is
+ * invisible). A different one becomes the last. */
 static void push_reused(lua_State *L, last_string *ls, const char *p, size_t len) {
   if (ls == NULL || ls->ref == LUA_NOREF) {
     lua_pushlstring(L, p, len);

@@ -220,14 +220,21 @@ local start_plain = transport.curl.engine:plain_starter(plain_failure, plain_can
 local Failed = {}
 Failed.__index = Failed
 Failed.__name = "connkit.handle"
+--- A handle whose request failed before it started: done() at once.
+-- @treturn boolean true
 function Failed.done() return true end
+--- The failure.
+-- @return nil
+-- @treturn connkit.errors.Error the error
 function Failed:result() return nil, self._err end
+--- Nothing to stop.
 function Failed.cancel() end
 
 --- Starts the request without waiting; drive it with connkit.poll and ask
 -- handle:done(). A token that must be fetched first is fetched as part of
 -- the handle's work: start() returns once its request is under way.
 -- (Inside OpenResty: a light thread, see connkit.http.threads.)
+-- @treturn table the handle: done(), result(), cancel()
 function Request:start()
   if transport.curl_only then
     if self._plain and self._src_lines == self._account._lines then
@@ -248,6 +255,8 @@ end
 
 --- True once the request has finished (or failed, or was cancelled);
 -- moves it on (token reply, retry) without waiting.
+-- @treturn boolean whether the request is over
+-- @raise the error a callback (on_data, a hook) raised
 function Handle:done()
   step(self)
   if self._raise then error(self._raise, 0) end
@@ -257,6 +266,9 @@ end
 --- The response, or nil and an error. Before done() this waits, driving
 -- the engine (every transfer of it) until the request is over, its token
 -- fetch included.
+-- @treturn[1] connkit.http.response.Response the response
+-- @return[2] nil
+-- @treturn[2] connkit.errors.Error the error
 function Handle:result()
   while not self:done() do
     if self._task then
@@ -294,6 +306,9 @@ end
 -- (0: never blocks). Then moves on what waited for a token reply (the
 -- renewal, the handles that need its token) and retries that are due.
 -- Returns how many transfers finished.
+-- @tparam[opt] number timeout seconds to wait for activity (0 or nil: none)
+-- @treturn integer how many transfers finished
+-- @raise when timeout is not a number of seconds
 function M.poll(timeout)
   -- (0, the event loops' call, needs no check)
   if timeout ~= nil and timeout ~= 0 then check.options("connkit.poll", { timeout = timeout }, POLL_OPTIONS) end
@@ -322,6 +337,7 @@ end
 --- The seconds until connkit.poll(0) must run at the latest (0: now), or
 -- nil when nothing waits for a time (idle, or only for sockets, which
 -- connkit.pollfd() covers): the engine's own timer or a handle's due work.
+-- @treturn number|nil the seconds, or nil
 function M.timeout()
   local t = transport.curl.engine:timeout()
   local due = lua_due()
@@ -336,6 +352,7 @@ end
 -- the host's event loop and call connkit.poll(0) when it is (and when
 -- connkit.timeout() runs out). From the first call the engine is event
 -- driven (see csrc/http_poll.c).
+-- @treturn integer the file descriptor
 function M.pollfd()
   return transport.curl.engine:pollfd()
 end

@@ -77,6 +77,12 @@ end
 -- with static auth and nothing to follow or retry run as one batch in C;
 -- any other batch runs as handles (the same rules as send(); see
 -- req:start() in connkit.http.async).
+-- @tparam {Request,...} reqs prepared requests (`account:prepare`)
+-- @tparam[opt] table opts `concurrency`: transfers in flight at once
+--   (default 8)
+-- @treturn {table,...} one `{ res = response }` or `{ err = error }` per
+--   request, in the order of `reqs`
+-- @raise when `reqs` is not a list or an option is bad (naming it)
 function M.all(reqs, opts)
   if type(reqs) ~= "table" then check.raise("connkit.all: requests must be a list, not a " .. type(reqs)) end
   local n = check.options("connkit.all", opts, ALL_OPTIONS).concurrency or 8
