@@ -121,7 +121,7 @@ typedef struct transfer {
 } transfer;
 
 /* A string the engine pushed last, kept in the registry so that the same
- * bytes again push it again (see push_reused in http.c). */
+ * bytes again push it again (see push_reused in http_reply.c). */
 typedef struct {
   int ref;       /* registry ref, LUA_NOREF until the engine is made */
   const char *p; /* its bytes (alive while it is referenced) */
@@ -160,6 +160,8 @@ CK_HIDDEN int http_step(lua_State *L, int ei, engine *e, int timeout_ms);
 CK_HIDDEN int http_wait(lua_State *L, int ei, engine *e, transfer *t,
                         ck_wait *w);
 CK_HIDDEN int http_push_reply(lua_State *L, transfer *t);
+CK_HIDDEN int http_parse_headers(lua_State *L);
+CK_HIDDEN void http_last_string_init(lua_State *L, last_string *ls);
 CK_HIDDEN void http_release_buffers(transfer *t, int keep);
 CK_HIDDEN int http_fail_attach(lua_State *L, const char *bad);
 CK_HIDDEN void http_async_open(lua_State *L);

@@ -33,9 +33,9 @@ build = {
     ["connkit.core"] = {
       sources = {
         "csrc/core.c", "csrc/crypto.c", "csrc/curl_mem.c", "csrc/http.c", "csrc/http_async.c",
-        "csrc/http_poll.c", "csrc/http_sink.c", "csrc/http_spec.c", "csrc/inflate.c",
-        "csrc/interrupt.c", "csrc/jws.c", "csrc/lock.c", "csrc/loopback.c", "csrc/redis.c",
-        "csrc/sftp.c", "csrc/sftp_ext.c", "csrc/sftp_fs.c", "csrc/sftp_key.c",
+        "csrc/http_poll.c", "csrc/http_reply.c", "csrc/http_sink.c", "csrc/http_spec.c",
+        "csrc/inflate.c", "csrc/interrupt.c", "csrc/jws.c", "csrc/lock.c", "csrc/loopback.c",
+        "csrc/redis.c", "csrc/sftp.c", "csrc/sftp_ext.c", "csrc/sftp_fs.c", "csrc/sftp_key.c",
         "csrc/sftp_parallel.c", "csrc/template.c", "csrc/tls_client.c",
       },
       libraries = { "curl", "ssl", "crypto", "ssh2", "z", "hiredis", "pthread", "dl" },
