@@ -93,5 +93,8 @@ CK_HIDDEN void sftp_parallel_open(lua_State *L);
 /* Adds the SFTP methods to the session method table on top of the stack and
  * registers the file and directory classes. */
 CK_HIDDEN void sftp_fs_open(lua_State *L);
+/* Calls the progress function at stack index fn (sftp_fs.c); 0 to go on. */
+CK_HIDDEN int sftp_report_progress(lua_State *L, int fn, lua_Integer done,
+                                   lua_Integer total);
 
 #endif /* CONNKIT_SFTP_H */

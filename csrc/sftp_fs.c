@@ -313,8 +313,8 @@ static int file_write(lua_State *L) {
  * lua_pcall. Returns 0 to go on; else leaves nil, code, value on the stack
  * and returns 3: code "callback" with the raised value (the Lua side raises
  * it again) or "aborted" when the function returned false. */
-static int report_progress(lua_State *L, int fn, lua_Integer done,
-                           lua_Integer total) {
+int sftp_report_progress(lua_State *L, int fn, lua_Integer done,
+                         lua_Integer total) {
   if (lua_isnoneornil(L, fn)) return 0;
   lua_pushvalue(L, fn);
   lua_pushinteger(L, done);
@@ -385,7 +385,7 @@ static int pump_get(lua_State *L, ck_handle *fh, int fd, const char *lpath,
     since += (size_t)n;
     if (n == 0 && since == 0 && *done > offset) return 0; /* reported */
     if (n == 0 || since >= chunk) {
-      if ((r = report_progress(L, 6, *done, total < 0 ? *done : total)) != 0) return r;
+      if ((r = sftp_report_progress(L, 6, *done, total < 0 ? *done : total)) != 0) return r;
       since = 0;
       if (n == 0) return 0;
       if (fh->h == NULL) /* the callback closed it */
@@ -428,14 +428,14 @@ static int pump_put(lua_State *L, ck_handle *fh, int fd, const char *lpath,
     *done += n;
     since += (size_t)n;
     if (since >= chunk) {
-      if ((r = report_progress(L, 6, *done, total < 0 ? *done : total)) != 0) return r;
+      if ((r = sftp_report_progress(L, 6, *done, total < 0 ? *done : total)) != 0) return r;
       since = 0;
       if (fh->h == NULL)
         return ck_fail(L, "closed", "the file was closed during the transfer");
     }
   }
   if (since > 0 || *done == offset)
-    return report_progress(L, 6, *done, total < 0 ? *done : total);
+    return sftp_report_progress(L, 6, *done, total < 0 ? *done : total);
   return 0;
 }
 

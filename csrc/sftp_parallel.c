@@ -198,27 +198,6 @@ static int wait_parts(job *j, long ms) {
   return running;
 }
 
-/* Calls progress (stack index 7) with done, total; 0 to go on, else the
- * number of values pushed (nil, "callback", value | nil, "aborted", msg). */
-static int progress(lua_State *L, lua_Integer done, lua_Integer total) {
-  if (lua_isnoneornil(L, 7)) return 0;
-  lua_pushvalue(L, 7);
-  lua_pushinteger(L, done);
-  lua_pushinteger(L, total);
-  if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "callback");
-    lua_pushvalue(L, -3);
-    return 3;
-  }
-  if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {
-    lua_pop(L, 1);
-    return ck_fail(L, "aborted", "transfer aborted by the progress callback");
-  }
-  lua_pop(L, 1);
-  return 0;
-}
-
 static void free_job(job *j) {
   int i;
   for (i = 0; i < j->n; i++) free(j->parts[i].buf);
@@ -376,7 +355,7 @@ static int pump_parallel(lua_State *L) {
     if (r == 0 && !stopped(j) &&
         (done - (reported < 0 ? offset : reported) >= chunk || (running == 0 && done != reported))) {
       reported = done;
-      r = progress(L, done, total);
+      r = sftp_report_progress(L, 7, done, total);
       if (r != 0) __atomic_store_n(&j->stop, 1, __ATOMIC_RELEASE);
     }
     if (running == 0) break;
@@ -402,7 +381,7 @@ static int pump_parallel(lua_State *L) {
       return r + 1;
     }
     if (reported != total) { /* the last step ended the loop before a report */
-      r = progress(L, total, total);
+      r = sftp_report_progress(L, 7, total, total);
       if (r != 0) {
         free_job(j);
         lua_pushinteger(L, total);
