@@ -5,6 +5,7 @@
 -- the server saw several sessions.
 local helpers = require "helpers"
 local connkit = require "connkit"
+local socket = require "socket"
 local q = helpers.shell_quote
 
 local info, work, acct
@@ -51,6 +52,15 @@ local function head_sha256(path, n)
   local ok, out = helpers.run(("head -c %d %s | sha256sum"):format(n, q(path)))
   assert(ok, out)
   return out:match("^(%x+)")
+end
+
+-- True when the process has exited (gone, or a zombie not yet reaped).
+local function ended(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return true end
+  local state = f:read("*l"):match("^%d+ %b() (%a)")
+  f:close()
+  return state == "Z"
 end
 
 local function file_size(path)
@@ -229,10 +239,49 @@ describe("sftp parallel put", function()
     local have = file_size(dst .. ".part")
     assert.is_true(have ~= nil and have < BIG)
     assert.equals(head_sha256(src, have), sha256(dst .. ".part"))
-    assert.is_false(helpers.exists(dst .. ".part.parallel"))
+    -- the marker records that prefix
+    assert.equals(tostring(have), helpers.read_file(dst .. ".part.parallel"))
     assert.equals(BIG - have, s:put(src, dst, { parallel = 3, resume = true }))
     assert.equals(sha256(src), sha256(dst))
     assert.is_false(helpers.exists(dst .. ".part"))
+    assert.is_false(helpers.exists(dst .. ".part.parallel"))
+    s:close()
+  end)
+
+  it("resumes from the recorded prefix when a dead connection's server writes after the cut", function()
+    local src = random_file("pput-late-src.bin", BIG)
+    local dst = info.dir .. "/pput-late.bin"
+    local s = assert(acct:sftp())
+    local others = info.connections()
+    local procs
+    -- the parts' sftp servers are frozen with writes still in their pipe,
+    -- then their sshd processes die: the connections end, the writes wait
+    local moved, err = s:put(src, dst, { parallel = 3, chunk_size = 65536, progress = function()
+      if not procs then
+        procs = info.connection_processes(others)
+        info.signal(procs.subsystem, "STOP")
+        info.signal(procs.sshd, "KILL")
+      end
+    end })
+    assert.is_nil(moved)
+    assert.equals("connection", err.code)
+    assert.equals(2, #procs.subsystem)
+    local prefix = tonumber(helpers.read_file(dst .. ".part.parallel"))
+    assert.is_true(prefix ~= nil and prefix < BIG)
+    assert.equals(prefix, file_size(dst .. ".part")) -- the cut
+    info.signal(procs.subsystem, "CONT") -- they apply what they had, see the end, exit
+    local deadline = socket.gettime() + 10
+    while not (ended(procs.subsystem[1]) and ended(procs.subsystem[2])) and socket.gettime() < deadline do
+      socket.sleep(0.02)
+    end
+    assert.is_true(ended(procs.subsystem[1]) and ended(procs.subsystem[2]))
+    assert.is_true(file_size(dst .. ".part") > prefix) -- late writes past a gap
+    assert.equals(head_sha256(src, prefix), head_sha256(dst .. ".part", prefix))
+    -- resume trusts the marker, not the size
+    assert.equals(BIG - prefix, s:put(src, dst, { parallel = 3, resume = true }))
+    assert.equals(sha256(src), sha256(dst))
+    assert.is_false(helpers.exists(dst .. ".part"))
+    assert.is_false(helpers.exists(dst .. ".part.parallel"))
     s:close()
   end)
 end)

@@ -189,20 +189,44 @@ return function(helpers)
       helpers.execute("rm -rf " .. q(base)) -- keys, logs and the specs' big files
     end,
   }
-  --- Sends `sig` ("STOP", "CONT", "KILL") to the processes (the monitor and
-  -- its child) of the connections made since `before` (a set from
-  -- connections()); returns their PIDs. Raises when there are none.
-  function info.signal_connections(before, sig)
-    local pids = {}
+  local function children(pid)
+    local _, out = helpers.run("pgrep -P " .. pid .. " || true")
+    local list = {}
+    for c in out:gmatch("%d+") do list[#list + 1] = c end
+    return list
+  end
+  --- The processes of the connections made since `before` (a set from
+  -- connections()): `sshd` lists each connection's monitor and session
+  -- process, `subsystem` the session's children (internal-sftp runs in one,
+  -- fed through a pipe: killed alone, the session leaves it to apply what
+  -- the pipe still holds). Lists of PID strings.
+  function info.connection_processes(before)
+    local sshd, subsystem = {}, {}
     for pid in pairs(info.connections()) do
       if not before[pid] then
-        pids[#pids + 1] = pid
-        local _, sub = helpers.run("pgrep -P " .. pid .. " || true")
-        for c in sub:gmatch("%d+") do pids[#pids + 1] = c end
+        sshd[#sshd + 1] = pid
+        for _, c in ipairs(children(pid)) do
+          sshd[#sshd + 1] = c
+          for _, g in ipairs(children(c)) do subsystem[#subsystem + 1] = g end
+        end
       end
     end
-    if #pids == 0 then error("sshd peer: no process of a new connection", 2) end
+    return { sshd = sshd, subsystem = subsystem }
+  end
+  --- Sends `sig` ("STOP", "CONT", "KILL") to a list of PIDs (a peer's own).
+  function info.signal(pids, sig)
+    if #pids == 0 then error("sshd peer: no process to signal", 2) end
     assert(helpers.execute("kill -" .. sig .. " " .. table.concat(pids, " ")))
+  end
+  --- Sends `sig` to every process (monitor, session, subsystem) of the
+  -- connections made since `before`; returns their PIDs. Raises when there
+  -- are none.
+  function info.signal_connections(before, sig)
+    local procs = info.connection_processes(before)
+    local pids = procs.sshd
+    for _, pid in ipairs(procs.subsystem) do pids[#pids + 1] = pid end
+    if #pids == 0 then error("sshd peer: no process of a new connection", 2) end
+    info.signal(pids, sig)
     return pids
   end
   return info

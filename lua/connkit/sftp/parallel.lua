@@ -13,9 +13,16 @@
 -- The target is written under `.part` as with one stream. While parts write
 -- at their offsets, `.part` may have gaps: a marker file `.part.parallel`
 -- next to it says so. On a failure `.part` is cut back to the bytes in place
--- from its start without a gap and the marker removed, so `resume = true`
--- continues from there; if the process dies meanwhile the marker stays and a
--- resume starts from the beginning (never from a size that has gaps).
+-- from its start without a gap, so `resume = true` continues from there; if
+-- the process dies meanwhile the marker stays empty and a resume starts from
+-- the beginning (never from a size that has gaps).
+--
+-- A get's marker is then removed: the local file is written by this
+-- process's threads only, all ended before the cut. A put's marker instead
+-- records the length of that prefix, and a resume starts there whatever the
+-- server's `.part` size has become: the server process of a connection that
+-- died may still apply writes it had buffered, after the cut, which would
+-- grow `.part` past a gap.
 -- @module connkit.sftp.parallel
 local core = require "connkit.core"
 local errors = require "connkit.errors"
@@ -79,13 +86,13 @@ local function ranges(files, offset, total)
   return list
 end
 
--- Runs the pump; returns done, or nil, code, message, cut (cut: the .part
--- was cut back to a gap-free prefix).
+-- Runs the pump; returns done, or nil, code, message, prefix (the length
+-- .part was cut back to, gap-free from its start; nil when it could not be).
 local function pump(dir, lpath, files, chunk, offset, total, progress)
   local done, code, msg, prefix = core.sftp_pump_parallel(dir, lpath, ranges(files, offset, total), chunk,
     offset, total, progress)
   if done then return done end
-  return nil, code, msg, prefix ~= nil
+  return nil, code, msg, prefix
 end
 
 --- A get of `remote` (open as `rf` on the caller's session) into `tmp`,
@@ -118,9 +125,9 @@ function M.get(session, rf, remote, tmp, offset, total, k, chunk, progress)
     end
     pf:close()
   end
-  local done, code, msg, cut = pump("get", tmp, files, chunk, offset, total, progress)
+  local done, code, msg, prefix = pump("get", tmp, files, chunk, offset, total, progress)
   close_all(files, sessions)
-  if done or cut then os.remove(marker) end
+  if done or prefix then os.remove(marker) end
   return done, code, msg
 end
 
@@ -146,10 +153,35 @@ function M.put(session, wf, localpath, tmp, offset, total, k, chunk, progress)
     return nil, errors.from_core(code, msg .. " (" .. marker .. ")")
   end
   mf:close()
-  local done, c, m, cut = pump("put", localpath, files, chunk, offset, total, progress)
+  local done, c, m, prefix = pump("put", localpath, files, chunk, offset, total, progress)
   close_all(files, sessions)
-  if (done or cut) and cs:is_open() then cs:remove(marker) end
+  if done and cs:is_open() then
+    cs:remove(marker)
+  elseif prefix and cs:is_open() then -- (if this fails the empty marker stays: safe)
+    local f = cs:open(marker, "wct")
+    if f then
+      f:write(tostring(prefix))
+      f:close()
+    end
+  end
   return done, c, m
+end
+
+--- Where a put may resume when the marker is beside the server's `.part`:
+-- the prefix length the marker records (no more than `.part` holds), or 0
+-- when it records none (the process ended while parts were writing).
+-- @param cs the core session
+-- @tparam string marker the marker's path
+-- @tparam ?number size the size of `.part` (nil: there is none)
+-- @treturn number the offset to resume from
+function M.put_resume_offset(cs, marker, size)
+  local f = cs:open(marker, "r")
+  if not f then return 0 end
+  local text = f:read(32)
+  f:close()
+  local prefix = type(text) == "string" and tonumber(text:match("^%d+$"))
+  if not prefix or not size then return 0 end
+  return math.min(prefix, size)
 end
 
 return M

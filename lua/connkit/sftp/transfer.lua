@@ -123,10 +123,13 @@ function M.put(session, localpath, remote, opts)
     local mst, mcode, mmsg = cs:stat(marker, true)
     if not mst and mcode ~= "no_such_file" then return nil, errors.from_core(mcode, mmsg) end
     gaps = mst ~= nil
-  end
-  if opts.resume and not gaps then
     local st = cs:stat(tmp, false)
-    if st and st.size and st.size <= total then offset = st.size end
+    local size = st and st.size and st.size <= total and st.size or nil
+    if gaps then
+      offset = parallel.put_resume_offset(cs, marker, size)
+    elseif size then
+      offset = size
+    end
   end
   local wf, code, msg = cs:open(tmp, offset > 0 and "wc" or "wct")
   if not wf then return nil, errors.from_core(code, msg) end
