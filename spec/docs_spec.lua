@@ -19,7 +19,7 @@ describe("make docs", function()
     local index = helpers.read_file(dir .. "/html/index.html")
     assert.is_string(index)
     for _, m in ipairs({ "connkit", "connkit.account", "connkit.store.file", "connkit.sftp", "connkit.cli",
-      "connkit.integration", "connkit.errors", "connkit.store", "connkit.jsonpath", "connkit.http.request",
+      "connkit.account_tokens", "connkit.integration", "connkit.errors", "connkit.store", "connkit.jsonpath", "connkit.http.request",
       "connkit.http.response", "connkit.http.async", "connkit.auth.oauth2", "connkit.auth.login",
       "connkit.auth.jwt", "connkit.auth.jwk" }) do
       assert.matches(">" .. m:gsub("%p", "%%%0") .. "<", index)
@@ -30,7 +30,8 @@ describe("make docs", function()
     local pages = {
       connkit = { "Account:get", "Account:post", "Account:head", "Account:request", "Account:prepare",
         "all", "poll", "pollfd", "timeout", "use_transport", "Parameters:", "Returns:" },
-      ["connkit.account"] = { "Account:token", "Account:status", "Account:exchange", "Account:pages" },
+      ["connkit.account"] = { "Account:fill", "Account:verify", "Account:pages", "Account:sftp" },
+      ["connkit.account_tokens"] = { "Account:token", "Account:refresh", "Account:status", "Account:exchange" },
       ["connkit.auth.oauth2"] = { "Account:authorize_url", "Account:finish_authorization", "Account:revoke" },
       ["connkit.errors"] = { "Error", "code" },
     }

@@ -4,11 +4,12 @@
 -- token changes, so a request costs little more than the transfer itself.
 --
 -- An account comes from `integration:account { ... }` (connkit.integration).
--- Its methods are documented where they live: here (token, refresh, status,
--- verify, exchange, pages, items, sftp, id_token_claims), in connkit
--- (request, prepare, get, post, put, patch, delete, head), in
--- connkit.auth.oauth2 (authorize_url, finish_authorization, revoke) and in
--- connkit.auth.login (login, login_device).
+-- Its methods are documented where they live: here (fill, verify, pages,
+-- items, sftp), in connkit.account_tokens (token, refresh, status,
+-- exchange, id_token_claims), in connkit (request, prepare, get, post,
+-- put, patch, delete, head), in connkit.auth.oauth2 (authorize_url,
+-- finish_authorization, revoke) and in connkit.auth.login (login,
+-- login_device).
 -- @module connkit.account
 local core = require "connkit.core"
 local check = require "connkit.check"
@@ -103,12 +104,14 @@ function Account:fill(tpl, ctx, vars)
     where == "header" and "header (it holds CR, LF or NUL)" or (where or "template")))
 end
 
--- Renders a definition template at account creation; raises naming the field.
+--- Renders a definition template at account creation; raises naming the field.
+-- @local
 local function fill_or_fail(self, ctx, field, tpl)
   local s, err = self:fill(tpl)
   if not s then ctx.fail(field, "cannot be filled: " .. err.message) end
   return s
 end
+M.fill_or_fail = fill_or_fail -- (connkit.account_tokens)
 
 --- Renders what does not change between requests: base URL, request
 -- parameter header lines and query string.
@@ -167,37 +170,6 @@ function Account:_rebuild_lines()
   local q = self._static_query
   if self._auth_query then q = (q ~= "" and (q .. "&") or "") .. self._auth_query end
   self._query = q
-end
-
--- Accounts that fetch their token: a store (memory by default), the
--- refresh hooks the request path calls, the state read back from the store.
-local function setup_token_auth(self, ctx)
-  local tokens = require "connkit.auth.tokens"
-  local integ = self.integration
-  if integ.auth == "oauth2" then
-    local o = integ.oauth2
-    local assertion = require "connkit.auth.client_assertion" -- (JWT client auth, jwt_bearer)
-    if self.credentials.client_id == nil and o.client_id == nil and o.grant_type ~= "jwt_bearer" then
-      ctx.fail("credentials.client_id", "is required: the integration sets no oauth2.client_id")
-    end
-    assertion.check_account(self, ctx)
-    if assertion.needs_secret(o) and self.credentials.client_secret == nil and o.client_secret == nil then
-      ctx.fail("credentials.client_secret", ('is required: oauth2.client_auth is "%s" and the integration sets no client_secret')
-        :format(o.client_auth))
-    end
-    if o.client_secret then self:_add_secret(fill_or_fail(self, ctx, "oauth2.client_secret", o.client_secret)) end
-    if o.client_id then fill_or_fail(self, ctx, "oauth2.client_id", o.client_id) end
-    self._fetch_token = require("connkit.auth.oauth2").fetch_token
-    if o.dpop then require("connkit.auth.dpop").setup(self) end
-    require "connkit.auth.login"
-  elseif integ.auth == "jwt" then
-    self._fetch_token = require("connkit.auth.jwt_auth").fetch_token
-  else
-    self._fetch_token = require("connkit.auth.custom_token").fetch_token
-  end
-  if self.store == nil then self.store = require("connkit.store").memory() end
-  self._ensure_token = tokens.ensure
-  tokens.load(self)
 end
 
 --- Creates an account: `integration:account(opts)` calls this (README
@@ -276,7 +248,7 @@ function M.new(integ, opts)
     self:_rebuild_lines()
   end
   if auth == "oauth2" or auth == "custom_token" or auth == "jwt" then
-    setup_token_auth(self, ctx)
+    require("connkit.account_tokens").setup(self, ctx)
   end
   self._fixed_secrets = #self._secrets
   return self
@@ -285,29 +257,6 @@ end
 function Account:__tostring()
   return ("connkit.account %q (integration %s, auth %s)"):format(tostring(self.id),
     self.integration.key, self.integration.auth)
-end
-
---- The verified claims of the account's current OpenID Connect id_token
--- (connkit.auth.oidc, README "OpenID Connect").
--- @treturn[1] table the claims (a copy): sub, iss, aud, exp, ...
--- @return[2] nil
--- @treturn[2] connkit.errors.Error the error (e.g. code "no_token": no id_token yet)
-function Account:id_token_claims()
-  return require("connkit.auth.oidc").claims(self)
-end
-
---- What the account knows about its authorization, with no secrets:
--- { auth, authorized, expires_in, scope, token_type, has_refresh_token,
--- state, last_error, refreshed_at } (state: see connkit.hooks).
--- @treturn table `auth`, `authorized` (boolean), `expires_in` (seconds or
---   nil), `scope`, `token_type`, `has_refresh_token`, `store_error` (`{ code,
---   message }` when the store's record cannot be read), `state` ("ok" |
---   "expiring" | "failing" | "reauthorize"), `last_error`, `refreshed_at`
-function Account:status()
-  local st
-  if self._ensure_token then st = require("connkit.auth.tokens").status(self)
-  else st = { auth = self.integration.auth, authorized = true } end
-  return require("connkit.hooks").health(self, st)
 end
 
 --- Checks that the account works with the integration's `verify` request:
@@ -320,58 +269,6 @@ end
 -- @raise when the integration has no `verify` block
 function Account:verify()
   return require("connkit.account_verify").verify(self)
-end
-
---- A valid access token, fetched or refreshed as needed (api_token: the
--- token itself).
--- @treturn[1] string the access token
--- @return[2] nil
--- @treturn[2] connkit.errors.Error the error ("no_token" for an auth type without one,
---   "reauthorize", "invalid_grant", "timeout", ...)
-function Account:token()
-  if self._ensure_token then
-    local ok, err = self:_ensure_token()
-    if not ok then return nil, err end
-  end
-  if self._values.token ~= nil then return self._values.token end
-  return nil, errors.new("no_token", ('auth = "%s" has no token'):format(self.integration.auth))
-end
-
---- Forces a token refresh (oauth2, custom_token, jwt): one token request,
--- shared with every caller that needs the token meanwhile.
--- @treturn[1] boolean true
--- @return[2] nil
--- @treturn[2] connkit.errors.Error the error ("no_token" for an auth type without a token,
---   "reauthorize", "invalid_grant", ...)
-function Account:refresh()
-  if not self._ensure_token then
-    return nil, errors.new("no_token", ('auth = "%s" has no token to refresh'):format(self.integration.auth))
-  end
-  return require("connkit.auth.tokens").renew(self, true, nil)
-end
-
---- Token exchange (RFC 8693): a token for this account's token, or for
--- another account (`into`); see connkit.auth.exchange, README "Token exchange".
--- @tparam table opts
---
---  * `subject_token` (string, an account, or "self"): the token to trade
---  * `subject_token_type` (string): its type URI (short names such as
---    "access_token" are accepted)
---  * `actor_token`, `actor_token_type`: the same for an actor (optional)
---  * `audience`, `resource` (string or list), `scope` (string or list),
---    `requested_token_type` (string)
---  * `into` (an account of an oauth2 integration): the account that keeps
---    the new token (else it is returned)
--- @treturn[1] table the result: issued_token_type, token_type, scope,
---   expires_in, expires_at, has_refresh_token, and access_token and
---   refresh_token only without `into` (`stored_in` with it); tostring hides
---   the tokens
--- @return[2] nil
--- @treturn[2] connkit.errors.Error the error (the token endpoint's, e.g. "invalid_grant")
--- @raise for a bad option, or an account whose auth is not oauth2
-function Account:exchange(opts)
-  local result, err = require("connkit.auth.exchange").exchange(self, opts)
-  return result, err
 end
 
 --- Iterates the pages of a paginated endpoint: `for page, err in
@@ -421,5 +318,11 @@ function Account:sftp(opts)
   end
   return require("connkit.sftp").connect(self, opts)
 end
+
+-- The token methods live in connkit.account_tokens, which adds them to
+-- Account: it is loaded here (this module made visible to it first) so
+-- that every account has them.
+package.loaded["connkit.account"] = M
+require "connkit.account_tokens"
 
 return M
