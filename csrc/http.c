@@ -90,6 +90,42 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud) {
   return http_buffer_add(&t->body, p, len) ? len : 0;
 }
 
+/* Reads the status code and HTTP version of a status line ("HTTP/1.1 200
+ * OK", "HTTP/2 200"), which every reply's header block starts with (an
+ * interim 1xx reply's and a proxy's CONNECT reply's come first, so the last
+ * one is the final reply's). Read here they spare two curl_easy_getinfo
+ * calls per transfer; a line that does not parse leaves line_status 0, and
+ * the getinfo calls are made. */
+static __attribute__((noinline)) void read_status_line(transfer *t, const char *p,
+                                                      size_t len) {
+  const char *v = p + 5, *end = p + len, *sp;
+  long code = 0, version;
+  int i;
+  t->line_status = 0;
+  if (end - v >= 4 && memcmp(v, "1.1 ", 4) == 0) { /* the usual one */
+    sp = v + 3;
+    version = CURL_HTTP_VERSION_1_1;
+  } else {
+    size_t vlen;
+    sp = (const char *)memchr(v, ' ', (size_t)(end - v));
+    if (sp == NULL) return;
+    vlen = (size_t)(sp - v);
+    if (vlen == 3 && memcmp(v, "1.0", 3) == 0) version = CURL_HTTP_VERSION_1_0;
+    else if ((vlen == 1 && v[0] == '2') || (vlen == 3 && memcmp(v, "2.0", 3) == 0))
+      version = CURL_HTTP_VERSION_2_0;
+    else if (vlen == 1 && v[0] == '3') version = CURL_HTTP_VERSION_3;
+    else return;
+  }
+  if (end - sp < 4) return;
+  for (i = 1; i <= 3; i++) {
+    if (sp[i] < '0' || sp[i] > '9') return;
+    code = code * 10 + (sp[i] - '0');
+  }
+  if (sp + 4 < end && sp[4] != ' ' && sp[4] != '\r' && sp[4] != '\n') return;
+  t->line_status = code;
+  t->line_version = version;
+}
+
 /* Header lines arrive one per call. Only "Name: value" lines are kept: a
  * status line (an interim 1xx reply before the final one, or the final
  * one) starts the set again, and the blank line that ends it is dropped
@@ -100,6 +136,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
     t->head.n = 0;
     t->head_done = 0;
+    read_status_line(t, p, len);
     return len;
   }
   if (len == 0) return len;
@@ -242,15 +279,27 @@ void http_finish(lua_State *L, int ei, transfer *t) {
   }
 }
 
+/* The transfer of a finished easy handle. A short running list is walked:
+ * that costs less than a curl_easy_getinfo (about 130 instructions), which
+ * serves longer lists and a handle not found. */
+static transfer *transfer_of(engine *e, CURL *easy) {
+  transfer *t = NULL;
+  if (e->nrunning <= 16)
+    for (t = e->running; t != NULL; t = t->next)
+      if (t->easy == easy) return t;
+  curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t);
+  return t;
+}
+
 /* Reads the multi's completion messages and finishes those transfers.
  * Returns how many. */
 static int drain(lua_State *L, int ei, engine *e) {
   CURLMsg *m;
   int left, finished = 0;
   while ((m = curl_multi_info_read(e->multi, &left)) != NULL) {
-    transfer *t = NULL;
+    transfer *t;
     if (m->msg != CURLMSG_DONE) continue;
-    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+    t = transfer_of(e, m->easy_handle);
     if (t == NULL) continue;
     t->result = m->data.result;
     classify_reply_fault(t);
@@ -263,7 +312,14 @@ static int drain(lua_State *L, int ei, engine *e) {
                "the reply ended inside its header block");
       t->result = CURLE_PARTIAL_FILE;
     }
-    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+    if (t->result == CURLE_OK && t->line_status > 0) { /* (see read_status_line) */
+      t->status = t->line_status;
+      t->http_version = t->line_version;
+    } else {
+      curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+      t->http_version = 0;
+      curl_easy_getinfo(t->easy, CURLINFO_HTTP_VERSION, &t->http_version);
+    }
     if (t->result == CURLE_OK && t->status >= 300 && t->status < 400) {
       char *loc = NULL;
       curl_easy_getinfo(t->easy, CURLINFO_REDIRECT_URL, &loc);
@@ -273,8 +329,6 @@ static int drain(lua_State *L, int ei, engine *e) {
       curl_off_t us = 0;
       curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &us);
       t->time = (double)us / 1e6;
-      t->http_version = 0;
-      curl_easy_getinfo(t->easy, CURLINFO_HTTP_VERSION, &t->http_version);
     }
     if (t->want != SINK_NONE) http_sink_done(L, t); /* may call on_data */
     http_finish(L, ei, t);
@@ -530,6 +584,7 @@ const char *http_attach(engine *e, const http_spec *s, transfer *t) {
   t->errbuf[0] = '\0';
   t->result = CURLE_OK;
   t->status = 0;
+  t->line_status = 0;
   bad = setup(s, t);
   if (bad == NULL) {
     mc = curl_multi_add_handle(e->multi, t->easy);

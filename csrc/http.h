@@ -115,6 +115,9 @@ typedef struct transfer {
   size_t url_len;
   double time;        /* seconds, the whole transfer */
   long http_version;  /* CURLINFO_HTTP_VERSION */
+  /* from the last status line curl handed to on_header (0: none, or one
+   * that did not parse): the final reply's, once the transfer succeeded */
+  long line_status, line_version;
   const tls_client *client; /* the spec's client certificate, or NULL */
   struct transfer *prev, *next; /* the engine's running list */
   char errbuf[CURL_ERROR_SIZE];

@@ -189,25 +189,26 @@ return function(helpers)
       helpers.execute("rm -rf " .. q(base)) -- keys, logs and the specs' big files
     end,
   }
-  local function children(pid)
-    local _, out = helpers.run("pgrep -P " .. pid .. " || true")
-    local list = {}
-    for c in out:gmatch("%d+") do list[#list + 1] = c end
-    return list
-  end
   --- The processes of the connections made since `before` (a set from
   -- connections()): `sshd` lists each connection's monitor and session
   -- process, `subsystem` the session's children (internal-sftp runs in one,
   -- fed through a pipe: killed alone, the session leaves it to apply what
-  -- the pipe still holds). Lists of PID strings.
+  -- the pipe still holds). Lists of PID strings. One `ps` call: the specs
+  -- call this while a transfer runs, and must be quick about it.
   function info.connection_processes(before)
+    local _, out = helpers.run("ps -e -o pid=,ppid=")
+    local kids = {}
+    for pid, ppid in out:gmatch("(%d+)%s+(%d+)") do
+      kids[ppid] = kids[ppid] or {}
+      table.insert(kids[ppid], pid)
+    end
     local sshd, subsystem = {}, {}
-    for pid in pairs(info.connections()) do
+    for _, pid in ipairs(kids[tostring(main.pid)] or {}) do
       if not before[pid] then
         sshd[#sshd + 1] = pid
-        for _, c in ipairs(children(pid)) do
+        for _, c in ipairs(kids[pid] or {}) do
           sshd[#sshd + 1] = c
-          for _, g in ipairs(children(c)) do subsystem[#subsystem + 1] = g end
+          for _, g in ipairs(kids[c] or {}) do subsystem[#subsystem + 1] = g end
         end
       end
     end

@@ -220,6 +220,21 @@ const ROUTES = {
     // a status line that is not HTTP ("2OO" with letters O)
     res.socket.end('HTTP/1.1 2OO OK\r\nContent-Length: 2\r\n\r\nok');
   },
+  // status lines as servers write them (spec/status_line_spec.lua)
+  '/raw/http10': (req, res) => {
+    res.socket.end('HTTP/1.0 203 Non-Authoritative Information\r\nContent-Length: 2\r\n\r\nok');
+  },
+  '/raw/early-hints': (req, res) => {
+    // an interim reply, then the final one: the final one's status and headers
+    res.socket.end('HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n'
+      + 'HTTP/1.1 201 Created\r\nX-Final: yes\r\nContent-Length: 2\r\n\r\nok');
+  },
+  '/raw/no-reason': (req, res) => {
+    res.socket.end('HTTP/1.1 299\r\nContent-Length: 2\r\n\r\nok');
+  },
+  '/raw/lf-only': (req, res) => {
+    res.socket.end('HTTP/1.1 202 Accepted\nX-Lf: 1\nContent-Length: 2\n\nok');
+  },
 
   // --- control -----------------------------------------------------------
   '/last': (req, res, q) => {
