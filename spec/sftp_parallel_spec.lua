@@ -267,6 +267,13 @@ describe("sftp parallel put", function()
     local dst = info.dir .. "/pput-late.bin"
     local s = assert(acct:sftp())
     local others = info.connections()
+    local frozen = {} -- every SFTP server this spec stops: none is left stopped
+    finally(function()
+      if #frozen > 0 then
+        local pids = table.concat(frozen, " ")
+        helpers.execute("kill -CONT " .. pids .. " 2>/dev/null; kill -KILL " .. pids .. " 2>/dev/null")
+      end
+    end)
     -- the parts' sftp servers are frozen; the parts go on sending until
     -- their writes in flight fill the servers' pipes; then the parts' sshd
     -- processes die: the connections end, the writes in the pipes wait
@@ -274,6 +281,7 @@ describe("sftp parallel put", function()
       return s:put(src, dst, { parallel = 3, chunk_size = 65536, progress = progress })
     end, function()
       local p = info.connection_processes(others)
+      for _, pid in ipairs(p.subsystem) do frozen[#frozen + 1] = pid end
       info.signal(p.subsystem, "STOP")
       socket.sleep(0.3) -- (the parts run in threads of their own meanwhile)
       info.signal(p.sshd, "KILL")

@@ -157,7 +157,9 @@ function M.put(session, wf, localpath, tmp, offset, total, k, chunk, progress)
   close_all(files, sessions)
   if done and cs:is_open() then
     cs:remove(marker)
-  elseif prefix and cs:is_open() then -- (if this fails the empty marker stays: safe)
+  elseif prefix and cs:is_open() then
+    -- (if this fails the empty marker stays, and a write cut short leaves
+    -- fewer digits, a shorter prefix: both safe)
     local f = cs:open(marker, "wct")
     if f then
       f:write(tostring(prefix))
