@@ -121,6 +121,29 @@ describe("JWT client authentication against oidc-provider", function()
     check_assertion(rec, "HS256", nil, "csjwt-client")
   end)
 
+  it("client_secret_jwt: a secret under 32 bytes is refused at account creation, naming its field", function()
+    local before = #log()
+    local short = "short-secret-0123456789" -- 23 bytes
+    local integ = integration({ client_id = "csjwt-client", client_auth = "client_secret_jwt", client_key = false })
+    local ok, err = pcall(integ.account, integ, { parameters = { issuer = op.issuer },
+      credentials = { client_secret = short } })
+    assert.is_false(ok)
+    assert.matches("credentials.client_secret is 23 bytes; client_auth = \"client_secret_jwt\" signs with HS256,"
+      .. " whose key must be 32 bytes or more (RFC 7518 3.2)", tostring(err), 1, true)
+    assert.is_nil(tostring(err):find(short, 1, true))
+    -- the definition's secret, when the account gives none
+    local def = integration({ client_id = "csjwt-client", client_auth = "client_secret_jwt", client_key = false,
+      client_secret = "{secret}" }, { secret = { secret = true } })
+    ok, err = pcall(def.account, def, { parameters = { issuer = op.issuer, secret = short } })
+    assert.is_false(ok)
+    assert.matches("oauth2.client_secret is 23 bytes", tostring(err), 1, true)
+    assert.is_nil(tostring(err):find(short, 1, true))
+    -- the account's own secret is the one used: a long one there is enough
+    assert(def:account { parameters = { issuer = op.issuer, secret = short },
+      credentials = { client_secret = CSJWT_SECRET } })
+    assert.equal(before, #log()) -- nothing was sent
+  end)
+
   it("with DPoP, a nonce challenge gets a new assertion: a jti is single-use (RFC 7523 3)", function()
     assert(op.post("/dpop-test/reset"))
     assert(op.post("/dpop-test/config", { token_nonce = "true" }))

@@ -32,7 +32,18 @@ function M.setup(self, ctx)
       ctx.fail("credentials.client_secret", ('is required: oauth2.client_auth is "%s" and the integration sets no client_secret')
         :format(o.client_auth))
     end
-    if o.client_secret then self:_add_secret(fill_or_fail(self, ctx, "oauth2.client_secret", o.client_secret)) end
+    local def_secret = o.client_secret and fill_or_fail(self, ctx, "oauth2.client_secret", o.client_secret)
+    if def_secret then self:_add_secret(def_secret) end
+    if o.client_auth == "client_secret_jwt" then
+      -- HS256 needs a key of 256 bits or more (RFC 7518 3.2); the secret
+      -- the token requests use is the account's, else the definition's
+      local secret, field = self.credentials.client_secret, "credentials.client_secret"
+      if secret == nil then secret, field = def_secret, "oauth2.client_secret" end
+      if #secret < 32 then
+        ctx.fail(field, ("is %d bytes; client_auth = \"client_secret_jwt\" signs with HS256, whose key must"
+          .. " be 32 bytes or more (RFC 7518 3.2)"):format(#secret))
+      end
+    end
     if o.client_id then fill_or_fail(self, ctx, "oauth2.client_id", o.client_id) end
     self._fetch_token = require("connkit.auth.oauth2").fetch_token
     if o.dpop then require("connkit.auth.dpop").setup(self) end
