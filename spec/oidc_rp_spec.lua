@@ -181,7 +181,7 @@ describe("OpenID Connect against a dishonest provider", function()
 
   local function count(path) return #sp.requests("/doidc/" .. path) end
 
-  for _, mode in ipairs({ "good", "ps256", "es256", "eddsa", "multi_aud_azp" }) do
+  for _, mode in ipairs({ "good", "ps256", "es256", "eddsa", "multi_aud_azp", "at_hash", "es256_at_hash" }) do
     it("accepts a good id_token (" .. mode .. ")", function()
       local acct = account("ok-" .. mode)
       local ok, _, nonce = login(acct, mode)
@@ -209,6 +209,7 @@ describe("OpenID Connect against a dishonest provider", function()
     { "wrong_nonce", "nonce does not match" },
     { "wrong_iss", "iss is '" },
     { "no_id_token", "the token reply has none" },
+    { "wrong_at_hash", "at_hash does not match the access token" },
   }
   for _, case in ipairs(REFUSED) do
     local mode, why = case[1], case[2]

@@ -4,7 +4,8 @@
 -- its signature against the issuer's JWK Set (fetched from `jwks_uri`,
 -- kept per Lua state like the issuer's metadata, fetched again once when a
 -- token names a kid it lacks), its alg, `iss`, `aud`/`azp`, `exp`/`iat` and
--- `nonce` (3.1.3.7), and on a refresh the same `iss`/`sub`/`aud`/`azp` as
+-- `nonce` (3.1.3.7), `at_hash` when present (3.1.3.8; not for EdDSA),
+-- and on a refresh the same `iss`/`sub`/`aud`/`azp` as
 -- the first one (12.2). The verified claims are kept in the token record
 -- (field `id_token_claims`, so a shared store shares them); the id_token
 -- itself is not kept.
@@ -211,6 +212,28 @@ function M.validate(acct, id_token, expect)
   return claims
 end
 
+-- The algs whose at_hash connkit checks, by their hash. (EdDSA's is left
+-- unchecked: which hash Ed25519 id_tokens use for it is not settled
+-- across OpenID Connect's texts, and a wrong guess would refuse good
+-- tokens.)
+local AT_HASH = { RS256 = core.sha256, PS256 = core.sha256, ES256 = core.sha256 }
+
+-- OpenID Connect Core 3.1.3.8/3.2.2.9: an id_token's `at_hash` is the
+-- base64url of the left half of the hash of the access token it came with.
+-- Returns nil when it matches, or is absent, or cannot be checked; else why not.
+local function at_hash_mismatch(id_token, claims, access_token)
+  local want = claims.at_hash
+  if want == nil or type(access_token) ~= "string" then return nil end
+  if type(want) ~= "string" then return "at_hash is not a string" end
+  local parts = jwt.decode(id_token)
+  local hash = parts and AT_HASH[parts.header.alg]
+  if not hash then return nil end
+  local digest = hash(access_token)
+  if core.b64url_encode(digest:sub(1, math.floor(#digest / 2))) ~= want then
+    return "at_hash does not match the access token (OpenID Connect Core 3.1.3.8)"
+  end
+end
+
 --- Completes a token record with its id_token (called with the reply's
 -- `fields` before anything is stored). `grant` is the request's
 -- grant_type; `nonce` the one sent with an authorization-code request.
@@ -239,6 +262,10 @@ function M.accept(acct, rec, fields, grant, nonce)
   end
   if type(id_token) ~= "string" then return refuse("it is not a string") end
   local claims, err = M.validate(acct, id_token, { nonce = nonce, first = first })
+  if claims then
+    local why = at_hash_mismatch(id_token, claims, rec.access_token)
+    if why then claims, err = refuse(why) end
+  end
   if not claims then
     err.message = "nothing stored: " .. acct:_redact(err.message)
     return nil, err

@@ -16,7 +16,8 @@
 //   /doidc/forget      unpublishes rsa-new (call before a rotation test)
 // Modes: good (RS256), ps256, es256, eddsa, multi_aud_azp, none, hs256_pub,
 //   wrong_aud, multi_aud, wrong_azp, expired, iat_future, bad_sig, no_nonce,
-//   wrong_nonce, wrong_iss, rotated, unknown_kid, no_id_token, other_sub (refresh).
+//   wrong_nonce, wrong_iss, rotated, unknown_kid, no_id_token, other_sub (refresh),
+//   at_hash, es256_at_hash (the access token's), wrong_at_hash (another's).
 'use strict';
 
 const crypto = require('node:crypto');
@@ -56,7 +57,10 @@ module.exports = (ctx) => {
     return `${input}.${b64(sig)}`;
   }
 
-  function idToken(mode, info) {
+  // OpenID Connect Core 3.1.3.6: the left half of SHA-256, base64url
+  const atHash = (token) => b64(crypto.createHash('sha256').update(token).digest().subarray(0, 16));
+
+  function idToken(mode, info, accessToken) {
     const now = Math.floor(Date.now() / 1000);
     const c = { iss: ISS, sub: 'user-1', aud: info.client_id, exp: now + 300, iat: now };
     if (info.nonce !== undefined) c.nonce = info.nonce;
@@ -80,6 +84,9 @@ module.exports = (ctx) => {
       case 'rotated': kid = 'rsa-new'; published = true; break;
       case 'unknown_kid': kid = 'rsa-never'; break;
       case 'other_sub': c.sub = 'user-2'; break;
+      case 'at_hash': c.at_hash = atHash(accessToken); break;
+      case 'es256_at_hash': alg = 'ES256'; kid = 'ec-1'; c.at_hash = atHash(accessToken); break;
+      case 'wrong_at_hash': c.at_hash = atHash(`${accessToken}x`); break;
       default: break;
     }
     const token = sign(alg, kid, c);
@@ -135,7 +142,7 @@ module.exports = (ctx) => {
       const out = ctx.tokenReply({});
       out.refresh_token = `${pack({ client_id: info.client_id, refresh_mode: info.refresh_mode })}.${out.refresh_token}`;
       if (mode !== 'no_id_token' && !(body.grant_type === 'refresh_token' && mode === 'good_none')) {
-        out.id_token = idToken(mode, info);
+        out.id_token = idToken(mode, info, out.access_token);
       }
       ctx.send(res, 200, out);
     },
