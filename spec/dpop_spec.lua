@@ -179,6 +179,44 @@ describe("DPoP against oidc-provider", function()
     assert.is_true(l.api[2].checks.ath)
   end)
 
+  it("binds the authorization code to the key (dpop_jkt): redeemed with another key, the server refuses it", function()
+    local function account(id)
+      return connkit.integration {
+        name = "DPoP jkt", key = "dpopjkt", auth = "oauth2", base_url = "{issuer}",
+        parameters = { issuer = { required = true } },
+        oauth2 = { issuer = "{issuer}", client_id = op.clients.public.id, client_auth = "none", dpop = true,
+          scope = "openid", extra_params = { resource = "{issuer}/api" },
+          authorize_params = { resource = "{issuer}/api" } },
+      }:account { id = id, parameters = { issuer = op.issuer } }
+    end
+    local acct = account("dpopjkt1")
+    local browser, sent
+    local ok, err = acct:login { timeout = 20, on_url = function(url)
+      sent = url
+      browser = op.browse(url)
+    end }
+    helpers.stop(browser)
+    assert.is_true(ok, err and err.message)
+    local jkt = assert(dpop.thumbprint(acct))
+    assert.equal(jkt, sent:match("[?&]dpop_jkt=([^&]+)")) -- (base64url: nothing to unescape)
+    assert.equal(jkt, peer_token(assert(acct:token())).jkt)
+    -- the key changes between the authorization and the code's redemption
+    local other = account("dpopjkt2")
+    browser = nil
+    ok, err = other:login { timeout = 20, on_url = function(url)
+      browser = op.browse(url)
+      dpop.forget(other) -- (the token request makes a new key)
+    end }
+    helpers.stop(browser)
+    assert.is_nil(ok)
+    assert.equal("invalid_grant", err.code)
+    assert.is_false(other:status().authorized)
+    local refused = log().token[2]
+    assert.equal("invalid_grant", refused.error)
+    assert.equal("DPoP proof key thumbprint does not match dpop_jkt", refused.error_detail)
+    assert.equal(assert(dpop.thumbprint(other)), refused.proof_jkt) -- the new key's proof
+  end)
+
   it("a refused token (on_status) is refreshed and the retry carries the new token's ath", function()
     local acct = cc_integration():account { parameters = { issuer = op.issuer } }
     local old = assert(acct:token())

@@ -9,6 +9,8 @@
 -- that token, in the proof. A server's `DPoP-Nonce` is remembered per origin
 -- and put in the next proofs; a `use_dpop_nonce` challenge (a token
 -- endpoint's 400, a resource server's 401) is answered with one retry.
+-- Authorization requests carry the key's thumbprint as `dpop_jkt` (RFC 9449
+-- 10, added by connkit.auth.oauth2), which binds the code to the key.
 -- Accounts without dpop never reach this module.
 -- @module connkit.auth.dpop
 local core = require "connkit.core"

@@ -220,6 +220,13 @@ function Account:authorize_url(opts)
   if opts.params then
     for k, v in pairs(opts.params) do q[k] = v end
   end
+  if o.dpop and q.dpop_jkt == nil then
+    -- RFC 9449 10: the code is bound to the account's DPoP key, so only a
+    -- token request signed with that key can redeem it
+    local jkt, jerr = require("connkit.auth.dpop").thumbprint(self)
+    if not jkt then return nil, jerr end
+    q.dpop_jkt = jkt
+  end
   local nok, nerr = oidc.authorization_request(self, q, pending) -- (a nonce with openid)
   if not nok then return nil, nerr end
   local pushed, perr = require("connkit.auth.par").push(self, q) -- (RFC 9126: only client_id and request_uri then)

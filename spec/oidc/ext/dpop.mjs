@@ -143,6 +143,9 @@ export default function dpop(env) {
       },
     },
     setup(provider) {
+      // why a token request was refused (oidc-provider keeps it out of the
+      // reply's error_description for invalid_grant)
+      provider.on('grant.error', (ctx, err) => { ctx.state.grantErrorDetail = err.error_detail; });
       // what each token request's proof said, and the answer
       provider.use(async (ctx, next) => {
         await next();
@@ -154,6 +157,7 @@ export default function dpop(env) {
           grant_type: body.grant_type,
           status: ctx.status,
           error: ctx.body?.error,
+          error_detail: ctx.state.grantErrorDetail,
           dpop_nonce_sent: ctx.response.get('dpop-nonce') || undefined,
           proof: proof ? peek(proof) : undefined,
           proof_jkt: proof ? await calculateJwkThumbprint(decodeProtectedHeader(proof).jwk).catch(() => undefined) : undefined,
