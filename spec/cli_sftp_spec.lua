@@ -17,19 +17,7 @@ local DEF = [[
   "sftp": { "host": "127.0.0.1", "port": "{port}", "host_key": "{hostKey}", "timeout": 20 } }
 ]]
 
-local function sha256(path)
-  local ok, out = helpers.run("sha256sum " .. q(path))
-  assert(ok, out)
-  return out:match("^(%x+)")
-end
-
-local function size(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local n = f:seek("end")
-  f:close()
-  return n
-end
+local sha256, size = helpers.file_sha256, helpers.file_size
 
 -- the account's options for a port (the sshd's own, or the proxy's)
 local function acct(port)

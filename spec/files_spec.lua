@@ -8,14 +8,7 @@ local helpers = require "helpers"
 local connkit = require "connkit"
 local core = require "connkit.core"
 
-local exists, file_sha = helpers.exists, helpers.file_sha256
-
-local function file_size(path)
-  local f = assert(io.open(path, "rb"))
-  local n = f:seek("end")
-  f:close()
-  return n
-end
+local exists, file_sha, file_size = helpers.exists, helpers.file_sha256, helpers.file_size
 
 describe("files in and out (curl transport)", function()
   local sp, hb, acct, dir

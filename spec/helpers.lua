@@ -57,6 +57,15 @@ function helpers.file_sha256(path)
   return helpers.sh("sha256sum " .. q(path)):match("^(%x+)")
 end
 
+--- The size of a local file in bytes, or nil when it cannot be opened.
+function helpers.file_size(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local n = f:seek("end")
+  f:close()
+  return n
+end
+
 --- A fresh private directory under /tmp.
 function helpers.tmpdir(tag)
   local p = assert(io.popen(CLEAN_ENV .. "mktemp -d " .. q(helpers.tmp_root .. "/connkit-" .. (tag or "t") .. ".XXXXXX")))

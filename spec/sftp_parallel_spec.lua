@@ -7,6 +7,7 @@ local helpers = require "helpers"
 local connkit = require "connkit"
 local socket = require "socket"
 local q = helpers.shell_quote
+local file_size = helpers.file_size
 
 local info, work, acct
 
@@ -61,14 +62,6 @@ local function ended(pid)
   local state = f:read("*l"):match("^%d+ %b() (%a)")
   f:close()
   return state == "Z"
-end
-
-local function file_size(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local n = f:seek("end")
-  f:close()
-  return n
 end
 
 -- Logins the sshd peer has logged so far (one per connection).
