@@ -6,8 +6,10 @@
 -- the first line, where libssh2's own parser reads it (libssh2 1.10 has no
 -- patterns, no negation, no markers and compares names case-sensitively, so
 -- plain host lists with "*", "?", "!", "@" or upper case are not
--- compared, nor key types libssh2 does not know), connkit finds the host on that line exactly when
--- libssh2_knownhost_checkp does.
+-- compared, nor key types libssh2 does not know, nor lists with an empty
+-- entry: libssh2 1.10 reads "a,,b" as the names "a," and "b", where OpenSSH
+-- and connkit read "a" and "b"), connkit finds the host on that line exactly
+-- when libssh2_knownhost_checkp does.
 local core = require "connkit.core"
 
 local TIME_BOUND = 1.0
@@ -38,6 +40,9 @@ return function(data)
   -- (libssh2 reads unknown key types as such and never matches them)
   if not hosts or not KEY_TYPES[ktype] or line:find("[%z\r]") then return end
   if hosts:sub(1, 3) ~= "|1|" and hosts:find("[%*%?!@#A-Z]") then return end
+  if hosts:sub(1, 3) ~= "|1|" and (hosts:find(",,", 1, true) or hosts:find("^,") or hosts:find(",$")) then
+    return
+  end
   -- (an empty name, which no caller asks for, matches an empty list entry)
   if name == "" then return end
   local ref = fuzz.knownhost(line .. "\n", name)
