@@ -6,10 +6,13 @@
 -- the first line, where libssh2's own parser reads it (libssh2 1.10 has no
 -- patterns, no negation, no markers and compares names case-sensitively, so
 -- plain host lists with "*", "?", "!", "@" or upper case are not
--- compared, nor key types libssh2 does not know, nor lists with an empty
--- entry: libssh2 1.10 reads "a,,b" as the names "a," and "b", where OpenSSH
--- and connkit read "a" and "b"), connkit finds the host on that line exactly
--- when libssh2_knownhost_checkp does.
+-- compared, nor key types libssh2 does not know; nor, where libssh2 1.10
+-- reads a line otherwise than OpenSSH, lists with an empty entry (it reads
+-- "a,,b" as the names "a," and "b") and hashed entries whose salt or hash
+-- is not canonical base64 (it skips characters outside the alphabet and
+-- takes a missing "=" padding, where OpenSSH and connkit refuse them)),
+-- connkit finds the host on that line exactly when
+-- libssh2_knownhost_checkp does.
 local core = require "connkit.core"
 
 local TIME_BOUND = 1.0
@@ -29,6 +32,12 @@ local function lookup(content, name)
   return found
 end
 
+-- Whether s is base64 as OpenSSH writes it: whole groups of four, "="
+-- only as the padding at the end.
+local function canonical_base64(s)
+  return #s > 0 and #s % 4 == 0 and s:find("^[%w+/]+=?=?$") ~= nil
+end
+
 return function(data)
   local name, content = data:match("^([^\n]*)\n(.*)$")
   if not name or name:find("%z") or #name > 1000 then return end
@@ -39,8 +48,11 @@ return function(data)
   local hosts, ktype = line:match("^[ \t]*(%S+)[ \t]+(%S+)")
   -- (libssh2 reads unknown key types as such and never matches them)
   if not hosts or not KEY_TYPES[ktype] or line:find("[%z\r]") then return end
-  if hosts:sub(1, 3) ~= "|1|" and hosts:find("[%*%?!@#A-Z]") then return end
-  if hosts:sub(1, 3) ~= "|1|" and (hosts:find(",,", 1, true) or hosts:find("^,") or hosts:find(",$")) then
+  if hosts:sub(1, 3) == "|1|" then
+    local salt, hash = hosts:match("^|1|([^|]*)|(.*)$")
+    if not (salt and canonical_base64(salt) and canonical_base64(hash)) then return end
+  elseif hosts:find("[%*%?!@#A-Z]") or hosts:find(",,", 1, true) or hosts:find("^,")
+      or hosts:find(",$") then
     return
   end
   -- (an empty name, which no caller asks for, matches an empty list entry)
