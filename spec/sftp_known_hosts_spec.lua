@@ -69,6 +69,31 @@ describe("known_hosts patterns", function()
     end
   end)
 
+  -- (libssh2 1.10 reads all three as the original entry: it skips
+  -- characters outside base64's alphabet and takes a missing padding)
+  it("refuses, as OpenSSH, a hashed entry whose salt or hash is not canonical base64", function()
+    local host = "files.example.com"
+    local hashed = helpers.read_file(file_with(host, true))
+    local salt, hash, rest = hashed:match("^|1|([^|]+)|(%S+)(.*)$")
+    assert.truthy(salt and salt:find("=$"))
+    local variants = {
+      ["a stray character in the salt"] = "|1|" .. salt:sub(1, 10) .. "." .. salt:sub(11) .. "|" .. hash,
+      ["the salt without its padding"] = "|1|" .. salt:gsub("=+$", "") .. "|" .. hash,
+      ["a bar after the hash"] = "|1|" .. salt .. "|" .. hash .. "|",
+    }
+    for what, hosts in pairs(variants) do
+      n = n + 1
+      local path = work .. "/kh" .. n
+      helpers.write_file(path, hosts .. rest)
+      assert.is_false(openssh(path, host), what)
+      assert.is_false(ours(path, host), what)
+    end
+    n = n + 1
+    local path = work .. "/kh" .. n
+    helpers.write_file(path, "|1|" .. salt .. "|" .. hash .. rest)
+    assert.is_true(ours(path, host))
+  end)
+
   it("returns the marker of @revoked and @cert-authority lines", function()
     n = n + 1
     local path = work .. "/kh" .. n
