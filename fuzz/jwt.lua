@@ -33,10 +33,18 @@ for _, e in ipairs(jwt.keyset(JWKS)) do assert(e.key, "a fixed JWK does not load
 local SECRET_KEY = jwt.key { secret = SECRET }
 local ALL = { "RS256", "PS256", "ES256", "EdDSA", "HS256" }
 
+-- The input being run. A refusal may quote a little of it (up to 20
+-- characters of a JWK's kty), and the fuzzer learns the secret's bytes from
+-- the comparisons it sees: when the input holds the secret's first 10
+-- characters, only the whole secret in a message counts.
+local input = ""
+
 local function check_refusal(err, code)
+  local part = SECRET:sub(1, 10)
+  if input:find(part, 1, true) then part = SECRET end
   assert(type(err) == "table" and err.code == code, "refused with code " .. tostring(err and err.code))
   assert(type(err.message) == "string", "no message")
-  assert(not err.message:find(SECRET:sub(1, 10), 1, true), "the secret is in a message: " .. err.message)
+  assert(not err.message:find(part, 1, true), "the secret is in a message: " .. err.message)
 end
 
 local function token_case(token)
@@ -135,6 +143,7 @@ end
 
 return function(data)
   if #data < 1 then return end
+  input = data
   local mode, rest = data:byte(1) % 4, data:sub(2)
   if mode == 0 then token_case(rest)
   elseif mode == 1 then jwk_case(rest)
