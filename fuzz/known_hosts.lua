@@ -3,16 +3,16 @@
 -- then the known_hosts file.
 -- Oracles: the lookup takes linear time (under TIME_BOUND seconds for any
 -- input of the fuzzer's sizes: backtracking on "*" is exponential); and for
--- the first line, where libssh2's own parser reads it (libssh2 1.10 has no
--- patterns, no negation, no markers and compares names case-sensitively, so
--- plain host lists with "*", "?", "!", "@" or upper case are not
--- compared, nor key types libssh2 does not know; nor, where libssh2 1.10
--- reads a line otherwise than OpenSSH, lists with an empty entry (it reads
--- "a,,b" as the names "a," and "b") and hashed entries whose salt or hash
--- is not canonical base64 (it skips characters outside the alphabet and
--- takes a missing "=" padding, where OpenSSH and connkit refuse them)),
--- connkit finds the host on that line exactly when
--- libssh2_knownhost_checkp does.
+-- the first line, connkit finds the host on it exactly when
+-- libssh2_knownhost_checkp does, wherever libssh2 1.10 reads the line as
+-- OpenSSH does. Lines it reads otherwise are not compared:
+--   * plain lists with "*", "?", "!", "@" or upper case (libssh2 has no
+--     patterns, negation or markers, and compares names case-sensitively);
+--   * plain lists with an empty entry (it reads "a,,b" as "a," and "b");
+--   * hashed entries whose salt or hash is not canonical base64 (it skips
+--     characters outside the alphabet and takes a missing "=" padding,
+--     where OpenSSH and connkit refuse the entry);
+--   * key types libssh2 does not know.
 local core = require "connkit.core"
 
 local TIME_BOUND = 1.0

@@ -14,11 +14,17 @@ local work, n = nil, 0
 setup(function() work = helpers.tmpdir("known-hosts") end)
 teardown(function() if work then helpers.execute("rm -rf " .. q(work)) end end)
 
--- A known_hosts file holding `hosts KEY`; hashed with ssh-keygen -H when asked.
-local function file_with(hosts, hashed)
+-- A new file in the work directory holding text; returns its path.
+local function written(text)
   n = n + 1
   local path = work .. "/kh" .. n
-  helpers.write_file(path, hosts .. " " .. KEY .. "\n")
+  helpers.write_file(path, text)
+  return path
+end
+
+-- A known_hosts file holding `hosts KEY`; hashed with ssh-keygen -H when asked.
+local function file_with(hosts, hashed)
+  local path = written(hosts .. " " .. KEY .. "\n")
   if hashed then
     local ok, out = helpers.run("ssh-keygen -q -H -f " .. q(path) .. " && rm -f " .. q(path .. ".old"))
     assert(ok, out)
@@ -82,22 +88,16 @@ describe("known_hosts patterns", function()
       ["a bar after the hash"] = "|1|" .. salt .. "|" .. hash .. "|",
     }
     for what, hosts in pairs(variants) do
-      n = n + 1
-      local path = work .. "/kh" .. n
-      helpers.write_file(path, hosts .. rest)
+      local path = written(hosts .. rest)
       assert.is_false(openssh(path, host), what)
       assert.is_false(ours(path, host), what)
     end
-    n = n + 1
-    local path = work .. "/kh" .. n
-    helpers.write_file(path, "|1|" .. salt .. "|" .. hash .. rest)
+    local path = written("|1|" .. salt .. "|" .. hash .. rest)
     assert.is_true(ours(path, host))
   end)
 
   it("returns the marker of @revoked and @cert-authority lines", function()
-    n = n + 1
-    local path = work .. "/kh" .. n
-    helpers.write_file(path, "@revoked host " .. KEY .. "\n@cert-authority *.example.com " .. KEY .. "\n")
+    local path = written("@revoked host " .. KEY .. "\n@cert-authority *.example.com " .. KEY .. "\n")
     assert.equals("revoked", core.known_hosts(path, "host")[1].marker)
     assert.equals("cert-authority", core.known_hosts(path, "a.example.com")[1].marker)
   end)
@@ -109,18 +109,14 @@ describe("known_hosts matching time", function()
   local name = ("a"):rep(1000) .. ".example.org"
 
   local function time_lines(lines)
-    n = n + 1
-    local path = work .. "/kh" .. n
-    helpers.write_file(path, table.concat(lines, "\n") .. "\n")
+    local path = written(table.concat(lines, "\n") .. "\n")
     local t0 = os.clock()
     local entries = assert(core.known_hosts(path, name))
     return os.clock() - t0, #entries
   end
 
   it("takes well under a second for 12 `*` and a 30-character name (exponential: seconds)", function()
-    n = n + 1
-    local path = work .. "/kh" .. n
-    helpers.write_file(path, ("*a"):rep(12) .. "*b " .. KEY .. "\n")
+    local path = written(("*a"):rep(12) .. "*b " .. KEY .. "\n")
     local t0 = os.clock()
     assert.equals(0, #assert(core.known_hosts(path, ("a"):rep(30))))
     local took = os.clock() - t0
