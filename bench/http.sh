@@ -2,7 +2,8 @@
 # HTTP benchmarks: connkit against plain libcurl, side by side, on loopback.
 #
 #  1. sequential: bench/http.lua (an api_token account, acct:get in a loop)
-#     against bench/http_baseline.c (one reused easy handle, same headers);
+#     against bench/http_baseline.c (one reused easy handle, the same
+#     request: headers and Accept-Encoding);
 #     COUNT GETs each, REPS runs each alternating, medians compared (best
 #     runs and CPU time are printed too: they are steadier on a busy machine).
 #  2. instructions per request of both, from callgrind (or perf stat where
@@ -158,6 +159,7 @@ base_seq() { "$out/http_baseline" "$url" "$COUNT" "$TOKEN" "$REGION"; }
 ck_seq() { "$LUA" bench/http.lua "$port" "$COUNT"; }
 say ""
 say "== sequential: $COUNT GETs, one at a time, $REPS runs each (alternating) =="
+say "  (the same request on both sides: Authorization, X-Region and Accept-Encoding)"
 label_b=libcurl label_c=connkit
 compare seq "$COUNT"
 ratio=$(calc '%.3f' "$pair")

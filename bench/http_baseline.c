@@ -2,8 +2,10 @@
  * http_baseline: the plain libcurl side of the HTTP benchmark.
  *
  * Makes COUNT sequential GETs of URL with ONE reused easy handle, sending the
- * same headers as the connkit side (Authorization: Bearer TOKEN, X-Region:
- * REGION), collecting each body into a buffer and reading the status, as any
+ * same request as the connkit side (Authorization: Bearer TOKEN, X-Region:
+ * REGION, and the Accept-Encoding line of CURLOPT_ACCEPT_ENCODING "": connkit
+ * asks for compressed replies and decodes them unless told `decompress =
+ * false`), collecting each body into a buffer and reading the status, as any
  * careful C client would. One untimed warm-up request opens the connection.
  *
  *   http_baseline URL COUNT TOKEN REGION
@@ -76,6 +78,7 @@ int main(int argc, char **argv) {
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, ""); /* as connkit's default */
 
   long failures = 0;
   if (!get_once(h, &b)) {

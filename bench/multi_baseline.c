@@ -3,9 +3,10 @@
  *
  * Makes COUNT GETs of URL through one curl multi handle with CONCURRENCY
  * transfers in flight, each on a reused easy handle that is put back into the
- * multi handle as soon as its transfer completes. Same headers as the connkit
- * side (Authorization: Bearer TOKEN, X-Region: REGION); bodies are collected
- * and statuses checked. An untimed warm-up round of CONCURRENCY requests opens
+ * multi handle as soon as its transfer completes. The same request as the
+ * connkit side (Authorization: Bearer TOKEN, X-Region: REGION, and the
+ * Accept-Encoding line of CURLOPT_ACCEPT_ENCODING "", as connkit's default
+ * `decompress`); bodies are collected and statuses checked. An untimed warm-up round of CONCURRENCY requests opens
  * the connections first. Then two timed rounds of COUNT, as bench/multi.lua
  * runs them: the first in a fresh process, the second in steady state.
  *
@@ -128,6 +129,7 @@ int main(int argc, char **argv) {
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &slots[i]);
     curl_easy_setopt(h, CURLOPT_PRIVATE, (char *)&slots[i]);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, ""); /* as connkit's default */
   }
 
   if (run(m, slots, nslots, nslots) != 0) {

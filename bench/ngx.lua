@@ -9,7 +9,8 @@
 -- mode=connkit: through connkit's ngx transport (`account:get`, the api_token
 -- account of bench/bench_account.lua: Authorization + X-Region headers).
 -- mode=raw: the floor, the same request written directly on ngx.socket.tcp
--- with setkeepalive (same headers, the reply read by Content-Length).
+-- with setkeepalive (same headers, the transport's Accept-Encoding line
+-- among them; the reply read by Content-Length).
 -- mode=transport (for the profile): connkit's ngx transport alone,
 -- performing one prepared request again and again.
 -- All share the worker's cosocket pools (lua_socket_pool_size in
@@ -90,7 +91,7 @@ function M.round(mode, clients, count, port)
   local get
   if mode == "raw" then
     local request = ("GET /data.json HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: Bearer bench-token\r\n"
-      .. "X-Region: us\r\nAccept: */*\r\n\r\n"):format(port)
+      .. "X-Region: us\r\nAccept: */*\r\nAccept-Encoding: deflate, gzip\r\n\r\n"):format(port)
     get = function() return raw_get(port, request) end
   elseif mode == "connkit" then
     local acct = account(port)
