@@ -4,7 +4,8 @@
 -- Makes one untimed warm-up GET (it opens the connection), then COUNT
 -- sequential GETs of /data.json through an api_token account whose requests
 -- carry `Authorization: Bearer {token}`, `X-Region: {region}` and connkit's
--- default `Accept-Encoding`, the request bench/http_baseline.c sends. Prints `requests=N failures=F seconds=S cpu=S`.
+-- default `Accept-Encoding`, the request bench/http_baseline.c sends.
+-- Prints `requests=N failures=F seconds=S cpu=S`.
 local connkit = require "connkit"
 local socket = require "socket"   -- lua-socket: a wall clock with sub-ms resolution
 
