@@ -7,8 +7,9 @@
  * connkit side (Authorization: Bearer TOKEN, X-Region: REGION, and the
  * Accept-Encoding line of CURLOPT_ACCEPT_ENCODING "", as connkit's default
  * `decompress`); bodies are collected and statuses checked. An untimed
- * warm-up round of CONCURRENCY requests opens the connections first. Then two timed rounds of COUNT, as bench/multi.lua
- * runs them: the first in a fresh process, the second in steady state.
+ * warm-up round of CONCURRENCY requests opens the connections first. Then
+ * two timed rounds of COUNT, as bench/multi.lua runs them: the first in a
+ * fresh process, the second in steady state.
  *
  *   multi_baseline URL COUNT CONCURRENCY TOKEN REGION [ROUNDS]
  *   -> requests=COUNT failures=F seconds=S cpu=S first_seconds=S
