@@ -1,8 +1,8 @@
 --- The account bench/http.lua and bench/multi.lua make their requests
 -- through: api_token, `Authorization: Bearer {token}` and one request
 -- parameter header, `X-Region: {region}`, with connkit's default
--- `Accept-Encoding` line -- the request the C baselines send (they set
--- CURLOPT_ACCEPT_ENCODING ""). Loaded with dofile: returns
+-- `Accept-Encoding` line -- the request the C baselines send
+-- (bench/accept_encoding.h). Loaded with dofile: returns
 -- function(port) -> account.
 local connkit = require "connkit"
 

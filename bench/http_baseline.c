@@ -3,10 +3,9 @@
  *
  * Makes COUNT sequential GETs of URL with ONE reused easy handle, sending the
  * same request as the connkit side (Authorization: Bearer TOKEN, X-Region:
- * REGION, and the Accept-Encoding line of CURLOPT_ACCEPT_ENCODING "": connkit
- * asks for compressed replies and decodes them unless told `decompress =
- * false`), collecting each body into a buffer and reading the status, as any
- * careful C client would. One untimed warm-up request opens the connection.
+ * REGION, and connkit's default Accept-Encoding line, with libcurl set to
+ * decode: accept_encoding.h), collecting each body into a buffer and reading
+ * the status, as any careful C client would. One untimed warm-up request opens the connection.
  *
  *   http_baseline URL COUNT TOKEN REGION
  *   -> requests=COUNT failures=F seconds=S cpu=S (timed part: wall, CPU)
@@ -16,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "accept_encoding.h"
 
 struct body {
   char *data;
@@ -71,6 +72,7 @@ int main(int argc, char **argv) {
   struct curl_slist *headers = NULL;
   headers = curl_slist_append(headers, auth);
   headers = curl_slist_append(headers, region);
+  headers = with_accept_encoding(headers);
   struct body b = {NULL, 0, 0};
 
   curl_easy_setopt(h, CURLOPT_URL, url);
@@ -78,7 +80,7 @@ int main(int argc, char **argv) {
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, ""); /* as connkit's default */
+  curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, ""); /* decode, as connkit */
 
   long failures = 0;
   if (!get_once(h, &b)) {
